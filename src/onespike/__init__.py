@@ -1,5 +1,16 @@
-"""onespike: convert trained PyTorch networks to spiking networks and count what they cost."""
+"""onespike: convert trained PyTorch networks to spiking networks and count what they cost.
 
+The pipeline, one function per stage::
+
+    graph = onespike.extract(model, example_input)
+    graph = onespike.normalize(graph, calibration_batches)
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=16))
+    result = onespike.simulate(net, images)              # closed_form, or method="stepped"
+    ops = onespike.count_ops(net, result)                 # vs onespike.count_ops(graph, images)
+    energy = onespike.estimate_energy(ops)
+"""
+
+from onespike.convert import TTFSConfig, convert
 from onespike.errors import (
     ChecksumError,
     CodeRangeError,
@@ -13,20 +24,47 @@ from onespike.errors import (
     UnsafeFileError,
     UnsupportedLayerError,
 )
+from onespike.graph import Graph, extract, run_graph
+from onespike.metrics import (
+    ENERGY_MODELS,
+    EnergyModel,
+    EnergyReport,
+    OpsReport,
+    count_ops,
+    estimate_energy,
+)
+from onespike.network import SpikingNetwork
+from onespike.normalize import normalize
+from onespike.simulate import SimResult, simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ENERGY_MODELS",
     "ChecksumError",
     "CodeRangeError",
     "ConfigError",
     "CorruptFileError",
     "DatasetNotFoundError",
+    "EnergyModel",
+    "EnergyReport",
+    "Graph",
     "InvalidGraphError",
     "MissingFileError",
     "OnespikeError",
+    "OpsReport",
     "ShapeError",
+    "SimResult",
+    "SpikingNetwork",
+    "TTFSConfig",
     "UnsafeFileError",
     "UnsupportedLayerError",
     "__version__",
+    "convert",
+    "count_ops",
+    "estimate_energy",
+    "extract",
+    "normalize",
+    "run_graph",
+    "simulate",
 ]

@@ -1,0 +1,38 @@
+"""``convert(graph, config)``: one verb, dispatching on the configuration's type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from onespike.convert.config import TTFSConfig
+from onespike.convert.ttfs import convert_ttfs
+from onespike.errors import ConfigError
+from onespike.graph import Graph
+from onespike.network import SpikingNetwork
+
+__all__ = ["TTFSConfig", "convert"]
+
+_CONVERTERS: dict[type, Callable[[Graph, Any], SpikingNetwork]] = {TTFSConfig: convert_ttfs}
+
+
+def convert(graph: Graph, config: Any) -> SpikingNetwork:
+    """Convert an extracted graph to a spiking network with the method ``config`` names.
+
+    Args:
+        graph: from :func:`onespike.extract` (and usually :func:`onespike.normalize`).
+        config: a method configuration, e.g. :class:`TTFSConfig`.
+
+    Returns:
+        The spiking network.
+    """
+    if not isinstance(graph, Graph):
+        raise ConfigError(
+            f"convert expects a onespike Graph, got {type(graph).__name__}; call "
+            "onespike.extract(model, example_input) first"
+        )
+    handler = _CONVERTERS.get(type(config))
+    if handler is None:
+        names = ", ".join(t.__name__ for t in _CONVERTERS)
+        raise ConfigError(f"unknown conversion config {type(config).__name__}; use one of {names}")
+    return handler(graph, config)

@@ -1,0 +1,383 @@
+"""Exact operation counts and energy estimates, for spiking networks and their ANNs alike.
+
+Counting conventions (the same for every method, so that ratios are honest):
+
+- **spikes**: spikes emitted by a population.
+- **synops** (synaptic operations, accumulates): every spike times its real fan-out: the
+  number of synapses leaving that neuron, convolution borders, strides and dilation included
+  (:func:`onespike.network.projection_fanout`). Spikes routed into a max-pooling population
+  count one event per pooling window that contains the neuron.
+- **bias/counter/rectifier events**: the extra synapse events of a TTFS neuron, one each per
+  neuron per inference (a bias event only where the bias is non-zero; a rectifier event only
+  with ``rectifier=True``).
+- **macs**: multiply-accumulates where an analog value meets a weight. For the ANN: one per
+  real connection (padding excluded). For TTFS: none (every input is a spike).
+- **comparisons**: ANN max pooling, ``window size - 1`` per output.
+- **neuron_updates**: state updates of a time-stepped implementation: a TTFS neuron is updated
+  at each of the ``2L + 1`` steps of its window; an ANN neuron once (bias add and ReLU).
+- **memory_reads / memory_writes**: each synaptic event (synop or extra event) reads its weight
+  and reads and writes the target neuron's state; each neuron update reads and writes the
+  neuron's state. An ANN MAC reads a weight and an input activation; each ANN neuron writes
+  its output once.
+
+Energy (:func:`estimate_energy`) prices these counts with an :class:`EnergyModel`. Totals are
+per batch; ``per_sample`` divides by the number of samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from torch import Tensor
+
+from onespike.convert.config import TTFSConfig
+from onespike.errors import ConfigError, ShapeError
+from onespike.graph import Graph
+from onespike.network import (
+    Population,
+    SpikingNetwork,
+    population_fanout,
+    populations,
+    projection_fanout,
+)
+from onespike.simulate.result import SimResult
+
+__all__ = [
+    "ENERGY_MODELS",
+    "HOROWITZ_45NM",
+    "HOROWITZ_45NM_SRAM",
+    "EnergyModel",
+    "EnergyReport",
+    "LayerEnergy",
+    "LayerOps",
+    "OpsReport",
+    "count_ops",
+    "estimate_energy",
+]
+
+
+@dataclass(frozen=True)
+class LayerOps:
+    """Operation counts of one population, summed over the samples of a batch."""
+
+    name: str
+    kind: str
+    neurons: int
+    spikes: int = 0
+    synops: int = 0
+    macs: int = 0
+    comparisons: int = 0
+    bias_events: int = 0
+    counter_events: int = 0
+    rectifier_events: int = 0
+    neuron_updates: int = 0
+    memory_reads: int = 0
+    memory_writes: int = 0
+
+    @property
+    def synaptic_events(self) -> int:
+        """Accumulates of any kind: synops plus bias, counter and rectifier events."""
+        return self.synops + self.bias_events + self.counter_events + self.rectifier_events
+
+    def __add__(self, other: LayerOps) -> LayerOps:
+        if (self.name, self.kind, self.neurons) != (other.name, other.kind, other.neurons):
+            raise ConfigError(f"cannot add counts of layers {self.name!r} and {other.name!r}")
+        summed = {
+            f.name: getattr(self, f.name) + getattr(other, f.name)
+            for f in fields(self)
+            if f.name not in ("name", "kind", "neurons")
+        }
+        return replace(self, **summed)
+
+
+_COUNT_FIELDS = tuple(
+    f.name for f in fields(LayerOps) if f.name not in ("name", "kind", "neurons")
+)
+
+
+@dataclass(frozen=True)
+class OpsReport:
+    """Per-layer operation counts of a network over ``samples`` inferences.
+
+    Attributes:
+        network: ``"ann"`` or the spiking method (``"ttfs"``).
+        samples: number of inferences counted.
+        layers: one entry per population, in topological order.
+    """
+
+    network: str
+    samples: int
+    layers: tuple[LayerOps, ...]
+
+    def total(self, field_name: str) -> int:
+        """Sum of one count over all layers (e.g. ``"synops"``)."""
+        if field_name == "synaptic_events":
+            return sum(layer.synaptic_events for layer in self.layers)
+        if field_name not in _COUNT_FIELDS and field_name != "neurons":
+            raise ConfigError(f"unknown count {field_name!r}; use one of {_COUNT_FIELDS}")
+        return sum(int(getattr(layer, field_name)) for layer in self.layers)
+
+    def per_sample(self, field_name: str) -> float:
+        """Mean of one count per inference."""
+        return self.total(field_name) / self.samples
+
+    def spikes_per_neuron(self) -> float:
+        """Mean spikes per neuron per inference, over the neuron populations."""
+        neurons = sum(layer.neurons for layer in self.layers if layer.kind == "neuron")
+        spikes = sum(layer.spikes for layer in self.layers if layer.kind == "neuron")
+        return spikes / (neurons * self.samples) if neurons else 0.0
+
+    def __add__(self, other: OpsReport) -> OpsReport:
+        if self.network != other.network or len(self.layers) != len(other.layers):
+            raise ConfigError("cannot add reports of different networks")
+        layers = tuple(a + b for a, b in zip(self.layers, other.layers, strict=True))
+        return OpsReport(self.network, self.samples + other.samples, layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for JSON."""
+        return {
+            "network": self.network,
+            "samples": self.samples,
+            "layers": [
+                {f.name: getattr(layer, f.name) for f in fields(layer)} for layer in self.layers
+            ],
+        }
+
+
+def _ttfs_extras(pop: Population, config: TTFSConfig, batch: int) -> dict[str, int]:
+    biased = int((pop.bias != 0).sum()) if pop.bias is not None else 0
+    return {
+        "bias_events": biased * batch,
+        "counter_events": pop.size * batch,
+        "rectifier_events": pop.size * batch if config.rectifier else 0,
+        "neuron_updates": pop.size * batch * (2 * config.levels + 1),
+    }
+
+
+_EXTRAS: dict[type, Callable[[Population, Any, int], dict[str, int]]] = {
+    TTFSConfig: _ttfs_extras,
+}
+_METHOD_NAMES: dict[type, str] = {TTFSConfig: "ttfs"}
+
+
+def _with_memory(ops: LayerOps, *, ann: bool) -> LayerOps:
+    if ann:
+        reads = 2 * ops.macs + ops.comparisons
+        writes = ops.neuron_updates
+    else:
+        reads = 2 * ops.synaptic_events + ops.neuron_updates
+        writes = ops.synaptic_events + ops.neuron_updates
+    return replace(ops, memory_reads=reads, memory_writes=writes)
+
+
+def _count_snn(net: SpikingNetwork, result: SimResult) -> OpsReport:
+    extras = _EXTRAS.get(type(net.config))
+    if extras is None:
+        raise ConfigError(f"no operation counting for {type(net.config).__name__}")
+    batch = result.batch_size
+    layers: list[LayerOps] = []
+    for pop in net.populations:
+        spikes = int(result.spikes(pop.name).sum())
+        if pop.kind == "input":
+            layers.append(LayerOps(pop.name, "input", pop.size, spikes=spikes))
+            continue
+        fans = net.fanouts[pop.name]
+        if pop.kind == "maxpool":
+            routed = _weighted(result.spikes(pop.sources[0]), fans[0])
+            ops = LayerOps(pop.name, "maxpool", pop.size, spikes=spikes, synops=routed)
+        else:
+            synops = sum(
+                _weighted(result.spikes(proj.source), fan)
+                for proj, fan in zip(pop.projections, fans, strict=True)
+            )
+            ops = LayerOps(
+                pop.name,
+                "neuron",
+                pop.size,
+                spikes=spikes,
+                synops=synops,
+                **extras(pop, net.config, batch),
+            )
+        layers.append(_with_memory(ops, ann=False))
+    return OpsReport(_METHOD_NAMES[type(net.config)], batch, tuple(layers))
+
+
+def _weighted(spikes: Tensor, fanout: Tensor) -> int:
+    # float64: counts stay exact integers far beyond what float32 could hold.
+    return int(round(float((spikes.double() * fanout.double()).sum())))
+
+
+def _count_ann(graph: Graph, batch: int) -> OpsReport:
+    pops = populations(graph)
+    shapes = {p.name: p.shape for p in pops}
+    layers: list[LayerOps] = []
+    for pop in pops:
+        if pop.kind == "input":
+            layers.append(LayerOps(pop.name, "input", pop.size))
+            continue
+        if pop.kind == "maxpool":
+            windows = float(population_fanout(pop, shapes[pop.sources[0]]).sum())
+            comparisons = int(windows) - pop.size
+            ops = LayerOps(pop.name, "maxpool", pop.size, comparisons=comparisons * batch)
+        else:
+            connections = sum(
+                int(float(projection_fanout(proj, shapes[proj.source]).sum()))
+                for proj in pop.projections
+            )
+            biased = int((pop.bias != 0).sum()) if pop.bias is not None else 0
+            ops = LayerOps(
+                pop.name,
+                "neuron",
+                pop.size,
+                macs=connections * batch,
+                bias_events=biased * batch,
+                neuron_updates=pop.size * batch,
+            )
+        layers.append(_with_memory(ops, ann=True))
+    return OpsReport("ann", batch, tuple(layers))
+
+
+def count_ops(network: SpikingNetwork | Graph, data: SimResult | Tensor | int) -> OpsReport:
+    """Count operations exactly, per layer.
+
+    Args:
+        network: a spiking network (then ``data`` is its :class:`SimResult`) or an ANN graph
+            (then ``data`` is the input batch, or just the number of samples: ANN counts do
+            not depend on the data).
+        data: see ``network``.
+
+    Returns:
+        The per-layer report, summed over the batch.
+    """
+    if isinstance(network, SpikingNetwork):
+        if not isinstance(data, SimResult):
+            raise ConfigError("count_ops(spiking_network, ...) needs the SimResult of simulate()")
+        return _count_snn(network, data)
+    if isinstance(network, Graph):
+        if isinstance(data, Tensor):
+            if tuple(data.shape[1:]) != network.input_shape:
+                raise ShapeError(
+                    f"input of shape {tuple(data.shape)} does not match the graph's input "
+                    f"{network.input_shape}"
+                )
+            batch = int(data.shape[0])
+        elif isinstance(data, int) and not isinstance(data, bool) and data > 0:
+            batch = data
+        else:
+            raise ConfigError("count_ops(graph, ...) needs the input batch or a sample count")
+        return _count_ann(network, batch)
+    raise ConfigError(f"count_ops expects a SpikingNetwork or Graph, got {type(network).__name__}")
+
+
+# energy ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnergyModel:
+    """Energy per operation, in picojoules.
+
+    Attributes:
+        name: short identifier.
+        mac_pj: one multiply-accumulate.
+        add_pj: one accumulate (a synaptic event, a bias add, a comparison).
+        neuron_update_pj: one neuron state update.
+        memory_access_pj: one memory read or write (0 for compute-only estimates).
+        source: where the numbers come from.
+    """
+
+    name: str
+    mac_pj: float
+    add_pj: float
+    neuron_update_pj: float
+    memory_access_pj: float
+    source: str
+
+    def __post_init__(self) -> None:
+        for f in ("mac_pj", "add_pj", "neuron_update_pj", "memory_access_pj"):
+            value = getattr(self, f)
+            if not value >= 0.0:
+                raise ConfigError(f"EnergyModel.{f} must be >= 0, got {value}")
+
+
+# Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014,
+# doi 10.1109/ISSCC.2014.6757323: 45 nm, 0.9 V. 32-bit float add 0.9 pJ, 32-bit float multiply
+# 3.7 pJ (so a MAC is 4.6 pJ). A neuron update is one 32-bit add (membrane += current).
+HOROWITZ_45NM = EnergyModel(
+    name="45nm",
+    mac_pj=4.6,
+    add_pj=0.9,
+    neuron_update_pj=0.9,
+    memory_access_pj=0.0,
+    source="Horowitz, ISSCC 2014 (45 nm): fp32 MAC 4.6 pJ, fp32 add 0.9 pJ; compute only",
+)
+# Same source: reading 64 bits from an 8 KB SRAM costs 10 pJ; charged per access here.
+HOROWITZ_45NM_SRAM = replace(
+    HOROWITZ_45NM,
+    name="45nm-sram",
+    memory_access_pj=10.0,
+    source="Horowitz, ISSCC 2014 (45 nm): fp32 MAC 4.6 pJ, add 0.9 pJ, 8 KB SRAM access 10 pJ",
+)
+ENERGY_MODELS: dict[str, EnergyModel] = {m.name: m for m in (HOROWITZ_45NM, HOROWITZ_45NM_SRAM)}
+
+
+@dataclass(frozen=True)
+class LayerEnergy:
+    """Energy of one layer, summed over the samples, in picojoules."""
+
+    name: str
+    compute_pj: float
+    neuron_pj: float
+    memory_pj: float
+
+    @property
+    def total_pj(self) -> float:
+        return self.compute_pj + self.neuron_pj + self.memory_pj
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    """Energy of a network over ``samples`` inferences under ``model``."""
+
+    model: EnergyModel
+    samples: int
+    layers: tuple[LayerEnergy, ...]
+
+    @property
+    def total_pj(self) -> float:
+        return sum(layer.total_pj for layer in self.layers)
+
+    @property
+    def per_sample_pj(self) -> float:
+        return self.total_pj / self.samples
+
+    @property
+    def compute_pj(self) -> float:
+        return sum(layer.compute_pj for layer in self.layers)
+
+
+def estimate_energy(report: OpsReport, model: EnergyModel | str = HOROWITZ_45NM) -> EnergyReport:
+    """Price an operation report with an energy model.
+
+    Args:
+        report: from :func:`count_ops`.
+        model: an :class:`EnergyModel` or the name of a built-in one (``ENERGY_MODELS``).
+
+    Returns:
+        Per-layer energy: compute (MACs, accumulates, comparisons), neuron updates, memory.
+    """
+    if isinstance(model, str):
+        if model not in ENERGY_MODELS:
+            raise ConfigError(f"unknown energy model {model!r}; use one of {list(ENERGY_MODELS)}")
+        model = ENERGY_MODELS[model]
+    layers = tuple(
+        LayerEnergy(
+            name=layer.name,
+            compute_pj=layer.macs * model.mac_pj
+            + (layer.synaptic_events + layer.comparisons) * model.add_pj,
+            neuron_pj=layer.neuron_updates * model.neuron_update_pj,
+            memory_pj=(layer.memory_reads + layer.memory_writes) * model.memory_access_pj,
+        )
+        for layer in report.layers
+    )
+    return EnergyReport(model, report.samples, layers)
+

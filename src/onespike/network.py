@@ -1,0 +1,437 @@
+"""Populations and projections: the shape every spiking method gives a graph.
+
+A spiking network is a set of *populations* (groups of neurons with one shape) connected by
+*projections*. A projection is a chain of linear graph nodes (Linear, Conv2d, AvgPool2d,
+Flatten, Affine) applied to a source population's output, without their constant terms; the
+constants of every chain feeding a population sum into one per-neuron ``bias``. This is how
+average pooling, flattening, un-folded normalisation and residual additions "fold into the
+synapses": ``W(h + x) + b`` becomes two projections (``W`` from ``h``, ``W`` from ``x``) and a
+bias, exactly.
+
+:func:`populations` derives this structure from a :class:`~onespike.graph.Graph`:
+
+- the graph input is the ``input`` population;
+- a ReLU applied to a linear expression makes a ``neuron`` population named after the ReLU;
+- a MaxPool2d applied to a population makes a ``maxpool`` population; a MaxPool2d applied to a
+  linear expression is accepted when every reader of the pool is a ReLU (``relu`` and ``max``
+  commute), and then the expression becomes a neuron population named after its producer;
+- the graph output, if it is a linear expression (logits), becomes the output neuron
+  population named after its producer; it has no ReLU in the ANN.
+
+With normalisation scales ``lambda`` (see :func:`onespike.normalize`), a projection from ``P``
+into ``Q`` is multiplied by ``lambda_P / lambda_Q`` and ``Q``'s bias is divided by
+``lambda_Q`` (Rueckauer et al. 2017, doi 10.3389/fnins.2017.00682), so that activations of
+every population lie in ``[0, 1]`` for the calibration data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from onespike.errors import UnsupportedLayerError
+from onespike.graph import (
+    Add,
+    Affine,
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    Graph,
+    Input,
+    Linear,
+    MaxPool2d,
+    Node,
+    Output,
+    ReLU,
+    apply_linear,
+    max_pool,
+)
+
+__all__ = [
+    "Population",
+    "build_network",
+    "Projection",
+    "SpikingNetwork",
+    "forward_populations",
+    "population_fanout",
+    "populations",
+    "projection_fanout",
+]
+
+PopulationKind = Literal["input", "neuron", "maxpool"]
+
+
+@dataclass(frozen=True, eq=False)
+class Projection:
+    """Synapses from population ``source``: a chain of linear nodes, a factor and a delay.
+
+    Attributes:
+        source: name of the source population.
+        ops: linear nodes applied in order, without their bias/shift.
+        factor: multiplies the chain's output (normalisation ratio).
+        delay: synaptic delay in time steps (set by converters that need one).
+    """
+
+    source: str
+    ops: tuple[Node, ...]
+    factor: float = 1.0
+    delay: int = 0
+
+    def apply(self, x: Tensor) -> Tensor:
+        """Weights times ``x`` (batch first), without constants."""
+        for op in self.ops:
+            x = apply_linear(op, x, bias=False)
+        return x * self.factor if self.factor != 1.0 else x
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """A group of neurons of one shape.
+
+    Attributes:
+        name: unique name (the graph node it comes from).
+        kind: ``"input"``, ``"neuron"`` or ``"maxpool"``.
+        shape: per-sample shape.
+        projections: incoming synapses (neuron populations).
+        bias: per-neuron constant input in normalised units, shape ``shape`` (or None).
+        pool: the pooling of a maxpool population; its source is ``projections[0].source``.
+        scale: activation scale ``lambda`` from normalisation (1 without it).
+        depth: longest path in neuron layers from the input (input and pools add none).
+        is_output: the network's output population.
+        ann_relu: whether the ANN applies a ReLU here (False for raw logits).
+    """
+
+    name: str
+    kind: PopulationKind
+    shape: tuple[int, ...]
+    projections: tuple[Projection, ...] = ()
+    bias: Tensor | None = None
+    pool: MaxPool2d | None = None
+    scale: float = 1.0
+    depth: int = 0
+    is_output: bool = False
+    ann_relu: bool = True
+    sources: tuple[str, ...] = field(default=())
+
+    @property
+    def size(self) -> int:
+        """Number of neurons per sample."""
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass
+class _Expr:
+    terms: list[tuple[str, tuple[Node, ...]]]
+    const: Tensor | None
+    shape: tuple[int, ...]
+
+
+def _as_expr(value: str | _Expr, shape: tuple[int, ...]) -> _Expr:
+    return _Expr([(value, ())], None, shape) if isinstance(value, str) else value
+
+
+def _has_constant(node: Node) -> bool:
+    if isinstance(node, (Linear, Conv2d)):
+        return node.bias is not None
+    if isinstance(node, Affine):
+        return bool((node.shift != 0).any())
+    return False
+
+
+def populations(graph: Graph) -> list[Population]:
+    """Derive the populations of ``graph``, in topological order, with normalisation applied.
+
+    Args:
+        graph: an extracted (and optionally normalised) graph.
+
+    Returns:
+        The populations; the first is the input, exactly one has ``is_output``.
+
+    Raises:
+        UnsupportedLayerError: the graph cannot be expressed as populations (e.g. max pooling
+            of a value that is not rectified, or an output that computes nothing).
+    """
+    values: dict[str, str | _Expr] = {}
+    raw: dict[str, Population] = {}
+
+    def make_neuron(name: str, expr: _Expr, *, is_output: bool, relu: bool) -> str:
+        projections = tuple(Projection(src, ops) for src, ops in expr.terms)
+        raw[name] = Population(
+            name,
+            "neuron",
+            expr.shape,
+            projections,
+            bias=expr.const,
+            is_output=is_output,
+            ann_relu=relu,
+            sources=tuple(p.source for p in projections),
+        )
+        return name
+
+    for name in graph.topological_order():
+        node = graph.nodes[name]
+        srcs = graph.inputs_of(name)
+        shape = graph.shapes[name]
+        if isinstance(node, Input):
+            raw[name] = Population(name, "input", node.shape)
+            values[name] = name
+        elif isinstance(node, (Linear, Conv2d, AvgPool2d, Flatten, Affine)):
+            expr = _as_expr(values[srcs[0]], graph.shapes[srcs[0]])
+            const = None
+            if expr.const is not None or _has_constant(node):
+                base = expr.const if expr.const is not None else torch.zeros(expr.shape)
+                with torch.no_grad():
+                    const = apply_linear(node, base.unsqueeze(0))[0]
+            values[name] = _Expr([(p, (*ops, node)) for p, ops in expr.terms], const, shape)
+        elif isinstance(node, ReLU):
+            value = values[srcs[0]]
+            values[name] = (
+                value
+                if isinstance(value, str)
+                else make_neuron(name, value, is_output=False, relu=True)
+            )
+        elif isinstance(node, MaxPool2d):
+            value = values[srcs[0]]
+            if not isinstance(value, str):
+                readers = [graph.nodes[c] for c in graph.consumers_of(name)]
+                if not readers or not all(isinstance(r, ReLU) for r in readers):
+                    raise UnsupportedLayerError(
+                        f"max pooling '{name}' reads a value that is not rectified and is not "
+                        "followed by ReLU; spike codes carry only non-negative values. Apply "
+                        "ReLU before the pooling."
+                    )
+                value = make_neuron(srcs[0], value, is_output=False, relu=True)
+            if raw[value].kind == "input":
+                raise UnsupportedLayerError(
+                    f"max pooling '{name}' of the raw input: pool inside the first layer instead"
+                )
+            raw[name] = Population(
+                name, "maxpool", shape, (Projection(value, ()),), pool=node, sources=(value,)
+            )
+            values[name] = name
+        elif isinstance(node, Add):
+            exprs = [_as_expr(values[s], graph.shapes[s]) for s in srcs]
+            terms = [t for e in exprs for t in e.terms]
+            consts = [e.const for e in exprs if e.const is not None]
+            const = None
+            if consts:
+                const = consts[0]
+                for c in consts[1:]:
+                    const = const + c
+            values[name] = _Expr(terms, const, shape)
+        elif isinstance(node, Output):
+            value = values[srcs[0]]
+            if isinstance(value, str):
+                if raw[value].kind != "neuron":
+                    raise UnsupportedLayerError(
+                        "the network output must come from a layer with weights"
+                    )
+                raw[value] = replace(raw[value], is_output=True)
+            else:
+                make_neuron(srcs[0], value, is_output=True, relu=False)
+    return _finish(graph, raw)
+
+
+def _finish(graph: Graph, raw: dict[str, Population]) -> list[Population]:
+    finished: dict[str, Population] = {}
+    for name, pop in raw.items():  # insertion order is topological
+        if pop.kind == "input":
+            finished[name] = pop
+            continue
+        if pop.kind == "maxpool":
+            src = finished[pop.sources[0]]
+            finished[name] = replace(pop, scale=src.scale, depth=src.depth)
+            continue
+        scale = float(graph.scales.get(name, 1.0))
+        projections = tuple(
+            replace(p, factor=finished[p.source].scale / scale) for p in pop.projections
+        )
+        bias = pop.bias / scale if pop.bias is not None else None
+        depth = 1 + max(finished[p.source].depth for p in projections)
+        finished[name] = replace(pop, projections=projections, bias=bias, scale=scale, depth=depth)
+    return list(finished.values())
+
+
+def forward_populations(
+    pops: list[Population],
+    x: Tensor,
+    *,
+    activation: Callable[[Population, Tensor], Tensor] | None = None,
+    bias_scale: float = 1.0,
+) -> dict[str, Tensor]:
+    """Evaluate populations as the (normalised) ANN: ``relu(sum of projections + bias)``.
+
+    Args:
+        pops: populations from :func:`populations`.
+        x: input batch.
+        activation: replaces the ReLU of neuron populations, called as
+            ``activation(population, pre_activation)``.
+        bias_scale: multiplies every bias (to evaluate the network on values scaled by a
+            constant, e.g. integer spike codes).
+
+    Returns:
+        Population name to its activation (normalised units); the output population holds
+        raw logits when the ANN has no ReLU there and no ``activation`` is given.
+    """
+    out: dict[str, Tensor] = {}
+    for pop in pops:
+        if pop.kind == "input":
+            out[pop.name] = x
+        elif pop.kind == "maxpool":
+            assert pop.pool is not None
+            out[pop.name] = max_pool(pop.pool, out[pop.sources[0]])
+        else:
+            pre = pre_activation(pop, out, bias_scale=bias_scale)
+            if activation is not None:
+                out[pop.name] = activation(pop, pre)
+            else:
+                out[pop.name] = torch.relu(pre) if pop.ann_relu else pre
+    return out
+
+
+def pre_activation(
+    pop: Population, inputs: dict[str, Tensor], *, bias_scale: float = 1.0
+) -> Tensor:
+    """Sum of ``pop``'s projections applied to ``inputs`` plus its bias (times ``bias_scale``)."""
+    total: Tensor | None = None
+    for proj in pop.projections:
+        part = proj.apply(inputs[proj.source])
+        total = part if total is None else total + part
+    assert total is not None
+    if pop.bias is not None:
+        bias = pop.bias.to(total.dtype)
+        total = total + (bias * bias_scale if bias_scale != 1.0 else bias)
+    return total
+
+
+def _structural(op: Node, x: Tensor) -> Tensor:
+    """The op with every stored weight replaced by one: counts connections, not values."""
+    if isinstance(op, Linear):
+        return F.linear(x, torch.ones_like(op.weight))
+    if isinstance(op, Conv2d):
+        return F.conv2d(
+            x, torch.ones_like(op.weight), None, op.stride, op.padding, op.dilation, op.groups
+        )
+    if isinstance(op, AvgPool2d):
+        area = op.kernel_size[0] * op.kernel_size[1]
+        return F.avg_pool2d(x, op.kernel_size, op.stride, op.padding) * area
+    if isinstance(op, Affine):
+        view = (1, -1) + (1,) * (x.ndim - 2)
+        return x * (op.scale != 0).to(x.dtype).view(view)
+    if isinstance(op, Flatten):
+        return x.flatten(1)
+    raise TypeError(f"{type(op).__name__} is not a linear node")
+
+
+def projection_fanout(proj: Projection, source_shape: tuple[int, ...]) -> Tensor:
+    """Number of synapses leaving each source neuron through ``proj``.
+
+    The count is the gradient of the summed structural output (weights set to one) with
+    respect to the source: for a single layer it is the number of target neurons each source
+    neuron reaches, convolution borders, strides and dilation included. Through an overlapping
+    average pooling it counts paths (each pooled connection stays a separate synapse).
+
+    Returns:
+        A float tensor of shape ``source_shape``.
+    """
+    x = torch.ones((1, *source_shape), requires_grad=True)
+    y = x
+    for op in proj.ops:
+        y = _structural(op, y)
+    y.sum().backward()
+    assert x.grad is not None
+    return x.grad[0].detach()
+
+
+def population_fanout(pop: Population, source_shape: tuple[int, ...]) -> Tensor:
+    """Fan-out of each source neuron into a maxpool population (windows that contain it)."""
+    assert pop.pool is not None
+    pool = pop.pool
+    x = torch.ones((1, *source_shape), requires_grad=True)
+    area = pool.kernel_size[0] * pool.kernel_size[1]
+    y = F.avg_pool2d(x, pool.kernel_size, pool.stride, pool.padding) * area
+    y.sum().backward()
+    assert x.grad is not None
+    return x.grad[0].detach()
+
+
+@dataclass(frozen=True, eq=False)
+class SpikingNetwork:
+    """A converted network: populations, their synapses, and the method's configuration.
+
+    Attributes:
+        config: the conversion configuration (its type names the method).
+        populations: in topological order; the first is the input.
+        fanouts: per population, the synapse count leaving each source neuron, one tensor per
+            projection (for a maxpool population: per pooling window), computed once.
+    """
+
+    config: Any
+    populations: tuple[Population, ...]
+    fanouts: dict[str, tuple[Tensor, ...]]
+
+    def __getitem__(self, name: str) -> Population:
+        for pop in self.populations:
+            if pop.name == name:
+                return pop
+        raise KeyError(name)
+
+    @property
+    def input(self) -> Population:
+        return self.populations[0]
+
+    @property
+    def output(self) -> Population:
+        return next(p for p in self.populations if p.is_output)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.input.shape
+
+    @property
+    def depth(self) -> int:
+        """Neuron layers on the longest path from input to output."""
+        return self.output.depth
+
+    def neuron_count(self) -> int:
+        """Neurons per sample in all neuron populations."""
+        return sum(p.size for p in self.populations if p.kind == "neuron")
+
+
+def build_network(
+    pops: list[Population], config: Any, delay: Callable[[Population, Population], int]
+) -> SpikingNetwork:
+    """Attach delays and synapse counts to ``pops``.
+
+    Args:
+        pops: populations from :func:`populations`.
+        config: the method's configuration.
+        delay: ``delay(source, target)`` in time steps for each projection.
+
+    Returns:
+        The spiking network.
+    """
+    by_name = {p.name: p for p in pops}
+    finished: list[Population] = []
+    fanouts: dict[str, tuple[Tensor, ...]] = {}
+    for pop in pops:
+        if pop.kind == "neuron":
+            projections = tuple(
+                replace(proj, delay=delay(by_name[proj.source], pop)) for proj in pop.projections
+            )
+            pop = replace(pop, projections=projections)
+            fanouts[pop.name] = tuple(
+                projection_fanout(proj, by_name[proj.source].shape) for proj in projections
+            )
+        elif pop.kind == "maxpool":
+            fanouts[pop.name] = (population_fanout(pop, by_name[pop.sources[0]].shape),)
+        finished.append(pop)
+    return SpikingNetwork(config, tuple(finished), fanouts)

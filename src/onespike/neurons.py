@@ -1,0 +1,85 @@
+"""Neuron dynamics as pure step functions: ``step(input, state, params) -> (spikes, state)``.
+
+Each equation is written once here; the stepped simulators loop over these functions and the
+closed-form simulators are tested against them.
+
+TTFS neuron (Quartz, arXiv 2309.16795, as onespike implements it). State: current ``i`` and
+membrane ``v``, no leak. At every step, in this order::
+
+    v <- v + i                  # integrate the current of the previous step
+    i <- i + d                  # synaptic events arriving now (sum of weights)
+    i <- 1          if counter  # counter synapse at the readout time: adds 1 - i
+    spike           if enabled and not fired and (v >= threshold or force)
+
+An input spike arriving at time ``t_j`` therefore contributes ``w_j * (t - t_j)`` to ``v(t)``.
+Spiking is enabled from the readout time on (the counter event opens the output phase; before
+it, the neuron only integrates). This is onespike's choice where Quartz leaves a neuron free to
+fire during its input phase: with it, a value above the code range is clipped to the top of
+the range instead of firing at a time that decodes to a wrong value, and the network computes
+the clipped, quantised ANN for every input. ``force`` is the rectifier event.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["TTFSParams", "TTFSState", "ttfs_initial_state", "ttfs_step"]
+
+
+class TTFSState(NamedTuple):
+    """State of a TTFS population: current, membrane, and whether each neuron has fired."""
+
+    i: Tensor
+    v: Tensor
+    fired: Tensor
+
+
+class TTFSParams(NamedTuple):
+    """Per-step parameters of a TTFS population.
+
+    Attributes:
+        threshold: firing threshold (``L - 1/2`` for round-half-up decoding).
+        counter: the counter synapse event arrives at this step (readout time).
+        enabled: the output phase is open at this step.
+        force: the rectifier event arrives at this step.
+    """
+
+    threshold: float
+    counter: bool = False
+    enabled: bool = False
+    force: bool = False
+
+
+def ttfs_initial_state(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> TTFSState:
+    """All-zero state for a population of ``shape`` (batch included)."""
+    return TTFSState(
+        torch.zeros(shape, dtype=dtype),
+        torch.zeros(shape, dtype=dtype),
+        torch.zeros(shape, dtype=torch.bool),
+    )
+
+
+def ttfs_step(d: Tensor, state: TTFSState, params: TTFSParams) -> tuple[Tensor, TTFSState]:
+    """Advance a TTFS population by one time step.
+
+    Args:
+        d: summed weights of the synaptic events arriving at this step.
+        state: state after the previous step.
+        params: this step's threshold and event flags.
+
+    Returns:
+        ``(spikes, new_state)``, ``spikes`` a bool tensor: neurons firing at this step.
+    """
+    v = state.v + state.i
+    i = state.i + d
+    if params.counter:
+        i = torch.ones_like(i)
+    if params.enabled:
+        crossing = torch.ones_like(state.fired) if params.force else v >= params.threshold
+        spikes = crossing & ~state.fired
+    else:
+        spikes = torch.zeros_like(state.fired)
+    return spikes, TTFSState(i, v, state.fired | spikes)

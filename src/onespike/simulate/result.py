@@ -1,0 +1,50 @@
+"""The result of a simulation, shared by every method and both simulators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+__all__ = ["SimResult"]
+
+
+@dataclass(frozen=True, eq=False)
+class SimResult:
+    """What a spiking network did on one batch.
+
+    Attributes:
+        method: ``"closed_form"`` or ``"stepped"``.
+        spike_times: per population, ``(B, *shape)`` float tensor of first-spike times in time
+            steps; ``inf`` means never fired. Present for single-spike codes.
+        predictions: ``(B,)`` int64 class indices.
+        outputs: ``(B, *output_shape)`` decoded output values, in the ANN's units.
+        steps: time steps one inference takes (latency).
+        clipped: per population, how many values (summed over the batch) exceeded the code's
+            range and were clipped; includes the input.
+        spike_counts: per population, ``(B, *shape)`` spike counts, for codes with many spikes
+            per neuron; when absent, counts derive from ``spike_times``.
+    """
+
+    method: str
+    spike_times: dict[str, Tensor]
+    predictions: Tensor
+    outputs: Tensor
+    steps: int
+    clipped: dict[str, int] = field(default_factory=dict)
+    spike_counts: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.predictions.shape[0])
+
+    def spikes(self, name: str) -> Tensor:
+        """Spike count of every neuron of population ``name``, ``(B, *shape)``, float."""
+        if name in self.spike_counts:
+            return self.spike_counts[name].float()
+        return torch.isfinite(self.spike_times[name]).float()
+
+    def accuracy(self, labels: Tensor) -> float:
+        """Fraction of predictions equal to ``labels``."""
+        return float((self.predictions == labels.to(self.predictions.device)).float().mean())

@@ -1,0 +1,183 @@
+"""TTFS simulators: the stepped reference and the closed-form fast path.
+
+The stepped simulator runs :func:`onespike.neurons.ttfs_step` for every population at every
+time step of its window; every spike and synaptic event is real. The closed-form simulator
+computes the same codes in one pass, with the rule derived in :mod:`onespike.convert.ttfs`:
+``k = clamp(floor(V + 1/2), 0, L)`` with ``V = sum_j w_j k_j + L b``. Both return the same
+:class:`~onespike.simulate.result.SimResult`, and the tests hold them to identical spike times.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from onespike.convert.config import TTFSConfig
+from onespike.convert.ttfs import quantized_codes, readout_time, ttfs_steps
+from onespike.errors import CodeRangeError
+from onespike.graph import max_pool
+from onespike.network import Population, SpikingNetwork
+from onespike.neurons import TTFSParams, ttfs_initial_state, ttfs_step
+from onespike.simulate.result import SimResult
+
+__all__ = ["encode_input", "simulate_closed_form", "simulate_stepped"]
+
+
+def _config(net: SpikingNetwork) -> TTFSConfig:
+    assert isinstance(net.config, TTFSConfig)
+    return net.config
+
+
+def encode_input(x: Tensor, config: TTFSConfig) -> tuple[Tensor, int]:
+    """Integer codes ``floor(L x + 1/2)`` of the input, and how many values were clipped.
+
+    Raises:
+        CodeRangeError: a value is NaN/infinite, or outside ``[0, 1]`` with
+            ``input_range="error"``.
+    """
+    if not bool(torch.isfinite(x).all()):
+        raise CodeRangeError("the input contains NaN or infinite values")
+    outside = (x < 0) | (x > 1)
+    clipped = int(outside.sum())
+    if clipped and config.input_range == "error":
+        raise CodeRangeError(
+            f"{clipped} input values lie outside [0, 1] (min {float(x.min()):.4g}, max "
+            f"{float(x.max()):.4g}); a time-to-first-spike code represents [0, 1]. Scale the "
+            "input to [0, 1] (fold any normalisation into the model) or pass "
+            "TTFSConfig(input_range='clip')."
+        )
+    codes = torch.floor(x.clamp(0.0, 1.0) * config.levels + 0.5)
+    return codes, clipped
+
+
+def _times(codes: Tensor, pop: Population, config: TTFSConfig) -> Tensor:
+    times = readout_time(pop, config) + config.levels - codes
+    if not config.rectifier:
+        times = torch.where(codes > 0, times, torch.full_like(times, math.inf))
+    return times
+
+
+def _decode(codes: Tensor, pop: Population, config: TTFSConfig) -> Tensor:
+    return codes * (pop.scale / config.levels)
+
+
+def simulate_closed_form(net: SpikingNetwork, x: Tensor) -> SimResult:
+    """Compute every spike time in one pass (no time loop).
+
+    Args:
+        net: a TTFS network.
+        x: input batch in ``[0, 1]``, ``(B, *net.input_shape)``.
+
+    Returns:
+        The simulation result.
+    """
+    config = _config(net)
+    levels = config.levels
+    with torch.no_grad():
+        input_codes, input_clipped = encode_input(x, config)
+        codes, potentials = quantized_codes(net.populations, input_codes, levels)
+        clipped = {net.input.name: input_clipped}
+        for name, potential in potentials.items():
+            clipped[name] = int((potential + 0.5 >= levels + 1).sum())
+        out = net.output
+        potential = potentials[out.name]
+        predictions = potential.flatten(1).argmax(dim=1)
+        times = {pop.name: _times(codes[pop.name], pop, config) for pop in net.populations}
+    return SimResult(
+        method="closed_form",
+        spike_times=times,
+        predictions=predictions,
+        outputs=_decode(codes[out.name], out, config),
+        steps=ttfs_steps(net),
+        clipped=clipped,
+    )
+
+
+def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
+    """Run the neuron dynamics literally, one time step at a time.
+
+    Args:
+        net: a TTFS network.
+        x: input batch in ``[0, 1]``, ``(B, *net.input_shape)``.
+
+    Returns:
+        The simulation result.
+    """
+    config = _config(net)
+    levels = config.levels
+    threshold = levels - 0.5
+    steps = ttfs_steps(net)
+    batch = x.shape[0]
+    dtype = x.dtype if x.dtype.is_floating_point else torch.float32
+    input_codes, input_clipped = encode_input(x.to(dtype), config)
+    times: dict[str, Tensor] = {net.input.name: _times(input_codes, net.input, config)}
+    clipped: dict[str, int] = {net.input.name: input_clipped}
+    states = {}
+    # Every spike event is counted as it happens, so that "at most one spike per neuron" is
+    # observed, not assumed.
+    counts = {net.input.name: torch.isfinite(times[net.input.name]).to(torch.int32)}
+    for pop in net.populations[1:]:
+        counts[pop.name] = torch.zeros((batch, *pop.shape), dtype=torch.int32)
+        times[pop.name] = torch.full((batch, *pop.shape), math.inf, dtype=dtype)
+        if pop.kind == "neuron":
+            states[pop.name] = ttfs_initial_state((batch, *pop.shape), dtype)
+            clipped[pop.name] = 0
+    out = net.output
+    recorded = torch.zeros((batch, *out.shape), dtype=dtype)  # membrane at spike / window end
+    with torch.no_grad():
+        for t in range(steps):
+            for pop in net.populations[1:]:
+                if pop.kind == "maxpool":
+                    assert pop.pool is not None
+                    arriving = (times[pop.sources[0]] == t).to(dtype)
+                    fired_now = (max_pool(pop.pool, arriving) > 0) & torch.isinf(times[pop.name])
+                    times[pop.name][fired_now] = float(t)
+                    counts[pop.name] += fired_now
+                    continue
+                readout = readout_time(pop, config)
+                close = readout + levels if config.rectifier else readout + levels - 1
+                if t < readout - levels or t > close:
+                    continue  # no event can reach the neuron outside its window
+                d = torch.zeros((batch, *pop.shape), dtype=dtype)
+                for proj in pop.projections:
+                    arriving = times[proj.source] + proj.delay == t
+                    if bool(arriving.any()):
+                        d = d + proj.apply(arriving.to(dtype))
+                if pop.bias is not None and t == readout - levels:
+                    d = d + pop.bias.to(dtype)
+                params = TTFSParams(
+                    threshold=threshold,
+                    counter=t == readout,
+                    enabled=t >= readout,
+                    force=config.rectifier and t == readout + levels,
+                )
+                spikes, states[pop.name] = ttfs_step(d, states[pop.name], params)
+                times[pop.name][spikes] = float(t)
+                counts[pop.name] += spikes
+                state = states[pop.name]
+                if t == readout:
+                    clipped[pop.name] = int((state.v >= levels + 0.5).sum())
+                if pop.is_output:
+                    recorded = torch.where(spikes, state.v, recorded)
+                    if t == close:
+                        recorded = torch.where(state.fired, recorded, state.v)
+    out_times = times[out.name].flatten(1)
+    earliest = out_times == out_times.min(dim=1, keepdim=True).values
+    score = torch.where(earliest, recorded.flatten(1), torch.full_like(recorded.flatten(1), -math.inf))
+    predictions = score.argmax(dim=1)
+    out_codes = torch.where(
+        torch.isfinite(times[out.name]),
+        readout_time(out, config) + levels - times[out.name],
+        torch.zeros_like(times[out.name]),
+    )
+    return SimResult(
+        method="stepped",
+        spike_times=times,
+        predictions=predictions,
+        outputs=_decode(out_codes, out, config),
+        steps=steps,
+        clipped=clipped,
+        spike_counts=counts,
+    )
