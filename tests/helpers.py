@@ -71,14 +71,19 @@ def cnn_graphs(draw: st.DrawFn) -> Graph:
         if (size + 2 * padding - kernel) // stride + 1 < 2:
             break
         bias = dyadic(draw, (out,)) if draw(st.booleans()) else None
-        conv = Conv2d(dyadic(draw, (out, channels, kernel, kernel)), bias, (stride, stride),
-                      (padding, padding))
+        conv = Conv2d(
+            dyadic(draw, (out, channels, kernel, kernel)),
+            bias,
+            (stride, stride),
+            (padding, padding),
+        )
         last = builder.add(ReLUNode(), builder.add(conv, last))
         size = (size + 2 * padding - kernel) // stride + 1
         channels = out
         if draw(st.booleans()):  # residual block at constant shape
-            inner = Conv2d(dyadic(draw, (channels, channels, 3, 3)), dyadic(draw, (channels,)),
-                           (1, 1), (1, 1))
+            inner = Conv2d(
+                dyadic(draw, (channels, channels, 3, 3)), dyadic(draw, (channels,)), (1, 1), (1, 1)
+            )
             summed = builder.add(Add(), builder.add(inner, last), last)
             last = builder.add(ReLUNode(), summed)
         pool = draw(st.sampled_from(["none", "max", "max-padded", "avg", "avg-padded"]))

@@ -71,8 +71,14 @@ def test_ann_macs_count_real_connections() -> None:
 
 def test_pooling_counts() -> None:
     conv = Conv2d(torch.ones(1, 1, 1, 1), None)
-    layers = [conv, ReLUNode(), MaxPool2d((2, 2), (2, 2)), AvgPool2d((2, 2), (2, 2)), Flatten(),
-              Linear(torch.ones(2, 1))]
+    layers = [
+        conv,
+        ReLUNode(),
+        MaxPool2d((2, 2), (2, 2)),
+        AvgPool2d((2, 2), (2, 2)),
+        Flatten(),
+        Linear(torch.ones(2, 1)),
+    ]
     graph = Graph.sequential((1, 4, 4), layers)
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, 0, 0] = x[0, 0, 3, 3] = x[0, 0, 0, 1] = 1.0
@@ -102,8 +108,18 @@ def test_reports_add_and_validate() -> None:
 
 def test_energy_prices_counts() -> None:
     layer = LayerOps(
-        "x", "neuron", 4, synops=100, bias_events=4, counter_events=4, rectifier_events=4,
-        macs=10, comparisons=2, neuron_updates=20, memory_reads=7, memory_writes=3,
+        "x",
+        "neuron",
+        4,
+        synops=100,
+        bias_events=4,
+        counter_events=4,
+        rectifier_events=4,
+        macs=10,
+        comparisons=2,
+        neuron_updates=20,
+        memory_reads=7,
+        memory_writes=3,
     )
     report = OpsReport("ttfs", 2, (layer,))
     energy = onespike.estimate_energy(report)

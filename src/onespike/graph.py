@@ -159,7 +159,9 @@ class Output:
     """The network output (logits)."""
 
 
-Node: TypeAlias = Input | Linear | Conv2d | AvgPool2d | MaxPool2d | Flatten | ReLU | Add | Affine | Output
+Node: TypeAlias = (
+    Input | Linear | Conv2d | AvgPool2d | MaxPool2d | Flatten | ReLU | Add | Affine | Output
+)
 LINEAR_NODES = (Linear, Conv2d, AvgPool2d, Flatten, Affine)
 
 
@@ -226,7 +228,7 @@ class Graph:
 
     def topological_order(self) -> list[str]:
         """Node names so that every node comes after its inputs."""
-        indegree = {name: 0 for name in self.nodes}
+        indegree = dict.fromkeys(self.nodes, 0)
         for _, dst in self.edges:
             indegree[dst] += 1
         ready = [name for name, deg in indegree.items() if deg == 0]
@@ -409,6 +411,7 @@ def _module_node(module: nn.Module, name: str) -> Node | None:
         return None
     if isinstance(module, nn.ReLU):
         return ReLU()
+    bias: Tensor | None
     if isinstance(module, nn.Linear):
         bias = module.bias.detach().float().clone() if module.bias is not None else None
         return Linear(module.weight.detach().float().clone(), bias)
@@ -461,7 +464,7 @@ def _module_node(module: nn.Module, name: str) -> Node | None:
     )
 
 
-def _function_node(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Node | None | str:
+def _function_node(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Node | str | None:
     """Map a call_function/call_method node; returns ``"skip"`` for non-tensor helpers."""
     target = node.target
     if node.op == "call_function":
@@ -495,7 +498,9 @@ def _function_node(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Node | 
         if target == "size":
             return "skip"
         if target in ("flatten", "view", "reshape"):
-            in_shape = shapes[node.args[0].name]  # type: ignore[union-attr]
+            source = node.args[0]
+            assert isinstance(source, fx.Node)
+            in_shape = shapes[source.name]
             out_shape = shapes[node.name]
             if out_shape == (math.prod(in_shape),):
                 return Flatten()
@@ -569,6 +574,7 @@ def _build(traced: fx.GraphModule, shapes: dict[str, tuple[int, ...]]) -> Graph:
             raise UnsupportedLayerError(
                 f"parameter access {_describe(fx_node)}: use tensors only through modules"
             )
+        mapped: Node | None | str
         if fx_node.op == "call_module":
             name = str(fx_node.target)
             mapped = _module_node(traced.get_submodule(name), name)

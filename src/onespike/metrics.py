@@ -92,9 +92,7 @@ class LayerOps:
         return replace(self, **summed)
 
 
-_COUNT_FIELDS = tuple(
-    f.name for f in fields(LayerOps) if f.name not in ("name", "kind", "neurons")
-)
+_COUNT_FIELDS = tuple(f.name for f in fields(LayerOps) if f.name not in ("name", "kind", "neurons"))
 
 
 @dataclass(frozen=True)
@@ -206,7 +204,7 @@ def _count_snn(net: SpikingNetwork, result: SimResult) -> OpsReport:
 
 def _weighted(spikes: Tensor, fanout: Tensor) -> int:
     # float64: counts stay exact integers far beyond what float32 could hold.
-    return int(round(float((spikes.double() * fanout.double()).sum())))
+    return round(float((spikes.double() * fanout.double()).sum()))
 
 
 def _count_ann(graph: Graph, batch: int) -> OpsReport:
@@ -380,4 +378,3 @@ def estimate_energy(report: OpsReport, model: EnergyModel | str = HOROWITZ_45NM)
         for layer in report.layers
     )
     return EnergyReport(model, report.samples, layers)
-

@@ -54,9 +54,9 @@ from onespike.graph import (
 
 __all__ = [
     "Population",
-    "build_network",
     "Projection",
     "SpikingNetwork",
+    "build_network",
     "forward_populations",
     "population_fanout",
     "populations",

@@ -165,7 +165,9 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
                         recorded = torch.where(state.fired, recorded, state.v)
     out_times = times[out.name].flatten(1)
     earliest = out_times == out_times.min(dim=1, keepdim=True).values
-    score = torch.where(earliest, recorded.flatten(1), torch.full_like(recorded.flatten(1), -math.inf))
+    score = torch.where(
+        earliest, recorded.flatten(1), torch.full_like(recorded.flatten(1), -math.inf)
+    )
     predictions = score.argmax(dim=1)
     out_codes = torch.where(
         torch.isfinite(times[out.name]),

@@ -1,0 +1,5 @@
+"""``python -m onespike``: the command line."""
+
+from onespike.cli import main
+
+main()

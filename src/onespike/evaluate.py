@@ -1,0 +1,162 @@
+"""Evaluate a spiking network on a dataset, in bounded-memory batches, and summarise it.
+
+:func:`evaluate_snn` streams a dataset through :func:`onespike.simulate`, accumulating
+accuracy, the operation report and clipping counts, so memory stays bounded by one batch.
+:func:`summarize` turns an evaluation and the ANN's figures into one flat record: the row
+the CLI prints and the benchmarks write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from onespike.data import Dataset, batches
+from onespike.errors import ConfigError
+from onespike.graph import Graph
+from onespike.metrics import EnergyModel, OpsReport, count_ops, estimate_energy
+from onespike.network import SpikingNetwork
+from onespike.simulate import Method, simulate
+
+__all__ = ["SNNEvaluation", "agreement", "evaluate_snn", "summarize"]
+
+
+@dataclass
+class SNNEvaluation:
+    """Accuracy and counts of a spiking network over a dataset.
+
+    Attributes:
+        correct: correctly classified samples.
+        samples: samples evaluated.
+        ops: operation report summed over all samples.
+        steps: time steps per inference.
+        clipped: per population, values clipped to the code range (summed).
+    """
+
+    correct: int
+    samples: int
+    ops: OpsReport
+    steps: int
+    clipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.samples
+
+
+def evaluate_snn(
+    net: SpikingNetwork,
+    dataset: Dataset,
+    *,
+    batch_size: int = 500,
+    method: Method = "closed_form",
+    progress: bool = False,
+) -> SNNEvaluation:
+    """Simulate ``net`` on every sample of ``dataset``.
+
+    Args:
+        net: the spiking network.
+        dataset: images and labels.
+        batch_size: samples simulated at once (bounds memory).
+        method: simulator.
+        progress: show a progress bar.
+
+    Returns:
+        The accumulated evaluation.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    correct = 0
+    ops: OpsReport | None = None
+    clipped: dict[str, int] = {}
+    steps = 0
+    bar = tqdm(total=len(dataset), desc=f"simulate ({method})", unit="img", disable=not progress)
+    for images, labels in batches(dataset, batch_size):
+        result = simulate(net, images, method=method)
+        correct += int((result.predictions == labels).sum())
+        batch_ops = count_ops(net, result)
+        ops = batch_ops if ops is None else ops + batch_ops
+        for name, count in result.clipped.items():
+            clipped[name] = clipped.get(name, 0) + count
+        steps = result.steps
+        bar.update(int(labels.shape[0]))
+    bar.close()
+    if ops is None:
+        raise ConfigError(f"dataset {dataset.name!r} ({dataset.split}) is empty")
+    return SNNEvaluation(correct, ops.samples, ops, steps, clipped)
+
+
+def agreement(net: SpikingNetwork, images: torch.Tensor) -> dict[str, Any]:
+    """Run both simulators on ``images`` and report how far they agree.
+
+    Returns:
+        ``samples``, ``identical_spike_times`` (fraction of neurons, all populations) and
+        ``identical_predictions`` (fraction of samples).
+    """
+    fast = simulate(net, images, method="closed_form")
+    ref = simulate(net, images, method="stepped")
+    same = total = 0
+    for name, times in ref.spike_times.items():
+        same += int((fast.spike_times[name] == times).sum())
+        total += times.numel()
+    return {
+        "samples": int(images.shape[0]),
+        "identical_spike_times": same / total,
+        "identical_predictions": float((fast.predictions == ref.predictions).float().mean()),
+    }
+
+
+def summarize(
+    *,
+    dataset: str,
+    model: str,
+    method: str,
+    steps: int,
+    ann_accuracy: float,
+    evaluation: SNNEvaluation,
+    ann_graph: Graph,
+    energy_model: EnergyModel | str,
+) -> dict[str, Any]:
+    """One flat record comparing a spiking network with its ANN.
+
+    Args:
+        dataset: dataset name.
+        model: architecture name.
+        method: spiking method (e.g. ``"ttfs"``).
+        steps: the method's T.
+        ann_accuracy: the float ANN's test accuracy.
+        evaluation: from :func:`evaluate_snn` on the same test set.
+        ann_graph: the ANN's graph, for its MAC count.
+        energy_model: prices the counts of both networks.
+
+    Returns:
+        A JSON-ready dict; counts are per inference.
+    """
+    ann_ops = count_ops(ann_graph, evaluation.samples)
+    snn_energy = estimate_energy(evaluation.ops, energy_model)
+    ann_energy = estimate_energy(ann_ops, energy_model)
+    ops = evaluation.ops
+    return {
+        "dataset": dataset,
+        "model": model,
+        "method": method,
+        "steps": steps,
+        "ann_accuracy": ann_accuracy,
+        "snn_accuracy": evaluation.accuracy,
+        "spikes_per_neuron": ops.spikes_per_neuron(),
+        "spikes": ops.per_sample("spikes"),
+        "synops": ops.per_sample("synops"),
+        "synaptic_events": ops.per_sample("synaptic_events"),
+        "snn_macs": ops.per_sample("macs"),
+        "ann_macs": ann_ops.per_sample("macs"),
+        "snn_energy_pj": snn_energy.per_sample_pj,
+        "ann_energy_pj": ann_energy.per_sample_pj,
+        "energy_ratio_vs_ann": snn_energy.per_sample_pj / ann_energy.per_sample_pj,
+        "energy_model": snn_energy.model.name,
+        "latency_steps": evaluation.steps,
+        "clipped_per_sample": sum(evaluation.clipped.values()) / evaluation.samples,
+        "samples": evaluation.samples,
+    }
