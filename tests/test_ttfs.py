@@ -55,7 +55,7 @@ def test_stepped_and_closed_form_agree_exactly(data: st.DataObject) -> None:
     assert fast.steps == ref.steps == config.levels * (net.depth + 1) + 1
 
     # Decoded outputs are the quantised ANN stated in onespike.convert.ttfs.
-    codes, _ = quantized_codes(net.populations, encode_input(x, config)[0], config.levels)
+    codes, _, _ = quantized_codes(net.populations, encode_input(x, config)[0], config.levels)
     expected = codes[net.output.name] * (net.output.scale / config.levels)
     assert torch.equal(ref.outputs, expected)
 

@@ -83,7 +83,9 @@ class Projection:
     delay: int = 0
 
     def apply(self, x: Tensor) -> Tensor:
-        """Weights times ``x`` (batch first), without constants."""
+        """Weights times ``x`` (batch first), without constants; always a new tensor."""
+        if not self.ops and self.factor == 1.0:
+            return x.clone()
         for op in self.ops:
             x = apply_linear(op, x, bias=False)
         return x * self.factor if self.factor != 1.0 else x

@@ -41,21 +41,16 @@ from onespike.network import (
     populations,
 )
 
-__all__ = ["convert_ttfs", "quantize_code", "quantized_codes", "readout_time", "ttfs_steps"]
-
-
-def quantize_code(potential: Tensor, levels: int) -> Tensor:
-    """The code a TTFS neuron fires with: ``clamp(floor(V + 1/2), 0, L)``."""
-    return (potential + 0.5).floor_().clamp_(0, levels)
+__all__ = ["convert_ttfs", "quantized_codes", "readout_time", "ttfs_steps"]
 
 
 def quantized_codes(
     pops: list[Population] | tuple[Population, ...], input_codes: Tensor, levels: int
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
     """The quantised ANN that a TTFS network computes, on integer codes.
 
-    Every neuron population maps ``V = sum_j w_j k_j + L b`` to :func:`quantize_code` of it;
-    max pooling takes the largest code. Decoded values are ``k * scale / L``.
+    Every neuron population maps ``V = sum_j w_j k_j + L b`` to
+    ``clamp(floor(V + 1/2), 0, L)``; max pooling takes the largest code. Decoded values are ``k * scale / L``.
 
     Args:
         pops: populations of the (normalised) network.
@@ -63,17 +58,25 @@ def quantized_codes(
         levels: ``L = T - 1``.
 
     Returns:
-        ``(codes, potentials)``: per population its codes, and per neuron population its
-        membrane potential at the readout time ``V`` (before rounding and clipping).
+        ``(codes, potential, clipped)``: per population its codes; the output population's
+        membrane potential at its readout time ``V`` (before rounding and clipping); per
+        neuron population the number of values above the code range (0-d tensors).
     """
-    potentials: dict[str, Tensor] = {}
+    clipped: dict[str, Tensor] = {}
+    output: list[Tensor] = []
 
     def fire(pop: Population, potential: Tensor) -> Tensor:
-        potentials[pop.name] = potential
-        return quantize_code(potential, levels)
+        if pop.is_output:
+            output.append(potential)
+            raw = potential + 0.5
+        else:
+            raw = potential.add_(0.5)  # the potential of a hidden population is not kept
+        raw.floor_()
+        clipped[pop.name] = (raw > levels).sum()
+        return raw.clamp_(0, levels)
 
     codes = forward_populations(list(pops), input_codes, activation=fire, bias_scale=levels)
-    return codes, potentials
+    return codes, output[0], clipped
 
 
 def readout_time(pop: Population, config: TTFSConfig) -> int:

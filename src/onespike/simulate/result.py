@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -28,7 +29,7 @@ class SimResult:
     """
 
     method: str
-    spike_times: dict[str, Tensor]
+    spike_times: Mapping[str, Tensor]
     predictions: Tensor
     outputs: Tensor
     steps: int

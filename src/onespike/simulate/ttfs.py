@@ -10,6 +10,7 @@ computes the same codes in one pass, with the rule derived in :mod:`onespike.con
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import Tensor
@@ -37,26 +38,53 @@ def encode_input(x: Tensor, config: TTFSConfig) -> tuple[Tensor, int]:
         CodeRangeError: a value is NaN/infinite, or outside ``[0, 1]`` with
             ``input_range="error"``.
     """
-    if not bool(torch.isfinite(x).all()):
+    low, high = (float(v) for v in torch.aminmax(x))  # NaN propagates into both
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise CodeRangeError("the input contains NaN or infinite values")
-    outside = (x < 0) | (x > 1)
-    clipped = int(outside.sum())
-    if clipped and config.input_range == "error":
-        raise CodeRangeError(
-            f"{clipped} input values lie outside [0, 1] (min {float(x.min()):.4g}, max "
-            f"{float(x.max()):.4g}); a time-to-first-spike code represents [0, 1]. Scale the "
-            "input to [0, 1] (fold any normalisation into the model) or pass "
-            "TTFSConfig(input_range='clip')."
-        )
-    codes = torch.floor(x.clamp(0.0, 1.0) * config.levels + 0.5)
-    return codes, clipped
+    clipped = 0
+    if low < 0.0 or high > 1.0:
+        clipped = int(((x < 0) | (x > 1)).sum())
+        if config.input_range == "error":
+            raise CodeRangeError(
+                f"{clipped} input values lie outside [0, 1] (min {low:.4g}, max {high:.4g}); a "
+                "time-to-first-spike code represents [0, 1]. Scale the input to [0, 1] (fold "
+                "any normalisation into the model) or pass TTFSConfig(input_range='clip')."
+            )
+        x = x.clamp(0.0, 1.0)
+    codes = x * config.levels
+    return codes.add_(0.5).floor_(), clipped
 
 
-def _times(codes: Tensor, pop: Population, config: TTFSConfig) -> Tensor:
-    times = readout_time(pop, config) + config.levels - codes
-    if not config.rectifier:
-        times = torch.where(codes > 0, times, torch.full_like(times, math.inf))
+def _times(codes: Tensor, offset: int, rectifier: bool) -> Tensor:
+    times = offset - codes
+    if not rectifier:
+        times = times.masked_fill_(codes == 0, math.inf)
     return times
+
+
+class CodeTimes(Mapping[str, Tensor]):
+    """Spike times derived on access from integer codes: ``t = r + L - k``.
+
+    The map from code to time is a bijection, so the closed-form simulator keeps the codes
+    and leaves the (cheap) conversion to whoever reads a population's times.
+    """
+
+    def __init__(self, codes: dict[str, Tensor], net: SpikingNetwork, config: TTFSConfig) -> None:
+        self._codes = codes
+        self._offsets = {p.name: readout_time(p, config) + config.levels for p in net.populations}
+        self._rectifier = config.rectifier
+        self._cache: dict[str, Tensor] = {}
+
+    def __getitem__(self, name: str) -> Tensor:
+        if name not in self._cache:
+            self._cache[name] = _times(self._codes[name], self._offsets[name], self._rectifier)
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._codes)
+
+    def __len__(self) -> int:
+        return len(self._codes)
 
 
 def _decode(codes: Tensor, pop: Population, config: TTFSConfig) -> Tensor:
@@ -77,17 +105,14 @@ def simulate_closed_form(net: SpikingNetwork, x: Tensor) -> SimResult:
     levels = config.levels
     with torch.no_grad():
         input_codes, input_clipped = encode_input(x, config)
-        codes, potentials = quantized_codes(net.populations, input_codes, levels)
-        clipped = {net.input.name: input_clipped}
-        for name, potential in potentials.items():
-            clipped[name] = int((potential + 0.5 >= levels + 1).sum())
+        codes, potential, clipped_counts = quantized_codes(net.populations, input_codes, levels)
         out = net.output
-        potential = potentials[out.name]
         predictions = potential.flatten(1).argmax(dim=1)
-        times = {pop.name: _times(codes[pop.name], pop, config) for pop in net.populations}
+    clipped = {net.input.name: input_clipped}
+    clipped.update({name: int(count) for name, count in clipped_counts.items()})
     return SimResult(
         method="closed_form",
-        spike_times=times,
+        spike_times=CodeTimes(codes, net, config),
         predictions=predictions,
         outputs=_decode(codes[out.name], out, config),
         steps=ttfs_steps(net),
@@ -112,7 +137,8 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
     batch = x.shape[0]
     dtype = x.dtype if x.dtype.is_floating_point else torch.float32
     input_codes, input_clipped = encode_input(x.to(dtype), config)
-    times: dict[str, Tensor] = {net.input.name: _times(input_codes, net.input, config)}
+    offset = readout_time(net.input, config) + levels
+    times: dict[str, Tensor] = {net.input.name: _times(input_codes, offset, config.rectifier)}
     clipped: dict[str, int] = {net.input.name: input_clipped}
     states = {}
     # Every spike event is counted as it happens, so that "at most one spike per neuron" is
