@@ -574,7 +574,7 @@ def _build(traced: fx.GraphModule, shapes: dict[str, tuple[int, ...]]) -> Graph:
             raise UnsupportedLayerError(
                 f"parameter access {_describe(fx_node)}: use tensors only through modules"
             )
-        mapped: Node | None | str
+        mapped: Node | str | None
         if fx_node.op == "call_module":
             name = str(fx_node.target)
             mapped = _module_node(traced.get_submodule(name), name)

@@ -50,7 +50,8 @@ def quantized_codes(
     """The quantised ANN that a TTFS network computes, on integer codes.
 
     Every neuron population maps ``V = sum_j w_j k_j + L b`` to
-    ``clamp(floor(V + 1/2), 0, L)``; max pooling takes the largest code. Decoded values are ``k * scale / L``.
+    ``clamp(floor(V + 1/2), 0, L)``; max pooling takes the largest code. Decoded values
+    are ``k * scale / L``.
 
     Args:
         pops: populations of the (normalised) network.
