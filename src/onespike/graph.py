@@ -516,6 +516,15 @@ def _function_node(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Node | 
     )
 
 
+class _Tracer(fx.Tracer):
+    """Keeps onespike's own Normalize module a leaf, so it maps to one Affine node."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        from onespike.models import Normalize
+
+        return isinstance(m, Normalize) or super().is_leaf_module(m, module_qualified_name)
+
+
 def extract(module: nn.Module, example_input: Tensor) -> Graph:
     """Trace ``module`` with torch.fx into a :class:`Graph`, folding BatchNorm and normalisation.
 
@@ -535,7 +544,7 @@ def extract(module: nn.Module, example_input: Tensor) -> Graph:
     module.eval()
     try:
         try:
-            traced = fx.symbolic_trace(module)
+            traced = fx.GraphModule(module, _Tracer().trace(module))
         except Exception as exc:  # torch.fx raises several types for untraceable code
             raise UnsupportedLayerError(
                 f"torch.fx could not trace {type(module).__name__}: {exc}. Data-dependent control "
