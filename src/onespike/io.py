@@ -1,0 +1,347 @@
+"""Safe model files: safetensors weights plus a JSON description, never pickle.
+
+A saved model is a directory holding two files:
+
+* ``model.safetensors``: the state dict (plain tensors; reading it cannot run code);
+* ``model.json``: the format version, the :class:`~onespike.models.ModelSpec` that rebuilds the
+  architecture, the dataset, the input normalisation, the accuracy, free-form extras and the
+  SHA-256 of ``model.safetensors``.
+
+Both are written atomically, the JSON last, so a ``model.json`` always describes weights that
+were completely written. Loading checks the files before parsing them: pickles and
+``torch.save`` archives are refused (unpickling can run arbitrary code), truncated or malformed
+safetensors and checksum mismatches raise :class:`~onespike.errors.CorruptFileError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from torch import nn
+
+from onespike._fs import atomic_write_bytes, atomic_write_json
+from onespike.errors import (
+    ChecksumError,
+    ConfigError,
+    CorruptFileError,
+    MissingFileError,
+    OnespikeError,
+    UnsafeFileError,
+)
+from onespike.models import ModelSpec
+
+__all__ = [
+    "FORMAT_VERSION",
+    "METADATA_FILE",
+    "WEIGHTS_FILE",
+    "load_model",
+    "load_state_dict_file",
+    "save_model",
+]
+
+FORMAT_VERSION = 1
+"""Version of the ``model.json`` layout written by :func:`save_model`."""
+WEIGHTS_FILE = "model.safetensors"
+"""Name of the weights file inside a saved model directory."""
+METADATA_FILE = "model.json"
+"""Name of the description file inside a saved model directory."""
+
+_FORMAT_NAME = "onespike-model"
+_REQUIRED_KEYS = ("format_version", "spec", "dataset", "sha256")
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+_CONVERT_HINT = (
+    "To convert a model you trust, load it yourself and write safetensors instead: "
+    'safetensors.torch.save_file(model.state_dict(), "model.safetensors"), then add a '
+    "model.json (easiest: onespike.io.save_model(directory, model, spec, dataset=...), which "
+    "writes both files)"
+)
+_CREATE_HINT = (
+    "create one with `onespike train` or onespike.io.save_model(directory, model, spec, "
+    "dataset=...)"
+)
+
+
+def save_model(
+    directory: str | os.PathLike[str],
+    model: nn.Module,
+    spec: ModelSpec,
+    *,
+    dataset: str,
+    accuracy: float | None = None,
+    normalization: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into ``directory``, atomically, JSON last.
+
+    Args:
+        directory: destination directory; created if missing, existing files are replaced.
+        model: the trained model; its state dict must match ``spec``'s architecture.
+        spec: how the model was built (from :func:`onespike.models.build_model`).
+        dataset: name of the dataset the model was trained on.
+        accuracy: test accuracy in ``[0, 1]``, if known.
+        normalization: the input normalisation the model expects (e.g. ``{"mean": [...],
+            "std": [...]}``); must be JSON-serialisable.
+        extra: any other JSON-serialisable information to keep with the model.
+
+    Returns:
+        The directory.
+
+    Raises:
+        ConfigError: the state dict does not match ``spec``, ``accuracy`` is outside
+            ``[0, 1]``, ``dataset`` is empty, or a dict is not JSON-serialisable.
+    """
+    if not isinstance(dataset, str) or not dataset:
+        raise ConfigError(f"dataset must be a non-empty string, got {dataset!r}")
+    if accuracy is not None and not (math.isfinite(float(accuracy)) and 0 <= accuracy <= 1):
+        raise ConfigError(f"accuracy must be in [0, 1] or None, got {accuracy!r}")
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    with torch.random.fork_rng(devices=[]):  # building the reference must not move the RNG
+        reference = spec.build()
+    mismatches = _state_mismatches(reference, state)
+    if mismatches:
+        raise ConfigError(
+            f"the model's state dict does not match spec {spec.name!r} "
+            f"{spec.input_shape}: {'; '.join(mismatches)}"
+        )
+    meta: dict[str, Any] = {
+        "format": _FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "spec": spec.to_json(),
+        "dataset": dataset,
+        "normalization": normalization,
+        "accuracy": None if accuracy is None else float(accuracy),
+        "extra": extra if extra is not None else {},
+        "weights_file": WEIGHTS_FILE,
+    }
+    try:
+        json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model metadata must be JSON-serialisable: {exc}") from exc
+    data = safetensors.torch.save(state, metadata={"format": "pt"})
+    meta["sha256"] = hashlib.sha256(data).hexdigest()
+    out = Path(directory)
+    atomic_write_bytes(out / WEIGHTS_FILE, data)
+    atomic_write_json(out / METADATA_FILE, meta)
+    return out
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model saved by :func:`save_model`, without ever unpickling anything.
+
+    Args:
+        path: the model directory, or its ``.safetensors`` file (the description is then the
+            ``.json`` file of the same name beside it), or that ``.json`` file.
+
+    Returns:
+        ``(model, meta)``: the model in eval mode with the saved weights, and the parsed
+        ``model.json``.
+
+    Raises:
+        MissingFileError: the weights or the description file does not exist.
+        UnsafeFileError: the file is a pickle or a ``torch.save`` archive.
+        CorruptFileError: the weights are truncated or malformed, fail the SHA-256 recorded in
+            the description, the description is malformed or names an unknown architecture,
+            or the weights do not match the architecture.
+    """
+    given = Path(path)
+    if given.is_dir():
+        weights, meta_path = given / WEIGHTS_FILE, given / METADATA_FILE
+    elif given.suffix == ".json":
+        weights, meta_path = given.with_suffix(".safetensors"), given
+    else:
+        weights = given
+        meta_path = given.with_suffix(".json")
+    if weights.is_file():
+        _refuse_pickle(weights)  # before anything else reads the file
+    elif given.is_dir():
+        raise MissingFileError(
+            f"no {WEIGHTS_FILE} in model directory {given}{_pickle_note(given)}; {_CREATE_HINT}"
+        )
+    else:
+        raise MissingFileError(f"model file {weights} does not exist; {_CREATE_HINT}")
+    if not meta_path.is_file():
+        raise MissingFileError(
+            f"{meta_path} does not exist: onespike needs it beside {weights.name} to rebuild "
+            f"the architecture; {_CREATE_HINT}"
+        )
+    meta = _read_meta(meta_path)
+    state, _ = _read_safetensors(weights, expected_sha256=meta["sha256"])
+    try:
+        spec = ModelSpec.from_json(meta["spec"])
+        with torch.random.fork_rng(devices=[]):  # loading must not move the global RNG
+            model = spec.build()
+    except OnespikeError as exc:
+        raise CorruptFileError(f"{meta_path}: bad model spec: {exc}") from exc
+    mismatches = _state_mismatches(model, state)
+    if mismatches:
+        raise CorruptFileError(
+            f"{weights} does not match architecture {spec.name!r} {spec.input_shape} "
+            f"described in {meta_path.name}: {'; '.join(mismatches)}"
+        )
+    model.load_state_dict(state)
+    model.eval()
+    return model, meta
+
+
+def load_state_dict_file(
+    path: str | os.PathLike[str], *, sha256: str | None = None
+) -> dict[str, torch.Tensor]:
+    """Read a bare safetensors file into a state dict, refusing pickles and corrupt files.
+
+    Args:
+        path: the ``.safetensors`` file.
+        sha256: if given, the expected SHA-256 (hex) of the file.
+
+    Returns:
+        Tensor name -> tensor (on the CPU).
+
+    Raises:
+        MissingFileError: the file does not exist.
+        UnsafeFileError: the file is a pickle or a ``torch.save`` archive.
+        CorruptFileError: the file is truncated, malformed or fails ``sha256``.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise MissingFileError(
+            f"safetensors file {file} does not exist; write one with "
+            'safetensors.torch.save_file(model.state_dict(), "model.safetensors")'
+        )
+    state, _ = _read_safetensors(file, expected_sha256=sha256)
+    return state
+
+
+def _refuse_pickle(path: Path) -> None:
+    """Raise :class:`UnsafeFileError` if ``path`` starts like a pickle or a torch.save zip."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    _refuse_pickle_bytes(head, path)
+
+
+def _refuse_pickle_bytes(head: bytes, path: Path) -> None:
+    kind = None
+    if head[:1] == b"\x80":
+        kind = "a Python pickle (protocol >= 2, as written by legacy torch.save)"
+    elif head == b"PK\x03\x04":
+        kind = "a zip archive as written by torch.save"
+    if kind is not None:
+        raise UnsafeFileError(
+            f"{path} is {kind}. onespike never unpickles: loading a pickle can run arbitrary "
+            f"code. {_CONVERT_HINT}"
+        )
+
+
+def _pickle_note(directory: Path) -> str:
+    found = sorted(
+        p.name
+        for p in directory.iterdir()
+        if p.suffix in {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin"}
+    )
+    if not found:
+        return ""
+    return f" (found {', '.join(found)}: pickle-based files are never loaded. {_CONVERT_HINT})"
+
+
+def _read_safetensors(
+    path: Path, *, expected_sha256: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Validate and read a safetensors file; return its tensors and its ``__metadata__``.
+
+    The whole file is read once, so the checksum and the parse see the same bytes.
+    """
+    data = path.read_bytes()
+    _refuse_pickle_bytes(data[:4], path)
+    if len(data) < 8:
+        raise CorruptFileError(
+            f"{path} is truncated: {len(data)} bytes, shorter than a safetensors header"
+        )
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > min(len(data) - 8, _MAX_HEADER_BYTES):
+        raise CorruptFileError(
+            f"{path} is truncated or not a safetensors file: its header claims {header_len} "
+            f"bytes but the file has {len(data) - 8} after the length field"
+        )
+    try:
+        header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{path} has a malformed safetensors header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise CorruptFileError(f"{path} has a malformed safetensors header: not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise CorruptFileError(f"{path} has a malformed safetensors header: bad __metadata__")
+    body = len(data) - 8 - header_len
+    end = 0
+    for name, entry in header.items():
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]
+        ):
+            raise CorruptFileError(f"{path}: tensor {name!r} has a malformed header entry")
+        end = max(end, offsets[1])
+    if end > body:
+        raise CorruptFileError(
+            f"{path} is truncated: its tensors need {end} data bytes but only {body} are present"
+        )
+    if expected_sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256.lower():
+            raise ChecksumError(
+                f"{path} fails its SHA-256 check (expected {expected_sha256}, got {actual}): the "
+                "file was modified or damaged after it was saved; save the model again"
+            )
+    try:
+        tensors = safetensors.torch.load(data)
+    except Exception as exc:  # safetensors raises its own error type for any malformed input
+        raise CorruptFileError(f"{path} is not a valid safetensors file: {exc}") from exc
+    return tensors, {str(k): str(v) for k, v in metadata.items()}
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CorruptFileError(f"{path} must hold a JSON object, got {type(meta).__name__}")
+    missing = [k for k in _REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise CorruptFileError(
+            f"{path} is missing {', '.join(missing)}; it was not written by "
+            "onespike.io.save_model (save the model again)"
+        )
+    version = meta["format_version"]
+    if version != FORMAT_VERSION:
+        raise CorruptFileError(
+            f"{path} has format_version {version!r}; this onespike reads version "
+            f"{FORMAT_VERSION} (a newer onespike may have written it)"
+        )
+    if not isinstance(meta["sha256"], str) or len(meta["sha256"]) != 64:
+        raise CorruptFileError(f"{path}: 'sha256' must be a 64-character hex string")
+    return meta
+
+
+def _state_mismatches(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Describe up to five differences between ``model``'s state dict and ``state``."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in expected]
+    problems += [
+        f"{k} has shape {tuple(state[k].shape)} in the file but {shape} in the model"
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != shape
+    ]
+    if len(problems) > 5:
+        problems = [*problems[:5], f"and {len(problems) - 5} more"]
+    return problems

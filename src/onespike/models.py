@@ -1,0 +1,389 @@
+"""Model definitions: the MLP, the Quartz MNIST ConvNet and a small VGG, plus a name registry.
+
+Every model is a plain :class:`torch.nn.Module` built from layer modules (``nn.ReLU``,
+``nn.Flatten``, ...) rather than functional calls, so :func:`onespike.extract` sees each layer
+when it traces the network with torch.fx. :class:`ModelSpec` records how a model was built, so
+:mod:`onespike.io` can rebuild the architecture before loading weights into it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from onespike.errors import ConfigError, CorruptFileError
+
+__all__ = [
+    "MLP",
+    "MODELS",
+    "ModelSpec",
+    "Normalize",
+    "QuartzConvNet",
+    "VGGSmall",
+    "build_model",
+]
+
+
+class Normalize(nn.Module):
+    """Per-channel input normalisation ``(x - mean) / std`` for ``(N, C, ...)`` inputs.
+
+    ``mean`` and ``std`` are stored as buffers of shape ``(C, 1, 1)``, so they travel with the
+    state dict. :func:`onespike.extract` folds this module into the first layer where it can.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Create the normalisation.
+
+        Args:
+            mean: per-channel mean, one value per input channel.
+            std: per-channel standard deviation, same length as ``mean``, every value > 0.
+
+        Raises:
+            ConfigError: the lengths differ, are zero, or a value is not finite or ``std <= 0``.
+        """
+        super().__init__()
+        means = [float(m) for m in mean]
+        stds = [float(s) for s in std]
+        if not means or len(means) != len(stds):
+            raise ConfigError(
+                f"Normalize needs mean and std of the same non-zero length, got {len(means)} "
+                f"and {len(stds)}"
+            )
+        if not all(math.isfinite(v) for v in means + stds):
+            raise ConfigError(f"Normalize mean and std must be finite, got {means} and {stds}")
+        if any(s <= 0 for s in stds):
+            raise ConfigError(f"Normalize std must be > 0 for every channel, got {stds}")
+        self.register_buffer("mean", torch.tensor(means, dtype=torch.float32).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(stds, dtype=torch.float32).view(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` of shape ``(N, C, H, W)`` channel by channel."""
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        """Show the per-channel values."""
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class MLP(nn.Module):
+    """A fully connected ReLU network: ``Flatten`` then ``Linear``/``ReLU`` blocks.
+
+    With the defaults and 784 inputs this is the 784-500-500-10 MNIST network.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int] = (500, 500),
+        num_classes: int = 10,
+        dropout: float = 0.0,
+    ) -> None:
+        """Create the network.
+
+        Args:
+            in_features: number of input values per sample (``C * H * W``).
+            hidden: widths of the hidden layers; may be empty (a linear classifier).
+            num_classes: number of outputs.
+            dropout: dropout probability after each hidden ReLU; ``0`` adds no Dropout layer.
+
+        Raises:
+            ConfigError: a width is not positive or ``dropout`` is outside ``[0, 1)``.
+        """
+        super().__init__()
+        widths = [int(w) for w in hidden]
+        _check_positive("in_features", in_features)
+        _check_positive("num_classes", num_classes)
+        for w in widths:
+            _check_positive("hidden width", w)
+        _check_dropout(dropout)
+        layers: list[nn.Module] = [nn.Flatten()]
+        previous = int(in_features)
+        for width in widths:
+            layers += [nn.Linear(previous, width), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            previous = width
+        layers.append(nn.Linear(previous, int(num_classes)))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits ``(N, num_classes)`` for ``x`` of shape ``(N, ...)``."""
+        return self.layers(x)
+
+
+class QuartzConvNet(nn.Module):
+    """The MNIST ConvNet of the Quartz paper (arXiv 2309.16795); needs ``28 x 28`` input.
+
+    ``Conv(6, 5x5) ReLU MaxPool(2)``, ``Conv(12, 5x5) ReLU MaxPool(2)``, ``Conv(120, 4x4) ReLU``,
+    ``Flatten``, ``Linear(120, num_classes)``.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+        """Create the network.
+
+        Args:
+            in_channels: number of input channels.
+            num_classes: number of outputs.
+
+        Raises:
+            ConfigError: a count is not positive.
+        """
+        super().__init__()
+        _check_positive("in_channels", in_channels)
+        _check_positive("num_classes", num_classes)
+        self.features = nn.Sequential(
+            nn.Conv2d(int(in_channels), 6, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 12, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(12, 120, 4),
+            nn.ReLU(),
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(120, int(num_classes)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits ``(N, num_classes)`` for ``x`` of shape ``(N, C, 28, 28)``."""
+        return self.classifier(self.features(x))
+
+
+class VGGSmall(nn.Module):
+    """A small VGG for ``32 x 32`` input: per width, two ``Conv3x3-BN-ReLU`` then ``MaxPool(2)``.
+
+    The classifier is ``Flatten``, ``Dropout``, ``Linear(widths[-1] * 4 * 4, num_classes)``, so
+    ``widths`` must have three entries (three poolings take 32 to 4).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        widths: Sequence[int] = (32, 64, 128),
+        dropout: float = 0.1,
+    ) -> None:
+        """Create the network.
+
+        Args:
+            in_channels: number of input channels.
+            num_classes: number of outputs.
+            widths: channel count of each of the three stages.
+            dropout: dropout probability before the classifier; ``0`` adds no Dropout layer.
+
+        Raises:
+            ConfigError: ``widths`` does not have three positive entries, a count is not
+                positive, or ``dropout`` is outside ``[0, 1)``.
+        """
+        super().__init__()
+        stage_widths = [int(w) for w in widths]
+        if len(stage_widths) != 3:
+            raise ConfigError(
+                f"VGGSmall needs exactly 3 widths (32x32 input pooled to 4x4), got {stage_widths}"
+            )
+        _check_positive("in_channels", in_channels)
+        _check_positive("num_classes", num_classes)
+        for w in stage_widths:
+            _check_positive("width", w)
+        _check_dropout(dropout)
+        layers: list[nn.Module] = []
+        previous = int(in_channels)
+        for width in stage_widths:
+            for _ in range(2):
+                layers += [
+                    nn.Conv2d(previous, width, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(),
+                ]
+                previous = width
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.Flatten()]
+        if dropout > 0:
+            head.append(nn.Dropout(dropout))
+        head.append(nn.Linear(previous * 4 * 4, int(num_classes)))
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits ``(N, num_classes)`` for ``x`` of shape ``(N, C, 32, 32)``."""
+        return self.classifier(self.features(x))
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_dropout(p: float) -> None:
+    if not 0.0 <= float(p) < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {p!r}")
+
+
+def _build_mlp(input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any) -> nn.Module:
+    c, h, w = input_shape
+    return MLP(c * h * w, num_classes=num_classes, **kwargs)
+
+
+def _build_quartz(input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any) -> nn.Module:
+    c, h, w = input_shape
+    if (h, w) != (28, 28):
+        raise ConfigError(
+            f"quartz-convnet needs (C, 28, 28) input, got {input_shape}; use 'mlp' for other sizes"
+        )
+    return QuartzConvNet(in_channels=c, num_classes=num_classes, **kwargs)
+
+
+def _build_vgg(input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any) -> nn.Module:
+    c, h, w = input_shape
+    if (h, w) != (32, 32):
+        raise ConfigError(
+            f"vgg-small needs (C, 32, 32) input, got {input_shape}; use 'mlp' for other sizes"
+        )
+    return VGGSmall(in_channels=c, num_classes=num_classes, **kwargs)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": _build_mlp,
+    "quartz-convnet": _build_quartz,
+    "vgg-small": _build_vgg,
+}
+"""Architecture name -> builder ``(input_shape, num_classes, **kwargs) -> nn.Module``."""
+
+
+def _unknown_model(name: object) -> ConfigError:
+    return ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+
+
+def _as_input_shape(shape: object, error: type[Exception]) -> tuple[int, int, int]:
+    if (
+        not isinstance(shape, (tuple, list))
+        or len(shape) != 3
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
+    ):
+        raise error(f"input_shape must be three positive integers (C, H, W), got {shape!r}")
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a model was built: enough to rebuild its architecture before loading weights.
+
+    Attributes:
+        name: a key of :data:`MODELS`.
+        input_shape: ``(C, H, W)`` of one input sample.
+        num_classes: number of outputs.
+        kwargs: extra keyword arguments of the model constructor (JSON-serialisable).
+    """
+
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict; :meth:`from_json` reverses it.
+
+        Returns:
+            ``{"name", "input_shape", "num_classes", "kwargs"}`` with tuples as lists.
+        """
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "kwargs": json.loads(json.dumps(self.kwargs)),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ModelSpec:
+        """Rebuild a spec from :meth:`to_json` output, validating every field.
+
+        Args:
+            d: the dict read from a model file.
+
+        Returns:
+            The spec.
+
+        Raises:
+            CorruptFileError: a key is missing or has the wrong type.
+            ConfigError: the architecture name is not in :data:`MODELS`.
+        """
+        if not isinstance(d, Mapping):
+            raise CorruptFileError(f"model spec must be a JSON object, got {type(d).__name__}")
+        missing = [k for k in ("name", "input_shape", "num_classes") if k not in d]
+        if missing:
+            raise CorruptFileError(f"model spec is missing {', '.join(missing)}: {dict(d)!r}")
+        name = d["name"]
+        if not isinstance(name, str):
+            raise CorruptFileError(f"model spec 'name' must be a string, got {name!r}")
+        if name not in MODELS:
+            raise _unknown_model(name)
+        shape = _as_input_shape(d["input_shape"], CorruptFileError)
+        num_classes = d["num_classes"]
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise CorruptFileError(
+                f"model spec 'num_classes' must be a positive integer, got {num_classes!r}"
+            )
+        kwargs = d.get("kwargs", {})
+        if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+            raise CorruptFileError(f"model spec 'kwargs' must be an object, got {kwargs!r}")
+        return cls(name, shape, num_classes, dict(kwargs))
+
+    def build(self) -> nn.Module:
+        """Build a freshly initialised model of this architecture.
+
+        Returns:
+            The model (weights from torch's global RNG; load a state dict to restore one).
+
+        Raises:
+            ConfigError: the name is unknown or the input shape does not suit the architecture.
+        """
+        builder = MODELS.get(self.name)
+        if builder is None:
+            raise _unknown_model(self.name)
+        try:
+            return builder(self.input_shape, self.num_classes, **self.kwargs)
+        except TypeError as exc:  # an unexpected keyword argument
+            raise ConfigError(f"bad arguments for model {self.name!r}: {exc}") from exc
+
+
+def build_model(
+    name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any
+) -> tuple[nn.Module, ModelSpec]:
+    """Build a model by registry name and return it with the spec that rebuilds it.
+
+    Args:
+        name: ``"mlp"``, ``"quartz-convnet"`` or ``"vgg-small"``.
+        input_shape: ``(C, H, W)`` of one sample; ``"mlp"`` infers its input width from it,
+            ``"quartz-convnet"`` needs ``H = W = 28`` and ``"vgg-small"`` ``H = W = 32``.
+        num_classes: number of outputs.
+        **kwargs: passed to the model constructor (e.g. ``hidden=(100,)`` for the MLP); must be
+            JSON-serialisable so the spec can be saved.
+
+    Returns:
+        ``(model, spec)``.
+
+    Raises:
+        ConfigError: unknown name, unsuitable input shape, or bad constructor arguments.
+    """
+    if name not in MODELS:
+        raise _unknown_model(name)
+    try:
+        dims = tuple(operator.index(s) for s in input_shape)
+    except TypeError:
+        dims = tuple(input_shape)  # reported below
+    shape = _as_input_shape(dims, ConfigError)
+    try:  # store kwargs as their JSON form (tuples become lists) so specs round-trip exactly
+        plain = json.loads(json.dumps(kwargs))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model arguments must be JSON-serialisable: {exc}") from exc
+    spec = ModelSpec(name, shape, int(num_classes), plain)
+    return spec.build(), spec
