@@ -1,0 +1,80 @@
+"""The command line end to end on the embedded digits set, and its error reporting."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from onespike.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("run")
+    runner = CliRunner()
+    args = ["run", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--steps", "8",
+            "--check-samples", "8", "--out", str(out)]
+    result = runner.invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_run_trains_converts_and_reports(trained_run: tuple[Path, str]) -> None:
+    out, output = trained_run
+    record = json.loads((out / "results.json").read_text())
+    for key in ("ann_accuracy", "snn_accuracy", "spikes_per_neuron", "synops", "ann_macs",
+                "energy_ratio_vs_ann", "latency_steps"):
+        assert key in record
+    assert record["dataset"] == "digits"
+    assert record["steps"] == 8
+    assert record["latency_steps"] == 7 * 4 + 1  # three neuron layers: L (depth + 1) + 1
+    assert record["ann_macs"] == 64 * 500 + 500 * 500 + 500 * 10
+    assert record["spikes_per_neuron"] == 1.0  # the rectifier makes every neuron fire once
+    assert record["snn_accuracy"] > 0.8
+    assert record["stepped_check"]["identical_spike_times"] == 1.0
+    assert (out / "model" / "model.safetensors").exists()
+    assert "SNN accuracy" in output and "energy vs ANN" in output
+
+
+def test_run_loads_a_saved_model(trained_run: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = trained_run
+    runner = CliRunner()
+    args = ["run", "--dataset", "digits", "--model-file", str(out / "model"), "--steps", "8",
+            "--check-samples", "4", "--out", str(tmp_path)]
+    result = runner.invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    first = json.loads((out / "results.json").read_text())
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["snn_accuracy"] == first["snn_accuracy"]
+    assert again["synops"] == first["synops"]
+
+
+def test_pickle_model_file_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(pickle.dumps({"weights": [1, 2, 3]}, protocol=4))
+    result = CliRunner().invoke(main, ["run", "--model-file", str(bad), "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "UnsafeFileError" in result.output
+
+
+def test_missing_dataset_names_where_it_looked(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONESPIKE_DATA", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("ONESPIKE_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(
+        main, ["run", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--out",
+               str(tmp_path / "out")]
+    )
+    assert result.exit_code == 1
+    assert "DatasetNotFoundError" in result.output
+    assert str(tmp_path) in result.output
+
+
+def test_bad_steps_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["run", "--steps", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "steps >= 2" in result.output
