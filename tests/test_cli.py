@@ -16,8 +16,21 @@ from onespike.cli import main
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("run")
     runner = CliRunner()
-    args = ["run", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--steps", "8",
-            "--check-samples", "8", "--out", str(out)]
+    args = [
+        "run",
+        "--dataset",
+        "digits",
+        "--model",
+        "mlp",
+        "--epochs",
+        "3",
+        "--steps",
+        "8",
+        "--check-samples",
+        "8",
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out, result.output
@@ -26,8 +39,15 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_run_trains_converts_and_reports(trained_run: tuple[Path, str]) -> None:
     out, output = trained_run
     record = json.loads((out / "results.json").read_text())
-    for key in ("ann_accuracy", "snn_accuracy", "spikes_per_neuron", "synops", "ann_macs",
-                "energy_ratio_vs_ann", "latency_steps"):
+    for key in (
+        "ann_accuracy",
+        "snn_accuracy",
+        "spikes_per_neuron",
+        "synops",
+        "ann_macs",
+        "energy_ratio_vs_ann",
+        "latency_steps",
+    ):
         assert key in record
     assert record["dataset"] == "digits"
     assert record["steps"] == 8
@@ -37,14 +57,26 @@ def test_run_trains_converts_and_reports(trained_run: tuple[Path, str]) -> None:
     assert record["snn_accuracy"] > 0.8
     assert record["stepped_check"]["identical_spike_times"] == 1.0
     assert (out / "model" / "model.safetensors").exists()
-    assert "SNN accuracy" in output and "energy vs ANN" in output
+    assert "SNN accuracy" in output
+    assert "energy vs ANN" in output
 
 
 def test_run_loads_a_saved_model(trained_run: tuple[Path, str], tmp_path: Path) -> None:
     out, _ = trained_run
     runner = CliRunner()
-    args = ["run", "--dataset", "digits", "--model-file", str(out / "model"), "--steps", "8",
-            "--check-samples", "4", "--out", str(tmp_path)]
+    args = [
+        "run",
+        "--dataset",
+        "digits",
+        "--model-file",
+        str(out / "model"),
+        "--steps",
+        "8",
+        "--check-samples",
+        "4",
+        "--out",
+        str(tmp_path),
+    ]
     result = runner.invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     first = json.loads((out / "results.json").read_text())
@@ -61,13 +93,22 @@ def test_pickle_model_file_is_refused(tmp_path: Path) -> None:
     assert "UnsafeFileError" in result.output
 
 
-def test_missing_dataset_names_where_it_looked(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_dataset_names_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ONESPIKE_DATA", str(tmp_path / "nothing-here"))
     monkeypatch.setenv("ONESPIKE_CACHE", str(tmp_path / "cache"))
     result = CliRunner().invoke(
-        main, ["run", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--out",
-               str(tmp_path / "out")]
+        main,
+        [
+            "run",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
     )
     assert result.exit_code == 1
     assert "DatasetNotFoundError" in result.output
