@@ -26,6 +26,7 @@ every population lie in ``[0, 1]`` for the calibration data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -123,10 +124,7 @@ class Population:
     @property
     def size(self) -> int:
         """Number of neurons per sample."""
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from onespike.errors import ConfigError, ShapeError
 from onespike.graph import Graph
-from onespike.network import Population, forward_populations, populations
+from onespike.network import forward_populations, populations
 
 __all__ = ["activation_scales", "normalize"]
 
@@ -117,8 +117,3 @@ def normalize(
         A new graph whose ``scales`` hold one entry per neuron population.
     """
     return graph.with_scales(activation_scales(graph, batches, percentile=percentile, seed=seed))
-
-
-def describe_scales(pops: list[Population]) -> list[tuple[str, float]]:
-    """``(name, scale)`` of every neuron population, for reports."""
-    return [(p.name, p.scale) for p in pops if p.kind == "neuron"]
