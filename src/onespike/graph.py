@@ -383,12 +383,18 @@ def _describe(node: fx.Node) -> str:
     return f"'{node.name}'{where}"
 
 
+def _tensor(t: Tensor) -> Tensor:
+    """A detached copy owned by the graph; float64 stays float64, other types become float32."""
+    t = t.detach().clone()
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def _norm_to_affine(module: nn.Module, name: str) -> Affine:
     from onespike.models import Normalize  # local: models imports torch layers only
 
     if isinstance(module, Normalize):
-        std = module.std.detach().float().flatten()
-        mean = module.mean.detach().float().flatten()
+        std = _tensor(module.std).flatten()
+        mean = _tensor(module.mean).flatten()
         return Affine(scale=1.0 / std, shift=-mean / std)
     assert isinstance(module, nn.modules.batchnorm._BatchNorm)
     if module.running_mean is None or module.running_var is None:
@@ -396,25 +402,28 @@ def _norm_to_affine(module: nn.Module, name: str) -> Affine:
             f"BatchNorm '{name}' has no running statistics (track_running_stats=False); "
             "onespike needs inference-time statistics to fold it"
         )
-    inv = torch.rsqrt(module.running_var.detach().float() + module.eps)
-    gamma = module.weight.detach().float() if module.weight is not None else torch.ones_like(inv)
-    beta = module.bias.detach().float() if module.bias is not None else torch.zeros_like(inv)
+    inv = torch.rsqrt(_tensor(module.running_var) + module.eps)
+    gamma = _tensor(module.weight) if module.weight is not None else torch.ones_like(inv)
+    beta = _tensor(module.bias) if module.bias is not None else torch.zeros_like(inv)
     scale = gamma * inv
-    return Affine(scale=scale, shift=beta - module.running_mean.detach().float() * scale)
+    return Affine(scale=scale, shift=beta - _tensor(module.running_mean) * scale)
 
 
 def _module_node(module: nn.Module, name: str) -> Node | None:
     """Map a leaf module to a node; ``None`` means 'pass the input through'."""
     from onespike.models import Normalize
+    from onespike.optimize import InputQuant, TTFSQuant
 
-    if isinstance(module, _IDENTITY_MODULES):
+    # The spike encoder rounds the input exactly as InputQuant does; a TTFSQuant is the ReLU
+    # of a TTFS population whose scale the caller records.
+    if isinstance(module, (*_IDENTITY_MODULES, InputQuant)):
         return None
-    if isinstance(module, nn.ReLU):
+    if isinstance(module, (nn.ReLU, TTFSQuant)):
         return ReLU()
     bias: Tensor | None
     if isinstance(module, nn.Linear):
-        bias = module.bias.detach().float().clone() if module.bias is not None else None
-        return Linear(module.weight.detach().float().clone(), bias)
+        bias = _tensor(module.bias) if module.bias is not None else None
+        return Linear(_tensor(module.weight), bias)
     if isinstance(module, nn.Conv2d):
         if module.padding_mode != "zeros":
             raise UnsupportedLayerError(
@@ -425,9 +434,9 @@ def _module_node(module: nn.Module, name: str) -> Node | None:
             raise UnsupportedLayerError(
                 f"Conv2d '{name}' uses padding={module.padding!r}; give the padding as integers"
             )
-        bias = module.bias.detach().float().clone() if module.bias is not None else None
+        bias = _tensor(module.bias) if module.bias is not None else None
         return Conv2d(
-            module.weight.detach().float().clone(),
+            _tensor(module.weight),
             bias,
             _pair(module.stride),
             _pair(module.padding),
@@ -521,8 +530,11 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         from onespike.models import Normalize
+        from onespike.optimize import InputQuant, TTFSQuant
 
-        return isinstance(m, Normalize) or super().is_leaf_module(m, module_qualified_name)
+        if isinstance(m, (Normalize, InputQuant, TTFSQuant)):
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
 
 
 def extract(module: nn.Module, example_input: Tensor) -> Graph:
@@ -550,8 +562,10 @@ def extract(module: nn.Module, example_input: Tensor) -> Graph:
                 f"torch.fx could not trace {type(module).__name__}: {exc}. Data-dependent control "
                 "flow cannot be converted; express the network with modules and tensor ops"
             ) from exc
+        dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+        example = example_input.detach().to(dtype or torch.float32)
         with torch.no_grad():
-            ShapeProp(traced).propagate(example_input.detach().float())
+            ShapeProp(traced).propagate(example)
         shapes: dict[str, tuple[int, ...]] = {}
         for node in traced.graph.nodes:
             meta = node.meta.get("tensor_meta")
@@ -564,6 +578,9 @@ def extract(module: nn.Module, example_input: Tensor) -> Graph:
 
 
 def _build(traced: fx.GraphModule, shapes: dict[str, tuple[int, ...]]) -> Graph:
+    from onespike.optimize import TTFSQuant
+
+    scales: dict[str, float] = {}  # learned scales of TTFS-aware activations
     nodes: dict[str, Node] = {}
     edges: list[tuple[str, str]] = []
     alias: dict[str, str] = {}  # fx node name -> graph node name carrying its value
@@ -586,7 +603,8 @@ def _build(traced: fx.GraphModule, shapes: dict[str, tuple[int, ...]]) -> Graph:
         mapped: Node | str | None
         if fx_node.op == "call_module":
             name = str(fx_node.target)
-            mapped = _module_node(traced.get_submodule(name), name)
+            submodule = traced.get_submodule(name)
+            mapped = _module_node(submodule, name)
         else:
             name = fx_node.name
             mapped = _function_node(fx_node, shapes)
@@ -601,12 +619,14 @@ def _build(traced: fx.GraphModule, shapes: dict[str, tuple[int, ...]]) -> Graph:
         assert not isinstance(mapped, str)
         nodes[name] = mapped
         alias[fx_node.name] = name
+        if fx_node.op == "call_module" and isinstance(submodule, TTFSQuant):
+            scales[name] = float(submodule.scale.detach().clamp(min=1e-6))
         sources = tensor_args if isinstance(mapped, Add) else tensor_args[:1]
         for arg in sources:
             if arg.name not in alias:
                 raise UnsupportedLayerError(f"{_describe(fx_node)} reads a non-tensor value")
             edges.append((alias[arg.name], name))
-    return Graph(nodes, edges)
+    return Graph(nodes, edges, scales=scales)
 
 
 def fold_affines(graph: Graph) -> Graph:

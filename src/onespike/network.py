@@ -187,7 +187,11 @@ def populations(graph: Graph) -> list[Population]:
             expr = _as_expr(values[srcs[0]], graph.shapes[srcs[0]])
             const = None
             if expr.const is not None or _has_constant(node):
-                base = expr.const if expr.const is not None else torch.zeros(expr.shape)
+                base = expr.const
+                if base is None:
+                    like = getattr(node, "weight", getattr(node, "scale", None))
+                    dtype = like.dtype if isinstance(like, Tensor) else torch.float32
+                    base = torch.zeros(expr.shape, dtype=dtype)
                 with torch.no_grad():
                     const = apply_linear(node, base.unsqueeze(0))[0]
             values[name] = _Expr([(p, (*ops, node)) for p, ops in expr.terms], const, shape)
@@ -315,10 +319,16 @@ def pre_activation(
 def _structural(op: Node, x: Tensor) -> Tensor:
     """The op with every stored weight replaced by one: counts connections, not values."""
     if isinstance(op, Linear):
-        return F.linear(x, torch.ones_like(op.weight))
+        return F.linear(x, torch.ones_like(op.weight, dtype=x.dtype))
     if isinstance(op, Conv2d):
         return F.conv2d(
-            x, torch.ones_like(op.weight), None, op.stride, op.padding, op.dilation, op.groups
+            x,
+            torch.ones_like(op.weight, dtype=x.dtype),
+            None,
+            op.stride,
+            op.padding,
+            op.dilation,
+            op.groups,
         )
     if isinstance(op, AvgPool2d):
         area = op.kernel_size[0] * op.kernel_size[1]
