@@ -23,6 +23,7 @@ from onespike.errors import ConfigError, CorruptFileError
 __all__ = [
     "MLP",
     "MODELS",
+    "ConvNetBN",
     "ModelSpec",
     "Normalize",
     "QuartzConvNet",
@@ -158,6 +159,69 @@ class QuartzConvNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+class ConvNetBN(nn.Module):
+    """A wider 28x28 ConvNet with BatchNorm, for the TTFS-aware benchmarks.
+
+    ``[Conv(w, 5x5, pad 2) BN ReLU MaxPool(2)]`` for each width, then ``Flatten``,
+    ``Dropout``, ``Linear(hidden)``, ``ReLU``, ``Linear(num_classes)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: Sequence[int] = (16, 32),
+        hidden: int = 128,
+        dropout: float = 0.2,
+    ) -> None:
+        """Create the network.
+
+        Args:
+            in_channels: number of input channels.
+            num_classes: number of outputs.
+            widths: channels of the two convolution blocks.
+            hidden: width of the hidden fully connected layer.
+            dropout: dropout before the classifier.
+
+        Raises:
+            ConfigError: a count is not positive or dropout is outside ``[0, 1)``.
+        """
+        super().__init__()
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+            ("hidden", hidden),
+            *(("widths", w) for w in widths),
+        ):
+            _check_positive(name, value)
+        _check_dropout(dropout)
+        layers: list[nn.Module] = []
+        channels = int(in_channels)
+        for width in widths:
+            layers += [
+                nn.Conv2d(channels, int(width), 5, padding=2, bias=False),
+                nn.BatchNorm2d(int(width)),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            channels = int(width)
+        self.features = nn.Sequential(*layers)
+        side = 28 // 2 ** len(widths)
+        head: list[nn.Module] = [nn.Flatten()]
+        if dropout > 0:
+            head.append(nn.Dropout(dropout))
+        head += [
+            nn.Linear(channels * side * side, int(hidden)),
+            nn.ReLU(),
+            nn.Linear(int(hidden), int(num_classes)),
+        ]
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits ``(N, num_classes)`` for ``x`` of shape ``(N, C, 28, 28)``."""
+        return self.classifier(self.features(x))
+
+
 class VGGSmall(nn.Module):
     """A small VGG for ``32 x 32`` input: per width, two ``Conv3x3-BN-ReLU`` then ``MaxPool(2)``.
 
@@ -242,6 +306,17 @@ def _build_quartz(input_shape: tuple[int, int, int], num_classes: int, **kwargs:
     return QuartzConvNet(in_channels=c, num_classes=num_classes, **kwargs)
 
 
+def _build_convnet_bn(
+    input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any
+) -> nn.Module:
+    c, h, w = input_shape
+    if (h, w) != (28, 28):
+        raise ConfigError(
+            f"convnet-bn needs (C, 28, 28) input, got {input_shape}; use 'mlp' for other sizes"
+        )
+    return ConvNetBN(in_channels=c, num_classes=num_classes, **kwargs)
+
+
 def _build_vgg(input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any) -> nn.Module:
     c, h, w = input_shape
     if (h, w) != (32, 32):
@@ -254,6 +329,7 @@ def _build_vgg(input_shape: tuple[int, int, int], num_classes: int, **kwargs: An
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": _build_mlp,
     "quartz-convnet": _build_quartz,
+    "convnet-bn": _build_convnet_bn,
     "vgg-small": _build_vgg,
 }
 """Architecture name -> builder ``(input_shape, num_classes, **kwargs) -> nn.Module``."""

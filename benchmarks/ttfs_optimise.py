@@ -1,0 +1,271 @@
+"""TTFS-aware fine-tuning against plain conversion at short latency (T = 2, 4, 8, 16).
+
+For each network: train the float ANN (or reuse it from ``benchmarks/models/``), convert it
+plainly at each T, then fine-tune it through the exact function of its T-step TTFS network
+(:func:`onespike.optimize_for_ttfs`) and convert that. Optimised networks are evaluated in
+float64, both the fine-tuned ANN's exact forward and its SNN, so that "no conversion loss" is
+tested without float32 rounding ties. Writes ``benchmarks/results/ttfs_optimise.json`` after
+every network, ``ttfs_optimise.meta.json``, ``ttfs_optimise.md`` and ``ttfs_optimise.png``.
+
+Usage::
+
+    ONESPIKE_DATA=../shared/datasets python benchmarks/ttfs_optimise.py [--only mlp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import onespike
+from onespike._fs import atomic_write, atomic_write_json, atomic_write_text
+from onespike.data import Dataset, batches, load_dataset
+from onespike.evaluate import SNNEvaluation, evaluate_snn, summarize
+from onespike.network import SpikingNetwork
+from onespike.optimize import optimize_for_ttfs
+from onespike.train import evaluate
+from ttfs import throughput_ratio, trained
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STEPS = (2, 4, 8, 16)
+# (dataset, model, training epochs, label in the results)
+NETWORKS = (
+    ("mnist", "mlp", 10, "mlp"),
+    ("mnist", "quartz-convnet", 15, "quartz-convnet"),
+    ("mnist", "convnet-bn", 12, "convnet-bn"),
+    ("fashion-mnist", "convnet-bn", 15, "fashion-convnet-bn"),
+)
+FINETUNE_EPOCHS = 2
+FINETUNE_LR = 2e-4
+
+
+def clipped_fraction(net: SpikingNetwork, evaluation: SNNEvaluation) -> float:
+    """Share of neuron values (all neuron layers) that left the code range and were clipped."""
+    neurons = [p for p in net.populations if p.kind == "neuron"]
+    clipped = sum(evaluation.clipped.get(p.name, 0) for p in neurons)
+    return clipped / (evaluation.samples * sum(p.size for p in neurons))
+
+
+def as_double(ds: Dataset) -> Dataset:
+    return replace(ds, images=ds.images.double())
+
+
+def record(
+    label: str,
+    dataset: str,
+    method: str,
+    steps: int,
+    ann_accuracy: float,
+    net: SpikingNetwork,
+    graph: onespike.Graph,
+    evaluation: SNNEvaluation,
+    model: torch.nn.Module,
+    probe: torch.Tensor,
+) -> dict[str, Any]:
+    row = summarize(
+        dataset=dataset,
+        model=label,
+        method=method,
+        steps=steps,
+        ann_accuracy=ann_accuracy,
+        evaluation=evaluation,
+        ann_graph=graph,
+        energy_model="45nm",
+    )
+    row["early_spike_fraction"] = clipped_fraction(net, evaluation)
+    row["sim_throughput_ratio_vs_ann"] = throughput_ratio(model, net, probe, repeats=5)[0]
+    return row
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = sorted({r["model"] for r in rows}, key=[r["model"] for r in rows].index)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 3.6), squeeze=False)
+    for ax, label in zip(axes[0], labels, strict=True):
+        mine = [r for r in rows if r["model"] == label]
+        for method, style in (("ttfs", "o--"), ("ttfs-optimised", "s-")):
+            pts = sorted(
+                (r["steps"], 100 * r["snn_accuracy"]) for r in mine if r["method"] == method
+            )
+            if pts:
+                ax.plot(*zip(*pts, strict=True), style, label=method)
+        ax.axhline(100 * mine[0]["ann_accuracy"], color="grey", lw=1, label="float ANN")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(STEPS), [str(s) for s in STEPS])
+        ax.set_title(f"{mine[0]['dataset']} / {label}")
+        ax.set_xlabel("T (code levels)")
+        ax.set_ylabel("test accuracy (%)")
+        low = min(100 * r["snn_accuracy"] for r in mine)
+        ax.set_ylim(max(low - 1, 0), 100 * mine[0]["ann_accuracy"] + 0.5)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| dataset | model | method | T | ANN acc. | fine-tuned ANN | SNN acc. | clipped | "
+        "spikes/neuron | energy vs ANN | latency |",
+        "|" + "---|" * 11,
+    ]
+    for r in rows:
+        tuned = r.get("finetuned_ann_accuracy")
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['method']} | {r['steps']} | "
+            f"{100 * r['ann_accuracy']:.2f}% | "
+            f"{'' if tuned is None else f'{100 * tuned:.2f}%'} | {100 * r['snn_accuracy']:.2f}% | "
+            f"{100 * r['early_spike_fraction']:.3f}% | {r['spikes_per_neuron']:.3f} | "
+            f"{r['energy_ratio_vs_ann']:.3f} | {r['latency_steps']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+
+    def best(label: str, max_steps: int) -> tuple[float, int] | None:
+        cands = [
+            (r["snn_accuracy"], r["steps"])
+            for r in rows
+            if r["model"] == label and r["steps"] <= max_steps
+        ]
+        return max(cands) if cands else None
+
+    for label, max_steps, target in (
+        ("mlp", 16, 0.985),
+        ("convnet-bn", 8, 0.994),
+        ("fashion-convnet-bn", 16, 0.929),
+    ):
+        found = best(label, max_steps)
+        if found is not None:
+            acc, steps = found
+            verdict = "met" if acc >= target else f"NOT met by {100 * (target - acc):.2f} points"
+            out.append(
+                f"{label}: best SNN {100 * acc:.2f}% at T={steps} <= {max_steps} "
+                f"(target {100 * target:.1f}%): {verdict}"
+            )
+    for steps, limit in ((8, 0.1), (16, 0.05)):
+        rows_q = [r for r in rows if r["model"] == "quartz-convnet" and r["steps"] == steps]
+        if rows_q:
+            loss = min(100 * (r["ann_accuracy"] - r["snn_accuracy"]) for r in rows_q)
+            verdict = "met" if loss <= limit else f"NOT met by {loss - limit:.2f} points"
+            out.append(
+                f"quartz-convnet T={steps}: smallest conversion loss vs float ANN "
+                f"{loss:.2f} points (target <= {limit}): {verdict}"
+            )
+    tuned = [r for r in rows if r["method"] == "ttfs-optimised"]
+    if tuned:
+        worst = max(abs(r["finetuned_ann_accuracy"] - r["snn_accuracy"]) for r in tuned)
+        out.append(
+            f"largest |fine-tuned ANN - SNN| accuracy gap over {len(tuned)} optimised "
+            f"rows: {100 * worst:.4f} points (target 0): {'met' if worst == 0 else 'NOT met'}"
+        )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="*", default=None, help="labels of networks to run")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    path = args.out / "ttfs_optimise.json"
+    rows: list[dict[str, Any]] = []
+    if args.only and path.exists():  # keep the other networks' rows
+        import json
+
+        rows = [r for r in json.loads(path.read_text()) if r["model"] not in args.only]
+    for dataset, name, epochs, label in NETWORKS:
+        if args.only and label not in args.only:
+            continue
+        train_ds = load_dataset(dataset, "train")
+        test_ds = load_dataset(dataset, "test")
+        model, _ = trained(name, train_ds, test_ds, epochs)
+        model.eval()
+        ann_accuracy = evaluate(model, test_ds)
+        calibration = load_dataset(dataset, "train", limit=5000)
+        base = onespike.extract(model, test_ds.images[:2])
+        base = onespike.normalize(base, batches(calibration, 500))
+        probe = test_ds.images[:500]
+        for steps in STEPS:
+            net = onespike.convert(base, onespike.TTFSConfig(steps=steps))
+            evaluation = evaluate_snn(net, test_ds, batch_size=1000)
+            rows.append(
+                record(
+                    label, dataset, "ttfs", steps, ann_accuracy, net, base, evaluation, model, probe
+                )
+            )
+            print(f"{label} T={steps} plain: {evaluation.accuracy:.4f}", flush=True)
+
+            result = optimize_for_ttfs(
+                model, train_ds, steps=steps, epochs=FINETUNE_EPOCHS, lr=FINETUNE_LR, progress=False
+            )
+            tuned = result.net.double().eval()
+            test64 = as_double(test_ds)
+            finetuned_accuracy = evaluate(tuned, test64)
+            graph = tuned.to_graph(test64.images[:2])
+            snn = onespike.convert(graph, tuned.config())
+            evaluation = evaluate_snn(snn, test64, batch_size=1000)
+            row = record(
+                label,
+                dataset,
+                "ttfs-optimised",
+                steps,
+                ann_accuracy,
+                snn,
+                graph,
+                evaluation,
+                tuned,
+                probe.double(),
+            )
+            row["finetuned_ann_accuracy"] = finetuned_accuracy
+            rows.append(row)
+            print(
+                f"{label} T={steps} optimised: ANN {finetuned_accuracy:.4f} "
+                f"SNN {evaluation.accuracy:.4f}",
+                flush=True,
+            )
+        atomic_write_json(path, rows)
+    notes = verdicts(rows)
+    meta = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": args.threads,
+        "torch": torch.__version__,
+        "finetune": {"epochs": FINETUNE_EPOCHS, "lr": FINETUNE_LR, "optimizer": "adam+cosine"},
+        "training_epochs": {label: epochs for _, _, epochs, label in NETWORKS},
+        "verdicts": notes,
+    }
+    atomic_write_json(args.out / "ttfs_optimise.meta.json", meta)
+    table = markdown(rows)
+    atomic_write_text(
+        args.out / "ttfs_optimise.md", table + "\n" + "\n".join(f"- {v}" for v in notes) + "\n"
+    )
+    try:
+        plot(rows, args.out / "ttfs_optimise.png")
+    except ImportError:
+        print("matplotlib is not installed (the 'plot' extra): no plot written")
+    print(table)
+    print("\n".join(notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
