@@ -119,3 +119,44 @@ def test_bad_steps_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", "--steps", "1", "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "steps >= 2" in result.output
+
+
+def test_ttfs_aware_training_then_lossless_run(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["train", "--dataset", "digits", "--epochs", "3", "--ttfs-aware", "--steps", "4"]
+    args += ["--finetune-epochs", "2", "--finetune-lr", "1e-3", "--out", str(tmp_path)]
+    result = runner.invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model-ttfs" / "model.json").exists()
+    meta = json.loads((tmp_path / "model-ttfs" / "model.json").read_text())
+    assert meta["extra"]["ttfs_aware"]["steps"] == 4
+
+    run = ["run", "--dataset", "digits", "--model-file", str(tmp_path / "model-ttfs")]
+    run += ["--check-samples", "4", "--out", str(tmp_path / "run")]
+    result = runner.invoke(main, run, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["steps"] == 4  # the T the model was tuned for
+    assert record["snn_accuracy"] == record["finetuned_ann_accuracy"]
+    assert "fine-tuned ANN (exact)" in result.output
+
+
+def test_target_accuracy_picks_the_smallest_steps(trained_run: tuple[Path, str]) -> None:
+    out, _ = trained_run
+    run_dir = out / "target"
+    args = ["run", "--dataset", "digits", "--model-file", str(out / "model")]
+    args += ["--target-accuracy", "0.6", "--check-samples", "2", "--out", str(run_dir)]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = json.loads((run_dir / "results.json").read_text())
+    tried = {int(t): acc for t, acc in record["validation_accuracy_by_steps"].items()}
+    assert tried[record["steps"]] >= 0.6
+    assert all(acc < 0.6 for t, acc in tried.items() if t < record["steps"])
+    assert [layer["name"] for layer in record["layers"]]  # per-layer diagnostics
+    assert all(0.0 <= layer["clipped_fraction"] <= 1.0 for layer in record["layers"])
+
+
+def test_ttfs_aware_needs_steps(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["train", "--ttfs-aware", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--steps" in result.output

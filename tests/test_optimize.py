@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -141,3 +143,40 @@ def test_evaluate_counts_the_exact_forward(
     assert onespike.simulate(snn, digits[1].images).accuracy(digits[1].labels) == pytest.approx(
         accuracy, abs=1 / len(digits[1])
     )
+
+
+def test_save_and_restore_keeps_the_exact_function(
+    digits: tuple[Dataset, Dataset], small_mlp: nn.Module, tmp_path: Path
+) -> None:
+    from onespike.io import load_model
+    from onespike.models import ModelSpec
+    from onespike.optimize import restore_ttfs_aware, save_ttfs_aware
+
+    net = prepare_ttfs_aware(small_mlp, [digits[0].images], steps=6).eval()
+    spec = ModelSpec("mlp", (1, 8, 8), 10, {"hidden": [32, 32]})
+    save_ttfs_aware(tmp_path, net, spec, dataset="digits")
+    model, meta = load_model(tmp_path)
+    restored = restore_ttfs_aware(model, meta)
+    assert restored is not None
+    assert restored.steps == 6
+    assert restored.scales() == net.scales()
+    x = digits[1].images
+    with torch.no_grad():
+        assert torch.equal(restored(x), net(x))
+    assert restore_ttfs_aware(small_mlp, {"extra": {}}) is None
+    meta["extra"]["ttfs_aware"]["scales"] = {"layers.0": 1.0}  # a Linear, not a ReLU
+    with pytest.raises(onespike.CorruptFileError, match=r"not an nn\.ReLU"):
+        restore_ttfs_aware(model, meta)
+
+
+def test_diagnostics_report_clipping_and_error_by_hand() -> None:
+    from onespike.evaluate import ttfs_diagnostics
+    from onespike.graph import Graph, Linear
+
+    graph = Graph.sequential((1,), [Linear(torch.tensor([[3.0]]))])
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=5))
+    (layer,) = ttfs_diagnostics(net, torch.tensor([[1.0], [0.25]]))
+    # ANN: 3 and 0.75; SNN: clipped to 1, and 0.75 exactly.
+    assert layer.clipped_fraction == 0.5
+    assert layer.max_abs_error == pytest.approx(2.0)
+    assert layer.mean_abs_error == pytest.approx(1.0)

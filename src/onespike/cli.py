@@ -12,6 +12,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,14 +21,15 @@ import torch
 
 from onespike._fs import atomic_write_json
 from onespike.convert import TTFSConfig, convert
-from onespike.data import DATASETS, Dataset, batches, load_dataset
+from onespike.data import DATASETS, Dataset, batches, load_dataset, split_validation
 from onespike.errors import OnespikeError
-from onespike.evaluate import agreement, evaluate_snn, summarize
-from onespike.graph import extract
+from onespike.evaluate import agreement, evaluate_snn, smallest_steps, summarize, ttfs_diagnostics
+from onespike.graph import Graph, extract
 from onespike.io import load_model, save_model
 from onespike.metrics import ENERGY_MODELS
-from onespike.models import MODELS, build_model
+from onespike.models import MODELS, ModelSpec, build_model
 from onespike.normalize import normalize
+from onespike.optimize import optimize_for_ttfs, restore_ttfs_aware, save_ttfs_aware
 from onespike.train import TrainConfig, evaluate, train
 
 __all__ = ["main"]
@@ -109,7 +111,7 @@ def _train_model(
     batch_size: int,
     seed: int,
     out: Path,
-) -> tuple[torch.nn.Module, float]:
+) -> tuple[torch.nn.Module, float, ModelSpec]:
     torch.manual_seed(seed)
     input_shape = tuple(int(s) for s in train_ds.images.shape[1:])
     model, spec = build_model(model_name, input_shape, train_ds.num_classes)
@@ -124,7 +126,18 @@ def _train_model(
     accuracy = evaluate(model, test_ds)
     save_model(out / "model", model, spec, dataset=train_ds.name, accuracy=accuracy)
     click.echo(f"saved {out / 'model'} (test accuracy {accuracy:.4f})", err=True)
-    return model, accuracy
+    return model, accuracy, spec
+
+
+def _obtain_model(
+    model_file: Path | None, train_ds: Dataset, test_ds: Dataset, **train_args: Any
+) -> tuple[torch.nn.Module, float, ModelSpec, dict[str, Any]]:
+    """Load ``model_file`` or train a new model; returns model, test accuracy, spec, metadata."""
+    if model_file is None:
+        model, accuracy, spec = _train_model(train_ds, test_ds, **train_args)
+        return model, accuracy, spec, {}
+    model, meta = load_model(model_file)
+    return model, evaluate(model, test_ds), ModelSpec.from_json(meta["spec"]), meta
 
 
 @click.group()
@@ -140,8 +153,22 @@ def main() -> None:
     "--out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Run directory: checkpoints/ and model/ are written here.",
+    help="Run directory: checkpoints/, model/ (and model-ttfs/) are written here.",
 )
+@click.option(
+    "--model-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Start from this trained model instead of training one.",
+)
+@click.option(
+    "--ttfs-aware",
+    is_flag=True,
+    help="Fine-tune through the exact function of the T-step TTFS network (needs --steps).",
+)
+@click.option("--steps", type=int, default=None, help="T of the TTFS network to fine-tune for.")
+@click.option("--finetune-epochs", type=int, default=3, show_default=True)
+@click.option("--finetune-lr", type=float, default=2e-4, show_default=True)
 @_friendly_errors
 def train_command(
     dataset: str,
@@ -153,10 +180,20 @@ def train_command(
     batch_size: int,
     seed: int,
     out: Path,
+    model_file: Path | None,
+    ttfs_aware: bool,
+    steps: int | None,
+    finetune_epochs: int,
+    finetune_lr: float,
 ) -> None:
     """Train a model and save it as model.safetensors + model.json (resumes if interrupted)."""
+    if ttfs_aware:
+        if steps is None:
+            raise click.UsageError("--ttfs-aware needs --steps T")
+        TTFSConfig(steps=steps)
     train_ds, test_ds = _load_splits(dataset, data_dir, download)
-    _train_model(
+    model, accuracy, spec, _ = _obtain_model(
+        model_file,
         train_ds,
         test_ds,
         model_name=model_name,
@@ -165,6 +202,27 @@ def train_command(
         batch_size=batch_size,
         seed=seed,
         out=out,
+    )
+    if not ttfs_aware:
+        return
+    assert steps is not None
+    click.echo(f"TTFS-aware fine-tuning for T={steps}, {finetune_epochs} epochs", err=True)
+    result = optimize_for_ttfs(
+        model,
+        train_ds,
+        steps=steps,
+        epochs=finetune_epochs,
+        lr=finetune_lr,
+        batch_size=batch_size,
+        seed=seed,
+        checkpoint_dir=out / "ttfs-checkpoints",
+    )
+    tuned_accuracy = evaluate(result.net, test_ds)
+    save_ttfs_aware(out / "model-ttfs", result.net, spec, dataset=dataset, accuracy=tuned_accuracy)
+    click.echo(
+        f"saved {out / 'model-ttfs'}: test accuracy {accuracy:.4f} (float ANN) -> "
+        f"{tuned_accuracy:.4f} (exact T={steps} function, which its TTFS network computes)",
+        err=True,
     )
 
 
@@ -178,7 +236,18 @@ def train_command(
     help="Load this trained model (directory or .safetensors) instead of training.",
 )
 @click.option("--method", type=click.Choice(["ttfs"]), default="ttfs", show_default=True)
-@click.option("--steps", type=int, default=16, show_default=True, help="T: levels of the code.")
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    help="T: levels of the code (default 16, or the T a TTFS-aware model was tuned for).",
+)
+@click.option(
+    "--target-accuracy",
+    type=float,
+    default=None,
+    help="Pick the smallest T whose SNN reaches this accuracy on a validation split.",
+)
 @click.option("--no-rectifier", is_flag=True, help="Leave zero-valued neurons silent.")
 @click.option(
     "--percentile",
@@ -217,7 +286,8 @@ def run_command(
     seed: int,
     model_file: Path | None,
     method: str,
-    steps: int,
+    steps: int | None,
+    target_accuracy: float | None,
     no_rectifier: bool,
     percentile: float,
     energy_model: str,
@@ -226,35 +296,63 @@ def run_command(
     out: Path,
 ) -> None:
     """Train (or load), convert, simulate and compare a spiking network with its ANN."""
-    config = TTFSConfig(steps=steps, rectifier=not no_rectifier)
+    if steps is not None:
+        TTFSConfig(steps=steps)  # fail before any training
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
-    if model_file is not None:
-        model, meta = load_model(model_file)
-        model_name = str(meta.get("spec", {}).get("name", model_name))
-        ann_accuracy = evaluate(model, test_ds)
-    else:
-        model, ann_accuracy = _train_model(
-            train_ds,
-            test_ds,
-            model_name=model_name,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            seed=seed,
-            out=out,
-        )
+    model, ann_accuracy, spec, meta = _obtain_model(
+        model_file,
+        train_ds,
+        test_ds,
+        model_name=model_name,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        out=out,
+    )
     model.eval()
     started = time.perf_counter()
-    graph = extract(model, train_ds.images[:2])
-    calibration = load_dataset(dataset, "train", data_dir=data_dir, limit=CALIBRATION_SAMPLES)
-    graph = normalize(graph, batches(calibration, 500), percentile=percentile)
+    aware = restore_ttfs_aware(model, meta)
+    extras: dict[str, Any] = {}
+    graph: Graph
+    if aware is not None:
+        if target_accuracy is not None:
+            raise click.UsageError(
+                f"this model was fine-tuned for T={aware.steps}; --target-accuracy chooses T "
+                "for plain conversion (fine-tune at the chosen T with onespike train)"
+            )
+        if steps is not None and steps != aware.steps:
+            click.echo(f"warning: model fine-tuned for T={aware.steps}, run at T={steps}", err=True)
+        steps = steps or aware.steps
+        graph = aware.to_graph(train_ds.images[:2])
+        extras["finetuned_ann_accuracy"] = evaluate(aware, test_ds)
+    else:
+        graph = extract(model, train_ds.images[:2])
+        calibration = load_dataset(dataset, "train", data_dir=data_dir, limit=CALIBRATION_SAMPLES)
+        graph = normalize(graph, batches(calibration, 500), percentile=percentile)
+        if target_accuracy is not None:
+            _, validation = split_validation(train_ds, 0.1, seed=seed)
+            chosen, tried = smallest_steps(
+                graph, validation, target_accuracy, rectifier=not no_rectifier
+            )
+            for t, acc in tried:
+                click.echo(f"  T={t}: validation accuracy {acc:.4f}", err=True)
+            if chosen is None:
+                raise click.ClickException(
+                    f"no T up to {tried[-1][0]} reaches {target_accuracy:.4f} on the validation "
+                    "split; lower the target or fine-tune with onespike train --ttfs-aware"
+                )
+            steps = chosen
+            extras["target_accuracy"] = target_accuracy
+            extras["validation_accuracy_by_steps"] = dict(tried)
+        steps = steps or 16
+    config = TTFSConfig(steps=steps, rectifier=not no_rectifier)
     net = convert(graph, config)
     click.echo(f"converted in {time.perf_counter() - started:.2f} s; simulating", err=True)
     evaluation = evaluate_snn(net, test_ds, progress=True)
-    check = agreement(net, test_ds.images[: max(1, check_samples)])
     row = summarize(
         dataset=dataset,
-        model=model_name,
+        model=spec.name,
         method=method,
         steps=steps,
         ann_accuracy=ann_accuracy,
@@ -262,7 +360,9 @@ def run_command(
         ann_graph=graph,
         energy_model=energy_model,
     )
-    row["stepped_check"] = check
+    row.update(extras)
+    row["stepped_check"] = agreement(net, test_ds.images[: max(1, check_samples)])
+    row["layers"] = [asdict(d) for d in ttfs_diagnostics(net, test_ds.images[:500])]
     atomic_write_json(out / "results.json", row)
     _print_table(row)
     click.echo(f"results written to {out / 'results.json'}", err=True)
@@ -273,6 +373,11 @@ def _print_table(row: dict[str, Any]) -> None:
         ("dataset / model", f"{row['dataset']} / {row['model']}"),
         ("method, T", f"{row['method']}, T={row['steps']}"),
         ("ANN accuracy", f"{100 * row['ann_accuracy']:.2f} %"),
+        *(
+            [("fine-tuned ANN (exact)", f"{100 * row['finetuned_ann_accuracy']:.2f} %")]
+            if "finetuned_ann_accuracy" in row
+            else []
+        ),
         ("SNN accuracy", f"{100 * row['snn_accuracy']:.2f} %"),
         ("spikes per neuron", f"{row['spikes_per_neuron']:.3f}"),
         (
@@ -286,7 +391,10 @@ def _print_table(row: dict[str, Any]) -> None:
             f"({row['energy_ratio_vs_ann']:.3f}x)",
         ),
         ("latency", f"{row['latency_steps']} time steps"),
-        ("values clipped per sample", f"{row['clipped_per_sample']:.2f}"),
+        (
+            "early spikes (values clipped)",
+            f"{100 * row['early_spike_fraction']:.3f} % of neuron values",
+        ),
         (
             "stepped == closed form",
             f"{100 * row['stepped_check']['identical_spike_times']:.2f} % of spike times on "

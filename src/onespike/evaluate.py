@@ -14,14 +14,24 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from onespike.convert import TTFSConfig, convert
 from onespike.data import Dataset, batches
 from onespike.errors import ConfigError
 from onespike.graph import Graph
 from onespike.metrics import EnergyModel, OpsReport, count_ops, estimate_energy
-from onespike.network import SpikingNetwork
+from onespike.network import SpikingNetwork, forward_populations
 from onespike.simulate import Method, simulate
+from onespike.simulate.ttfs import codes_from_times
 
-__all__ = ["SNNEvaluation", "agreement", "evaluate_snn", "summarize"]
+__all__ = [
+    "LayerDiagnostics",
+    "SNNEvaluation",
+    "agreement",
+    "evaluate_snn",
+    "smallest_steps",
+    "summarize",
+    "ttfs_diagnostics",
+]
 
 
 @dataclass
@@ -158,5 +168,99 @@ def summarize(
         "energy_model": snn_energy.model.name,
         "latency_steps": evaluation.steps,
         "clipped_per_sample": sum(evaluation.clipped.values()) / evaluation.samples,
+        "early_spike_fraction": _clipped_share(evaluation),
         "samples": evaluation.samples,
     }
+
+
+def _clipped_share(evaluation: SNNEvaluation) -> float:
+    """Share of neuron-population values above the code range (they spike at the readout)."""
+    neurons = [layer for layer in evaluation.ops.layers if layer.kind == "neuron"]
+    clipped = sum(evaluation.clipped.get(layer.name, 0) for layer in neurons)
+    return clipped / (evaluation.samples * sum(layer.neurons for layer in neurons))
+
+
+@dataclass(frozen=True)
+class LayerDiagnostics:
+    """How far one TTFS population departs from the float ANN on a batch.
+
+    Attributes:
+        name: population name.
+        clipped_fraction: share of values above the code range. The neuron fires at its
+            readout time, the earliest it may (an "early spike"), and carries the top code.
+        mean_abs_error: mean ``|decoded SNN value - float ANN activation|``, in units of the
+            population's scale (1 = the whole code range); includes every upstream error.
+        max_abs_error: the largest such difference.
+    """
+
+    name: str
+    clipped_fraction: float
+    mean_abs_error: float
+    max_abs_error: float
+
+
+def ttfs_diagnostics(net: SpikingNetwork, x: torch.Tensor) -> list[LayerDiagnostics]:
+    """Per neuron population: clipped (early-spiking) share and error against the float ANN.
+
+    Args:
+        net: a TTFS network.
+        x: input batch.
+
+    Returns:
+        One entry per neuron population, in topological order.
+    """
+    config = net.config
+    if not isinstance(config, TTFSConfig):
+        raise ConfigError("ttfs_diagnostics needs a network converted with TTFSConfig")
+    result = simulate(net, x)
+    codes = codes_from_times(net, result)
+    with torch.no_grad():
+        ann = forward_populations(list(net.populations), x.to(torch.float64))
+    out = []
+    for pop in net.populations:
+        if pop.kind != "neuron":
+            continue
+        error = (codes[pop.name].double() / config.levels - torch.relu(ann[pop.name])).abs()
+        count = result.batch_size * pop.size
+        out.append(
+            LayerDiagnostics(
+                name=pop.name,
+                clipped_fraction=result.clipped[pop.name] / count,
+                mean_abs_error=float(error.mean()),
+                max_abs_error=float(error.max()),
+            )
+        )
+    return out
+
+
+def smallest_steps(
+    graph: Graph,
+    validation: Dataset,
+    target_accuracy: float,
+    *,
+    candidates: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64),
+    rectifier: bool = True,
+) -> tuple[int | None, list[tuple[int, float]]]:
+    """The smallest T whose TTFS network reaches ``target_accuracy`` on ``validation``.
+
+    Args:
+        graph: normalised graph.
+        validation: held-out data (not the test set).
+        target_accuracy: in ``(0, 1]``.
+        candidates: T values to try, in increasing order.
+        rectifier: passed to :class:`TTFSConfig`.
+
+    Returns:
+        ``(T or None, [(T, validation accuracy), ...])`` for every T tried; ``None`` when no
+        candidate reaches the target.
+    """
+    if not 0.0 < target_accuracy <= 1.0:
+        raise ConfigError(f"target accuracy must be in (0, 1], got {target_accuracy}")
+    tried: list[tuple[int, float]] = []
+    for steps in sorted(candidates):
+        net = convert(graph, TTFSConfig(steps=steps, rectifier=rectifier))
+        accuracy = evaluate_snn(net, validation).accuracy
+        tried.append((steps, accuracy))
+        if accuracy >= target_accuracy:
+            return steps, tried
+    return None, tried

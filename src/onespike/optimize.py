@@ -34,17 +34,22 @@ from torch import Tensor, nn
 
 from onespike.convert.config import TTFSConfig
 from onespike.data import Dataset, batches
-from onespike.errors import ConfigError
+from onespike.errors import ConfigError, CorruptFileError
 from onespike.graph import Graph, extract
+from onespike.io import save_model
+from onespike.models import ModelSpec
 from onespike.network import populations
 from onespike.train import TrainConfig, TrainResult, train
 
 __all__ = [
     "InputQuant",
     "TTFSAwareNet",
+    "TTFSAwareResult",
     "TTFSQuant",
     "optimize_for_ttfs",
     "prepare_ttfs_aware",
+    "restore_ttfs_aware",
+    "save_ttfs_aware",
 ]
 
 
@@ -148,10 +153,10 @@ class TTFSAwareNet(nn.Module):
         return q * scale / self.levels
 
     def scales(self) -> dict[str, float]:
-        """Learned scale of every quantised activation, by qualified module name."""
+        """Learned scale of every quantised activation, by module name within ``body``."""
         return {
-            name: float(module.scale)
-            for name, module in self.named_modules()
+            name: float(module.scale.detach())
+            for name, module in self.body.named_modules()
             if isinstance(module, TTFSQuant)
         }
 
@@ -293,3 +298,66 @@ def _take(chunks: Iterable[Tensor], limit: int) -> list[Tensor]:
         taken.append(chunk[: limit - count])
         count += int(taken[-1].shape[0])
     return taken
+
+
+def save_ttfs_aware(
+    directory: str | Path,
+    net: TTFSAwareNet,
+    spec: ModelSpec,
+    *,
+    dataset: str,
+    accuracy: float | None = None,
+) -> Path:
+    """Save a fine-tuned network as its plain architecture plus the learned scales.
+
+    The weights go to ``model.safetensors`` in the layout of ``spec``'s architecture (so any
+    onespike tool loads them); ``model.json`` keeps ``extra.ttfs_aware`` = ``steps``,
+    per-activation ``scales`` and ``output_scale``, which :func:`restore_ttfs_aware` reads.
+
+    Returns:
+        The model directory.
+    """
+    plain = spec.build()
+    quantised = set(net.scales())
+    state = {
+        key: value.float()
+        for key, value in net.body.state_dict().items()
+        if key.rpartition(".")[0] not in quantised
+    }
+    plain.load_state_dict(state)
+    info = {"steps": net.steps, "scales": net.scales(), "output_scale": float(net.output_scale)}
+    return save_model(
+        directory, plain, spec, dataset=dataset, accuracy=accuracy, extra={"ttfs_aware": info}
+    )
+
+
+def restore_ttfs_aware(model: nn.Module, meta: dict[str, Any]) -> TTFSAwareNet | None:
+    """Rebuild the TTFS-aware network of a model saved by :func:`save_ttfs_aware`.
+
+    Args:
+        model: the loaded plain architecture.
+        meta: the model's metadata (from :func:`onespike.io.load_model`).
+
+    Returns:
+        The TTFS-aware network, or ``None`` when the model was not fine-tuned for TTFS.
+    """
+    extra = meta.get("extra") or {}
+    info = extra.get("ttfs_aware") if isinstance(extra, dict) else None
+    if info is None:
+        return None
+    try:
+        steps = int(info["steps"])
+        scales = {str(k): float(v) for k, v in info["scales"].items()}
+        output_scale = float(info["output_scale"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptFileError(f"model.json: malformed 'ttfs_aware' entry ({exc})") from exc
+    body = copy.deepcopy(model)
+    modules = dict(body.named_modules())
+    for name in scales:
+        if not isinstance(modules.get(name), nn.ReLU):
+            raise CorruptFileError(
+                f"model.json: 'ttfs_aware' names activation {name!r}, which is not an nn.ReLU "
+                "of this architecture; the file does not belong to these weights"
+            )
+    _swap_relus(body, scales, steps - 1)
+    return TTFSAwareNet(body, steps - 1, output_scale).eval()

@@ -23,7 +23,7 @@ from onespike.network import Population, SpikingNetwork
 from onespike.neurons import TTFSParams, ttfs_initial_state, ttfs_step
 from onespike.simulate.result import SimResult
 
-__all__ = ["encode_input", "simulate_closed_form", "simulate_stepped"]
+__all__ = ["codes_from_times", "encode_input", "simulate_closed_form", "simulate_stepped"]
 
 
 def _config(net: SpikingNetwork) -> TTFSConfig:
@@ -85,6 +85,19 @@ class CodeTimes(Mapping[str, Tensor]):
 
     def __len__(self) -> int:
         return len(self._codes)
+
+
+def codes_from_times(net: SpikingNetwork, result: SimResult) -> dict[str, Tensor]:
+    """Integer codes ``k = r + L - t`` of every population (0 for a neuron that never fired)."""
+    config = _config(net)
+    codes = {}
+    for pop in net.populations:
+        times = result.spike_times[pop.name]
+        offset = readout_time(pop, config) + config.levels
+        codes[pop.name] = torch.where(
+            torch.isfinite(times), offset - times, torch.zeros_like(times)
+        )
+    return codes
 
 
 def _decode(codes: Tensor, pop: Population, config: TTFSConfig) -> Tensor:
