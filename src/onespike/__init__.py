@@ -35,6 +35,7 @@ from onespike.metrics import (
 )
 from onespike.network import SpikingNetwork
 from onespike.normalize import normalize
+from onespike.optimize import TTFSAwareNet, optimize_for_ttfs
 from onespike.simulate import SimResult, simulate
 
 __version__ = "0.1.0"
@@ -56,6 +57,7 @@ __all__ = [
     "ShapeError",
     "SimResult",
     "SpikingNetwork",
+    "TTFSAwareNet",
     "TTFSConfig",
     "UnsafeFileError",
     "UnsupportedLayerError",
@@ -65,6 +67,7 @@ __all__ = [
     "estimate_energy",
     "extract",
     "normalize",
+    "optimize_for_ttfs",
     "run_graph",
     "simulate",
 ]
