@@ -36,22 +36,13 @@ from ttfs import throughput_ratio, trained
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (2, 4, 8, 16)
-# (dataset, model, training epochs, label in the results)
+# (dataset, model, training epochs, label in the results, fine-tuning epochs, fine-tuning lr)
 NETWORKS = (
-    ("mnist", "mlp", 10, "mlp"),
-    ("mnist", "quartz-convnet", 15, "quartz-convnet"),
-    ("mnist", "convnet-bn", 12, "convnet-bn"),
-    ("fashion-mnist", "convnet-bn", 15, "fashion-convnet-bn"),
+    ("mnist", "mlp", 20, "mlp", 5, 5e-4),
+    ("mnist", "quartz-convnet", 15, "quartz-convnet", 5, 5e-4),
+    ("mnist", "convnet-bn", 12, "convnet-bn", 2, 2e-4),
+    ("fashion-mnist", "convnet-bn", 15, "fashion-convnet-bn", 2, 2e-4),
 )
-FINETUNE_EPOCHS = 2
-FINETUNE_LR = 2e-4
-
-
-def clipped_fraction(net: SpikingNetwork, evaluation: SNNEvaluation) -> float:
-    """Share of neuron values (all neuron layers) that left the code range and were clipped."""
-    neurons = [p for p in net.populations if p.kind == "neuron"]
-    clipped = sum(evaluation.clipped.get(p.name, 0) for p in neurons)
-    return clipped / (evaluation.samples * sum(p.size for p in neurons))
 
 
 def as_double(ds: Dataset) -> Dataset:
@@ -80,7 +71,6 @@ def record(
         ann_graph=graph,
         energy_model="45nm",
     )
-    row["early_spike_fraction"] = clipped_fraction(net, evaluation)
     row["sim_throughput_ratio_vs_ann"] = throughput_ratio(model, net, probe, repeats=5)[0]
     return row
 
@@ -190,7 +180,7 @@ def main() -> int:
         import json
 
         rows = [r for r in json.loads(path.read_text()) if r["model"] not in args.only]
-    for dataset, name, epochs, label in NETWORKS:
+    for dataset, name, epochs, label, finetune_epochs, finetune_lr in NETWORKS:
         if args.only and label not in args.only:
             continue
         train_ds = load_dataset(dataset, "train")
@@ -213,7 +203,7 @@ def main() -> int:
             print(f"{label} T={steps} plain: {evaluation.accuracy:.4f}", flush=True)
 
             result = optimize_for_ttfs(
-                model, train_ds, steps=steps, epochs=FINETUNE_EPOCHS, lr=FINETUNE_LR, progress=False
+                model, train_ds, steps=steps, epochs=finetune_epochs, lr=finetune_lr, progress=False
             )
             tuned = result.net.double().eval()
             test64 = as_double(test_ds)
@@ -234,6 +224,8 @@ def main() -> int:
                 probe.double(),
             )
             row["finetuned_ann_accuracy"] = finetuned_accuracy
+            row["finetune_epochs"] = finetune_epochs
+            row["finetune_lr"] = finetune_lr
             rows.append(row)
             print(
                 f"{label} T={steps} optimised: ANN {finetuned_accuracy:.4f} "
@@ -249,8 +241,10 @@ def main() -> int:
         "cpu_count": os.cpu_count(),
         "torch_threads": args.threads,
         "torch": torch.__version__,
-        "finetune": {"epochs": FINETUNE_EPOCHS, "lr": FINETUNE_LR, "optimizer": "adam+cosine"},
-        "training_epochs": {label: epochs for _, _, epochs, label in NETWORKS},
+        "finetune": {
+            n[3]: {"epochs": n[4], "lr": n[5], "optimizer": "adam+cosine"} for n in NETWORKS
+        },
+        "training_epochs": {n[3]: n[2] for n in NETWORKS},
         "verdicts": notes,
     }
     atomic_write_json(args.out / "ttfs_optimise.meta.json", meta)
