@@ -42,14 +42,22 @@ STEPS = (4, 8, 16, 32)
 EPOCHS = {"mlp": 10, "quartz-convnet": 15}
 
 
-def trained(name: str, train_ds: Dataset, test_ds: Dataset, epochs: int) -> tuple[Any, float]:
+def trained(
+    name: str, train_ds: Dataset, test_ds: Dataset, epochs: int, **options: Any
+) -> tuple[Any, float]:
     """Train ``name`` on ``train_ds`` (or reuse the saved model of an identical run)."""
-    directory = MODELS / f"{train_ds.name}-{name}-e{epochs}"
+    tag = "".join(
+        f"-{k}{'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+        for k, v in sorted(options.items())
+    )
+    directory = MODELS / f"{train_ds.name}-{name}-e{epochs}{tag}"
     if (directory / "model.json").exists():
         model, meta = load_model(directory)
         return model, float(meta["accuracy"])
     torch.manual_seed(0)
-    model, spec = build_model(name, tuple(train_ds.images.shape[1:]), train_ds.num_classes)
+    model, spec = build_model(
+        name, tuple(train_ds.images.shape[1:]), train_ds.num_classes, **options
+    )
     config = TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, seed=0)
     train(model, train_ds, config, checkpoint_dir=directory / "checkpoints")
     accuracy = evaluate(model, test_ds)

@@ -36,12 +36,21 @@ from ttfs import throughput_ratio, trained
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (2, 4, 8, 16)
-# (dataset, model, training epochs, label in the results, fine-tuning epochs, fine-tuning lr)
-NETWORKS = (
-    ("mnist", "mlp", 20, "mlp", 5, 5e-4),
-    ("mnist", "quartz-convnet", 15, "quartz-convnet", 5, 5e-4),
-    ("mnist", "convnet-bn", 12, "convnet-bn", 2, 2e-4),
-    ("fashion-mnist", "convnet-bn", 15, "fashion-convnet-bn", 2, 2e-4),
+# (dataset, model, training epochs, label in the results, fine-tuning epochs, fine-tuning lr,
+#  model options)
+NETWORKS: tuple[tuple[str, str, int, str, int, float, dict[str, Any]], ...] = (
+    ("mnist", "mlp", 20, "mlp", 5, 5e-4, {}),
+    ("mnist", "quartz-convnet", 15, "quartz-convnet", 5, 5e-4, {}),
+    ("mnist", "convnet-bn", 12, "convnet-bn", 2, 2e-4, {}),
+    (
+        "fashion-mnist",
+        "convnet-bn",
+        20,
+        "fashion-convnet-bn",
+        2,
+        2e-4,
+        {"widths": [32, 64], "hidden": 256},
+    ),
 )
 
 
@@ -180,12 +189,12 @@ def main() -> int:
         import json
 
         rows = [r for r in json.loads(path.read_text()) if r["model"] not in args.only]
-    for dataset, name, epochs, label, finetune_epochs, finetune_lr in NETWORKS:
+    for dataset, name, epochs, label, finetune_epochs, finetune_lr, options in NETWORKS:
         if args.only and label not in args.only:
             continue
         train_ds = load_dataset(dataset, "train")
         test_ds = load_dataset(dataset, "test")
-        model, _ = trained(name, train_ds, test_ds, epochs)
+        model, _ = trained(name, train_ds, test_ds, epochs, **options)
         model.eval()
         ann_accuracy = evaluate(model, test_ds)
         calibration = load_dataset(dataset, "train", limit=5000)
@@ -245,6 +254,7 @@ def main() -> int:
             n[3]: {"epochs": n[4], "lr": n[5], "optimizer": "adam+cosine"} for n in NETWORKS
         },
         "training_epochs": {n[3]: n[2] for n in NETWORKS},
+        "model_options": {n[3]: n[6] for n in NETWORKS},
         "verdicts": notes,
     }
     atomic_write_json(args.out / "ttfs_optimise.meta.json", meta)
