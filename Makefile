@@ -33,8 +33,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# Long runs (tens of minutes on 2 cores); trained models are cached in benchmarks/models/.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ttfs.py
+	$(BIN)/python benchmarks/ttfs_optimise.py
 
 peers: $(STAMP)
 	$(BIN)/pip install -q -e '.[peers]'

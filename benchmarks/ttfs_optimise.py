@@ -85,33 +85,42 @@ def record(
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy against T per network: full range on top, zoomed near the ANN below."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = sorted({r["model"] for r in rows}, key=[r["model"] for r in rows].index)
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 3.6), squeeze=False)
-    for ax, label in zip(axes[0], labels, strict=True):
+    fig, axes = plt.subplots(
+        2, len(labels), figsize=(4.2 * len(labels), 6.4), squeeze=False, sharex=True
+    )
+    for column, label in enumerate(labels):
         mine = [r for r in rows if r["model"] == label]
-        for method, style in (("ttfs", "o--"), ("ttfs-optimised", "s-")):
-            pts = sorted(
-                (r["steps"], 100 * r["snn_accuracy"]) for r in mine if r["method"] == method
-            )
-            if pts:
-                ax.plot(*zip(*pts, strict=True), style, label=method)
-        ax.axhline(100 * mine[0]["ann_accuracy"], color="grey", lw=1, label="float ANN")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(STEPS), [str(s) for s in STEPS])
-        ax.set_title(f"{mine[0]['dataset']} / {label}")
-        ax.set_xlabel("T (code levels)")
-        ax.set_ylabel("test accuracy (%)")
-        low = min(100 * r["snn_accuracy"] for r in mine)
-        ax.set_ylim(max(low - 1, 0), 100 * mine[0]["ann_accuracy"] + 0.5)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ann = 100 * mine[0]["ann_accuracy"]
+        for row, ax in enumerate(axes[:, column]):
+            for method, style in (("ttfs", "o--"), ("ttfs-optimised", "s-")):
+                pts = sorted(
+                    (r["steps"], 100 * r["snn_accuracy"]) for r in mine if r["method"] == method
+                )
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), style, label=method)
+            ax.axhline(ann, color="grey", lw=1, label=f"float ANN ({ann:.2f}%)")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(list(STEPS), [str(s) for s in STEPS])
+            ax.grid(alpha=0.3)
+            if row == 0:
+                low = min(100 * r["snn_accuracy"] for r in mine)
+                ax.set_ylim(max(low - 2, 0), 100.5)
+                ax.set_title(f"{mine[0]['dataset']} / {label}")
+                ax.legend(fontsize=8, loc="lower right")
+            else:
+                ax.set_ylim(ann - 2.0, min(ann + 0.6, 100.0))
+                ax.set_title("zoom: within 2 points of the ANN", fontsize=9)
+                ax.set_xlabel("T (code levels)")
+            ax.set_ylabel("test accuracy (%)")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
 
 

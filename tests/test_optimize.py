@@ -180,3 +180,28 @@ def test_diagnostics_report_clipping_and_error_by_hand() -> None:
     assert layer.clipped_fraction == 0.5
     assert layer.max_abs_error == pytest.approx(2.0)
     assert layer.mean_abs_error == pytest.approx(1.0)
+
+
+def test_vgg_style_network_converts_exactly_after_fine_tuning() -> None:
+    from onespike.models import VGGSmall
+
+    torch.manual_seed(3)
+    gen = torch.Generator().manual_seed(3)
+    images = torch.rand(96, 3, 32, 32, generator=gen)
+    labels = (images[:, 0].mean(dim=(1, 2)) > images[:, 1].mean(dim=(1, 2))).long()
+    data = Dataset("synthetic", "train", images, labels, 10)
+    model = VGGSmall(widths=(4, 8, 8)).eval()
+    for module in model.modules():  # non-trivial statistics to fold
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2, generator=gen)
+            module.running_var.uniform_(0.5, 1.5, generator=gen)
+    result = optimize_for_ttfs(model, data, steps=4, epochs=1, batch_size=32, progress=False)
+    tuned = result.net.double().eval()
+    x = images[:32].double()
+    with torch.no_grad():
+        logits = tuned(x)
+    snn = onespike.convert(tuned.to_graph(x[:2]), tuned.config())
+    sim = onespike.simulate(snn, x)
+    assert torch.equal(sim.predictions, logits.argmax(dim=1))
+    assert torch.equal(sim.outputs, tuned.decode(logits))
+    assert [p.kind for p in snn.populations].count("maxpool") == 3
