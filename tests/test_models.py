@@ -25,7 +25,7 @@ def _n_params(model: nn.Module) -> int:
 
 
 def test_registry_names() -> None:
-    assert sorted(MODELS) == ["mlp", "quartz-convnet", "vgg-small"]
+    assert sorted(MODELS) == ["convnet-bn", "mlp", "quartz-convnet", "vgg-small"]
 
 
 def test_normalize_is_per_channel_with_buffers() -> None:
@@ -104,6 +104,7 @@ def test_vgg_small_shapes() -> None:
         ("mlp", (1, 8, 8), 10),
         ("mlp", (1, 28, 28), 10),
         ("quartz-convnet", (1, 28, 28), 10),
+        ("convnet-bn", (1, 28, 28), 10),
         ("vgg-small", (3, 32, 32), 10),
     ],
 )
@@ -131,6 +132,10 @@ def test_build_model_errors() -> None:
         build_model("resnet", (1, 28, 28), 10)
     with pytest.raises(ConfigError, match=r"quartz-convnet needs \(C, 28, 28\)"):
         build_model("quartz-convnet", (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match=r"convnet-bn needs \(C, 28, 28\)"):
+        build_model("convnet-bn", (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match="hidden"):
+        build_model("convnet-bn", (1, 28, 28), 10, hidden=0)
     with pytest.raises(ConfigError, match=r"vgg-small needs \(C, 32, 32\)"):
         build_model("vgg-small", (3, 28, 28), 10)
     with pytest.raises(ConfigError, match="input_shape"):
