@@ -39,8 +39,8 @@ STEPS = (2, 4, 8, 16)
 # (dataset, model, training epochs, label in the results, fine-tuning epochs, fine-tuning lr,
 #  model options)
 NETWORKS: tuple[tuple[str, str, int, str, int, float, dict[str, Any]], ...] = (
-    ("mnist", "mlp", 20, "mlp", 5, 5e-4, {}),
-    ("mnist", "quartz-convnet", 15, "quartz-convnet", 5, 5e-4, {}),
+    ("mnist", "mlp", 20, "mlp", 5, 5e-4, {"dropout": 0.2}),
+    ("mnist", "quartz-convnet", 15, "quartz-convnet", 8, 5e-4, {}),
     ("mnist", "convnet-bn", 12, "convnet-bn", 2, 2e-4, {}),
     (
         "fashion-mnist",
@@ -81,6 +81,7 @@ def record(
         energy_model="45nm",
     )
     row["sim_throughput_ratio_vs_ann"] = throughput_ratio(model, net, probe, repeats=5)[0]
+    row["command"] = " ".join([Path(sys.executable).name, *sys.argv])
     return row
 
 
