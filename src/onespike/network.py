@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -119,7 +119,11 @@ class Population:
     depth: int = 0
     is_output: bool = False
     ann_relu: bool = True
-    sources: tuple[str, ...] = field(default=())
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Names of the source populations, one per projection."""
+        return tuple(p.source for p in self.projections)
 
     @property
     def size(self) -> int:
@@ -172,7 +176,6 @@ def populations(graph: Graph) -> list[Population]:
             bias=expr.const,
             is_output=is_output,
             ann_relu=relu,
-            sources=tuple(p.source for p in projections),
         )
         return name
 
@@ -217,9 +220,7 @@ def populations(graph: Graph) -> list[Population]:
                 raise UnsupportedLayerError(
                     f"max pooling '{name}' of the raw input: pool inside the first layer instead"
                 )
-            raw[name] = Population(
-                name, "maxpool", shape, (Projection(value, ()),), pool=node, sources=(value,)
-            )
+            raw[name] = Population(name, "maxpool", shape, (Projection(value, ()),), pool=node)
             values[name] = name
         elif isinstance(node, Add):
             exprs = [_as_expr(values[s], graph.shapes[s]) for s in srcs]
@@ -410,10 +411,6 @@ class SpikingNetwork:
     def depth(self) -> int:
         """Neuron layers on the longest path from input to output."""
         return self.output.depth
-
-    def neuron_count(self) -> int:
-        """Neurons per sample in all neuron populations."""
-        return sum(p.size for p in self.populations if p.kind == "neuron")
 
 
 def build_network(

@@ -55,6 +55,16 @@ def encode_input(x: Tensor, config: TTFSConfig) -> tuple[Tensor, int]:
     return codes.add_(0.5).floor_(), clipped
 
 
+def _offset(pop: Population, config: TTFSConfig) -> int:
+    """``r + L``: the step at which code 0 fires; code ``k`` fires ``k`` steps earlier."""
+    return readout_time(pop, config) + config.levels
+
+
+def _codes(times: Tensor, offset: int) -> Tensor:
+    """Inverse of :func:`_times`: ``k = r + L - t``, and 0 for a neuron that never fired."""
+    return torch.where(torch.isfinite(times), offset - times, torch.zeros_like(times))
+
+
 def _times(codes: Tensor, offset: int, rectifier: bool) -> Tensor:
     times = offset - codes
     if not rectifier:
@@ -71,7 +81,7 @@ class CodeTimes(Mapping[str, Tensor]):
 
     def __init__(self, codes: dict[str, Tensor], net: SpikingNetwork, config: TTFSConfig) -> None:
         self._codes = codes
-        self._offsets = {p.name: readout_time(p, config) + config.levels for p in net.populations}
+        self._offsets = {p.name: _offset(p, config) for p in net.populations}
         self._rectifier = config.rectifier
         self._cache: dict[str, Tensor] = {}
 
@@ -90,14 +100,10 @@ class CodeTimes(Mapping[str, Tensor]):
 def codes_from_times(net: SpikingNetwork, result: SimResult) -> dict[str, Tensor]:
     """Integer codes ``k = r + L - t`` of every population (0 for a neuron that never fired)."""
     config = _config(net)
-    codes = {}
-    for pop in net.populations:
-        times = result.spike_times[pop.name]
-        offset = readout_time(pop, config) + config.levels
-        codes[pop.name] = torch.where(
-            torch.isfinite(times), offset - times, torch.zeros_like(times)
-        )
-    return codes
+    return {
+        pop.name: _codes(result.spike_times[pop.name], _offset(pop, config))
+        for pop in net.populations
+    }
 
 
 def _decode(codes: Tensor, pop: Population, config: TTFSConfig) -> Tensor:
@@ -150,8 +156,9 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
     batch = x.shape[0]
     dtype = x.dtype if x.dtype.is_floating_point else torch.float32
     input_codes, input_clipped = encode_input(x.to(dtype), config)
-    offset = readout_time(net.input, config) + levels
-    times: dict[str, Tensor] = {net.input.name: _times(input_codes, offset, config.rectifier)}
+    times: dict[str, Tensor] = {
+        net.input.name: _times(input_codes, _offset(net.input, config), config.rectifier)
+    }
     clipped: dict[str, int] = {net.input.name: input_clipped}
     states = {}
     # Every spike event is counted as it happens, so that "at most one spike per neuron" is
@@ -204,15 +211,10 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
                         recorded = torch.where(state.fired, recorded, state.v)
     out_times = times[out.name].flatten(1)
     earliest = out_times == out_times.min(dim=1, keepdim=True).values
-    score = torch.where(
-        earliest, recorded.flatten(1), torch.full_like(recorded.flatten(1), -math.inf)
-    )
+    membrane = recorded.flatten(1)
+    score = torch.where(earliest, membrane, torch.full_like(membrane, -math.inf))
     predictions = score.argmax(dim=1)
-    out_codes = torch.where(
-        torch.isfinite(times[out.name]),
-        readout_time(out, config) + levels - times[out.name],
-        torch.zeros_like(times[out.name]),
-    )
+    out_codes = _codes(times[out.name], _offset(out, config))
     return SimResult(
         method="stepped",
         spike_times=times,
