@@ -4,9 +4,10 @@ For every neuron population the scale ``lambda`` is the maximum, or a high perce
 ANN activations over calibration data (Rueckauer et al. 2017, "Conversion of
 Continuous-Valued Deep Networks to Efficient Event-Driven Networks for Image Classification",
 doi 10.3389/fnins.2017.00682). A percentile below 100 ignores rare outliers: it clips a few
-activations but gives every other value a finer place on the spike code's grid. Scales are
-computed sequentially (each population's statistics are taken with its sources already
-normalised, which is the same thing for ReLU networks because scaling commutes with ReLU).
+activations but gives every other value a finer place on the spike code's grid. All scales
+come from one pass of the un-normalised ANN; because positive scaling commutes with ReLU and
+max pooling, this equals the layer-by-layer procedure in which each layer is measured with
+its sources already normalised.
 
 The output population's scale uses the positive part of its logits: a spike code can only
 represent non-negative values, and the class is read from the largest one.

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from onespike.convert.config import TTFSConfig
-from onespike.data import Dataset, batches
+from onespike.data import Dataset
 from onespike.errors import ConfigError, CorruptFileError
 from onespike.graph import Graph, extract
 from onespike.io import save_model
@@ -281,23 +281,12 @@ def optimize_for_ttfs(
     Returns:
         The fine-tuned network (convert it with ``result.net.to_graph(x)``) and its history.
     """
-    limited = _take((images for images, _ in batches(data, 500)), calibration_samples)
-    net = prepare_ttfs_aware(model, limited, steps=steps, percentile=percentile)
+    calibration = data.images[:calibration_samples].split(500)
+    net = prepare_ttfs_aware(model, calibration, steps=steps, percentile=percentile)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     history = train(net, data, config, checkpoint_dir=checkpoint_dir, progress=progress)
     net.eval()
     return TTFSAwareResult(net, history)
-
-
-def _take(chunks: Iterable[Tensor], limit: int) -> list[Tensor]:
-    taken: list[Tensor] = []
-    count = 0
-    for chunk in chunks:
-        if count >= limit:
-            break
-        taken.append(chunk[: limit - count])
-        count += int(taken[-1].shape[0])
-    return taken
 
 
 def save_ttfs_aware(
