@@ -144,7 +144,10 @@ class OpsReport:
         }
 
 
-def _ttfs_extras(pop: Population, config: TTFSConfig, batch: int) -> dict[str, int]:
+def _ttfs_extras(pop: Population, net: SpikingNetwork, result: SimResult) -> dict[str, int]:
+    config = net.config
+    assert isinstance(config, TTFSConfig)
+    batch = result.batch_size
     biased = int((pop.bias != 0).sum()) if pop.bias is not None else 0
     return {
         "bias_events": biased * batch,
@@ -154,7 +157,9 @@ def _ttfs_extras(pop: Population, config: TTFSConfig, batch: int) -> dict[str, i
     }
 
 
-_EXTRAS: dict[type, Callable[[Population, Any, int], dict[str, int]]] = {
+# Per method: the counts of a neuron population beyond its spikes and synops (bias, counter
+# and rectifier events, MACs of analog input, neuron updates), from the network and result.
+_EXTRAS: dict[type, Callable[[Population, SpikingNetwork, SimResult], dict[str, int]]] = {
     TTFSConfig: _ttfs_extras,
 }
 _METHOD_NAMES: dict[type, str] = {TTFSConfig: "ttfs"}
@@ -196,7 +201,7 @@ def _count_snn(net: SpikingNetwork, result: SimResult) -> OpsReport:
                 pop.size,
                 spikes=spikes,
                 synops=synops,
-                **extras(pop, net.config, batch),
+                **extras(pop, net, result),
             )
         layers.append(_with_memory(ops, ann=False))
     return OpsReport(_METHOD_NAMES[type(net.config)], batch, tuple(layers))

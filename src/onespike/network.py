@@ -107,6 +107,9 @@ class Population:
         depth: longest path in neuron layers from the input (input and pools add none).
         is_output: the network's output population.
         ann_relu: whether the ANN applies a ReLU here (False for raw logits).
+        threshold: firing threshold of integrate-and-fire neurons, in normalised units: a
+            float, or a tensor broadcastable to ``shape`` (per channel or per neuron). Set by
+            the rate and hybrid converters; TTFS neurons derive theirs from the code.
     """
 
     name: str
@@ -119,6 +122,7 @@ class Population:
     depth: int = 0
     is_output: bool = False
     ann_relu: bool = True
+    threshold: float | Tensor = 1.0
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -26,6 +26,10 @@ class SimResult:
             range and were clipped; includes the input.
         spike_counts: per population, ``(B, *shape)`` spike counts, for codes with many spikes
             per neuron; when absent, counts derive from ``spike_times``.
+        sample_steps: ``(B,)`` time steps each sample actually ran, for methods that stop a
+            sample early; ``None`` means every sample ran ``steps``.
+        step_predictions: ``(steps, B)`` prediction after every time step (accuracy against
+            time steps from one run), for methods that record it; ``None`` otherwise.
     """
 
     method: str
@@ -35,6 +39,8 @@ class SimResult:
     steps: int
     clipped: dict[str, int] = field(default_factory=dict)
     spike_counts: dict[str, Tensor] = field(default_factory=dict)
+    sample_steps: Tensor | None = None
+    step_predictions: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -45,6 +51,12 @@ class SimResult:
         if name in self.spike_counts:
             return self.spike_counts[name].float()
         return torch.isfinite(self.spike_times[name]).float()
+
+    def total_steps(self) -> int:
+        """Time steps summed over the samples of the batch (``steps * B`` without early exit)."""
+        if self.sample_steps is None:
+            return self.steps * self.batch_size
+        return int(self.sample_steps.sum())
 
     def accuracy(self, labels: Tensor) -> float:
         """Fraction of predictions equal to ``labels``."""
