@@ -55,7 +55,7 @@ def test_run_trains_converts_and_reports(trained_run: tuple[Path, str]) -> None:
     assert record["ann_macs"] == 64 * 500 + 500 * 500 + 500 * 10
     assert record["spikes_per_neuron"] == 1.0  # the rectifier makes every neuron fire once
     assert record["snn_accuracy"] > 0.8
-    assert record["stepped_check"]["identical_spike_times"] == 1.0
+    assert record["stepped_check"]["identical_spikes"] == 1.0
     assert (out / "model" / "model.safetensors").exists()
     assert "SNN accuracy" in output
     assert "energy vs ANN" in output

@@ -10,7 +10,7 @@ The pipeline, one function per stage::
     energy = onespike.estimate_energy(ops)
 """
 
-from onespike.convert import TTFSConfig, convert
+from onespike.convert import RateConfig, TTFSConfig, convert
 from onespike.errors import (
     ChecksumError,
     CodeRangeError,
@@ -54,6 +54,7 @@ __all__ = [
     "MissingFileError",
     "OnespikeError",
     "OpsReport",
+    "RateConfig",
     "ShapeError",
     "SimResult",
     "SpikingNetwork",

@@ -20,7 +20,7 @@ import click
 import torch
 
 from onespike._fs import atomic_write_json
-from onespike.convert import TTFSConfig, convert
+from onespike.convert import RateConfig, TTFSConfig, convert
 from onespike.data import DATASETS, Dataset, batches, load_dataset, split_validation
 from onespike.errors import OnespikeError
 from onespike.evaluate import agreement, evaluate_snn, smallest_steps, summarize, ttfs_diagnostics
@@ -89,6 +89,12 @@ def _model_options(func: F) -> F:
     func = click.option("--lr", type=float, default=1e-3, show_default=True)(func)
     func = click.option("--batch-size", type=int, default=128, show_default=True)(func)
     func = click.option("--seed", type=int, default=0, show_default=True)(func)
+    func = click.option(
+        "--binary",
+        is_flag=True,
+        help="Train with binary hidden weights (sign(W) x alpha per channel; first and last "
+        "layers full precision).",
+    )(func)
     return func
 
 
@@ -110,11 +116,13 @@ def _train_model(
     lr: float,
     batch_size: int,
     seed: int,
+    binary: bool,
     out: Path,
 ) -> tuple[torch.nn.Module, float, ModelSpec]:
     torch.manual_seed(seed)
     input_shape = tuple(int(s) for s in train_ds.images.shape[1:])
-    model, spec = build_model(model_name, input_shape, train_ds.num_classes)
+    options = {"binary": True} if binary else {}
+    model, spec = build_model(model_name, input_shape, train_ds.num_classes, **options)
     config = TrainConfig(
         epochs=epochs if epochs is not None else DEFAULT_EPOCHS.get(train_ds.name, 10),
         batch_size=batch_size,
@@ -179,6 +187,7 @@ def train_command(
     lr: float,
     batch_size: int,
     seed: int,
+    binary: bool,
     out: Path,
     model_file: Path | None,
     ttfs_aware: bool,
@@ -201,6 +210,7 @@ def train_command(
         lr=lr,
         batch_size=batch_size,
         seed=seed,
+        binary=binary,
         out=out,
     )
     if not ttfs_aware:
@@ -235,12 +245,48 @@ def train_command(
     default=None,
     help="Load this trained model (directory or .safetensors) instead of training.",
 )
-@click.option("--method", type=click.Choice(["ttfs"]), default="ttfs", show_default=True)
+@click.option("--method", type=click.Choice(["ttfs", "rate"]), default="ttfs", show_default=True)
 @click.option(
     "--steps",
     type=int,
     default=None,
-    help="T: levels of the code (default 16, or the T a TTFS-aware model was tuned for).",
+    help="T: levels of the TTFS code (default 16, or the T a TTFS-aware model was tuned for); "
+    "time steps of a rate code (default 64).",
+)
+@click.option(
+    "--reset",
+    type=click.Choice(["subtract", "zero"]),
+    default="subtract",
+    show_default=True,
+    help="Rate: reset by subtraction or to zero.",
+)
+@click.option(
+    "--input-code",
+    type=click.Choice(["analog", "poisson"]),
+    default="analog",
+    show_default=True,
+    help="Rate: constant analog current into the first layer, or Poisson spikes.",
+)
+@click.option(
+    "--threshold-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Rate: factor on the balanced thresholds (below 1: lower latency).",
+)
+@click.option(
+    "--initial-membrane",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Rate: membranes start at this fraction of the threshold.",
+)
+@click.option(
+    "--early-exit",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Rate: stop a sample once its prediction held for this many steps (0: off).",
 )
 @click.option(
     "--target-accuracy",
@@ -285,8 +331,14 @@ def run_command(
     batch_size: int,
     seed: int,
     model_file: Path | None,
+    binary: bool,
     method: str,
     steps: int | None,
+    reset: str,
+    input_code: str,
+    threshold_scale: float,
+    initial_membrane: float,
+    early_exit: int,
     target_accuracy: float | None,
     no_rectifier: bool,
     percentile: float,
@@ -296,8 +348,23 @@ def run_command(
     out: Path,
 ) -> None:
     """Train (or load), convert, simulate and compare a spiking network with its ANN."""
-    if steps is not None:
-        TTFSConfig(steps=steps)  # fail before any training
+
+    def method_config(steps: int) -> Any:
+        if method == "ttfs":
+            return TTFSConfig(steps=steps, rectifier=not no_rectifier)
+        return RateConfig(
+            steps=steps,
+            reset=reset,  # type: ignore[arg-type]
+            input=input_code,  # type: ignore[arg-type]
+            threshold_scale=threshold_scale,
+            initial_membrane=initial_membrane,
+            binary=binary,
+            early_exit=early_exit,
+        )
+
+    if target_accuracy is not None and method != "ttfs":
+        raise click.UsageError("--target-accuracy chooses T for --method ttfs")
+    method_config(steps or 16)  # fail on a bad option before any training
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
@@ -308,11 +375,12 @@ def run_command(
         lr=lr,
         batch_size=batch_size,
         seed=seed,
+        binary=binary,
         out=out,
     )
     model.eval()
     started = time.perf_counter()
-    aware = restore_ttfs_aware(model, meta)
+    aware = restore_ttfs_aware(model, meta) if method == "ttfs" else None
     extras: dict[str, Any] = {}
     graph: Graph
     if aware is not None:
@@ -345,9 +413,8 @@ def run_command(
             steps = chosen
             extras["target_accuracy"] = target_accuracy
             extras["validation_accuracy_by_steps"] = dict(tried)
-        steps = steps or 16
-    config = TTFSConfig(steps=steps, rectifier=not no_rectifier)
-    net = convert(graph, config)
+        steps = steps or (16 if method == "ttfs" else 64)
+    net = convert(graph, method_config(steps))
     click.echo(f"converted in {time.perf_counter() - started:.2f} s; simulating", err=True)
     evaluation = evaluate_snn(net, test_ds, progress=True)
     row = summarize(
@@ -362,7 +429,10 @@ def run_command(
     )
     row.update(extras)
     row["stepped_check"] = agreement(net, test_ds.images[: max(1, check_samples)])
-    row["layers"] = [asdict(d) for d in ttfs_diagnostics(net, test_ds.images[:500])]
+    if method == "ttfs":
+        row["layers"] = [asdict(d) for d in ttfs_diagnostics(net, test_ds.images[:500])]
+    if evaluation.step_correct is not None:
+        row["accuracy_by_steps"] = evaluation.accuracy_by_steps()
     atomic_write_json(out / "results.json", row)
     _print_table(row)
     click.echo(f"results written to {out / 'results.json'}", err=True)
@@ -390,14 +460,14 @@ def _print_table(row: dict[str, Any]) -> None:
             f"{row['snn_energy_pj'] / 1e3:,.1f} nJ vs {row['ann_energy_pj'] / 1e3:,.1f} nJ "
             f"({row['energy_ratio_vs_ann']:.3f}x)",
         ),
-        ("latency", f"{row['latency_steps']} time steps"),
+        ("latency", f"{row['latency_steps']} time steps (mean {row['mean_latency_steps']:.1f})"),
         (
             "early spikes (values clipped)",
             f"{100 * row['early_spike_fraction']:.3f} % of neuron values",
         ),
         (
             "stepped == closed form",
-            f"{100 * row['stepped_check']['identical_spike_times']:.2f} % of spike times on "
+            f"{100 * row['stepped_check']['identical_spikes']:.2f} % of neurons spike alike on "
             f"{row['stepped_check']['samples']} samples",
         ),
     ]

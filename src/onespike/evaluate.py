@@ -42,8 +42,12 @@ class SNNEvaluation:
         correct: correctly classified samples.
         samples: samples evaluated.
         ops: operation report summed over all samples.
-        steps: time steps per inference.
+        steps: time steps per inference (the most any sample ran).
         clipped: per population, values clipped to the code range (summed).
+        total_steps: time steps summed over samples (less than ``steps * samples`` when
+            samples exit early).
+        step_correct: for methods that record a prediction after every step, the number of
+            correct predictions after each step ``1 .. steps`` (``None`` otherwise).
     """
 
     correct: int
@@ -51,10 +55,23 @@ class SNNEvaluation:
     ops: OpsReport
     steps: int
     clipped: dict[str, int] = field(default_factory=dict)
+    total_steps: int = 0
+    step_correct: torch.Tensor | None = None
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.samples
+
+    @property
+    def mean_latency_steps(self) -> float:
+        """Mean time steps per sample."""
+        return self.total_steps / self.samples
+
+    def accuracy_by_steps(self) -> list[float]:
+        """Accuracy had every sample stopped after step ``t``, for ``t = 1 .. steps``."""
+        if self.step_correct is None:
+            raise ConfigError("this method records no prediction per time step")
+        return [int(c) / self.samples for c in self.step_correct]
 
 
 def evaluate_snn(
@@ -82,7 +99,8 @@ def evaluate_snn(
     correct = 0
     ops: OpsReport | None = None
     clipped: dict[str, int] = {}
-    steps = 0
+    steps = total_steps = 0
+    step_correct: torch.Tensor | None = None
     bar = tqdm(total=len(dataset), desc=f"simulate ({method})", unit="img", disable=not progress)
     for images, labels in batches(dataset, batch_size):
         result = simulate(net, images, method=method)
@@ -92,29 +110,38 @@ def evaluate_snn(
         for name, count in result.clipped.items():
             clipped[name] = clipped.get(name, 0) + count
         steps = result.steps
+        total_steps += result.total_steps()
+        if result.step_predictions is not None:
+            hits = (result.step_predictions == labels.unsqueeze(0)).sum(dim=1)
+            step_correct = hits if step_correct is None else step_correct + hits
         bar.update(int(labels.shape[0]))
     bar.close()
     if ops is None:
         raise ConfigError(f"dataset {dataset.name!r} ({dataset.split}) is empty")
-    return SNNEvaluation(correct, ops.samples, ops, steps, clipped)
+    return SNNEvaluation(correct, ops.samples, ops, steps, clipped, total_steps, step_correct)
 
 
 def agreement(net: SpikingNetwork, images: torch.Tensor) -> dict[str, Any]:
     """Run both simulators on ``images`` and report how far they agree.
 
     Returns:
-        ``samples``, ``identical_spike_times`` (fraction of neurons, all populations) and
+        ``samples``, ``identical_spikes`` (fraction of neurons, all populations, whose spike
+        times agree for single-spike codes, or spike counts for rate codes) and
         ``identical_predictions`` (fraction of samples).
     """
     fast = simulate(net, images, method="closed_form")
     ref = simulate(net, images, method="stepped")
     same = total = 0
-    for name, times in ref.spike_times.items():
-        same += int((fast.spike_times[name] == times).sum())
-        total += times.numel()
+    for pop in net.populations:
+        if ref.spike_times:
+            ours, theirs = fast.spike_times[pop.name], ref.spike_times[pop.name]
+        else:
+            ours, theirs = fast.spikes(pop.name), ref.spikes(pop.name)
+        same += int((ours == theirs).sum())
+        total += theirs.numel()
     return {
         "samples": int(images.shape[0]),
-        "identical_spike_times": same / total,
+        "identical_spikes": same / total,
         "identical_predictions": float((fast.predictions == ref.predictions).float().mean()),
     }
 
@@ -167,6 +194,7 @@ def summarize(
         "energy_ratio_vs_ann": snn_energy.per_sample_pj / ann_energy.per_sample_pj,
         "energy_model": snn_energy.model.name,
         "latency_steps": evaluation.steps,
+        "mean_latency_steps": evaluation.mean_latency_steps,
         "clipped_per_sample": sum(evaluation.clipped.values()) / evaluation.samples,
         "early_spike_fraction": _clipped_share(evaluation),
         "samples": evaluation.samples,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from onespike.binary import binary_weight, is_binary
 from onespike.errors import InvalidGraphError, ShapeError, UnsupportedLayerError
 
 __all__ = [
@@ -421,9 +422,12 @@ def _module_node(module: nn.Module, name: str) -> Node | None:
     if isinstance(module, (nn.ReLU, TTFSQuant)):
         return ReLU()
     bias: Tensor | None
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        # A binary layer computes with sign(W) * alpha: that is its weight in the graph.
+        weight = binary_weight(module.weight) if is_binary(module) else module.weight
     if isinstance(module, nn.Linear):
         bias = _tensor(module.bias) if module.bias is not None else None
-        return Linear(_tensor(module.weight), bias)
+        return Linear(_tensor(weight), bias)
     if isinstance(module, nn.Conv2d):
         if module.padding_mode != "zeros":
             raise UnsupportedLayerError(
@@ -436,7 +440,7 @@ def _module_node(module: nn.Module, name: str) -> Node | None:
             )
         bias = _tensor(module.bias) if module.bias is not None else None
         return Conv2d(
-            _tensor(module.weight),
+            _tensor(weight),
             bias,
             _pair(module.stride),
             _pair(module.padding),
@@ -532,7 +536,7 @@ class _Tracer(fx.Tracer):
         from onespike.models import Normalize
         from onespike.optimize import InputQuant, TTFSQuant
 
-        if isinstance(m, (Normalize, InputQuant, TTFSQuant)):
+        if isinstance(m, (Normalize, InputQuant, TTFSQuant)) or is_binary(m):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 

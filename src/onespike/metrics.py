@@ -11,10 +11,16 @@ Counting conventions (the same for every method, so that ratios are honest):
   neuron per inference (a bias event only where the bias is non-zero; a rectifier event only
   with ``rectifier=True``).
 - **macs**: multiply-accumulates where an analog value meets a weight. For the ANN: one per
-  real connection (padding excluded). For TTFS: none (every input is a spike).
+  real connection (padding excluded). For TTFS: none (every input is a spike). For rate codes
+  with analog input: one per connection of the first layer per sample (the constant current
+  is computed once, then added at every step as part of the neuron update).
+- **bias events** of rate codes: one per biased neuron per step run (the bias is a constant
+  current), except in a layer whose whole current is the constant analog input, where the
+  bias joins that current once per sample.
 - **comparisons**: ANN max pooling, ``window size - 1`` per output.
 - **neuron_updates**: state updates of a time-stepped implementation: a TTFS neuron is updated
-  at each of the ``2L + 1`` steps of its window; an ANN neuron once (bias add and ReLU).
+  at each of the ``2L + 1`` steps of its window; a rate-coded neuron at every step its sample
+  runs (fewer with early exit); an ANN neuron once (bias add and ReLU).
 - **memory_reads / memory_writes**: each synaptic event (synop or extra event) reads its weight
   and reads and writes the target neuron's state; each neuron update reads and writes the
   neuron's state. An ANN MAC reads a weight and an input activation; each ANN neuron writes
@@ -32,7 +38,7 @@ from typing import Any
 
 from torch import Tensor
 
-from onespike.convert.config import TTFSConfig
+from onespike.convert.config import RateConfig, TTFSConfig
 from onespike.errors import ConfigError, ShapeError
 from onespike.graph import Graph
 from onespike.network import (
@@ -159,10 +165,32 @@ def _ttfs_extras(pop: Population, net: SpikingNetwork, result: SimResult) -> dic
 
 # Per method: the counts of a neuron population beyond its spikes and synops (bias, counter
 # and rectifier events, MACs of analog input, neuron updates), from the network and result.
+def _rate_extras(pop: Population, net: SpikingNetwork, result: SimResult) -> dict[str, int]:
+    config = net.config
+    assert isinstance(config, RateConfig)
+    batch, steps = result.batch_size, result.total_steps()
+    fans = net.fanouts[pop.name]
+    analog = (
+        [i for i, p in enumerate(pop.projections) if p.source == net.input.name]
+        if config.input == "analog"
+        else []
+    )
+    connections = sum(int(float(fans[i].sum())) for i in analog)
+    # A current that is constant over time (analog input only) includes its bias once.
+    constant = bool(analog) and len(analog) == len(pop.projections)
+    biased = int((pop.bias != 0).sum()) if pop.bias is not None else 0
+    return {
+        "macs": connections * batch,
+        "bias_events": biased * (batch if constant else steps),
+        "neuron_updates": pop.size * steps,
+    }
+
+
 _EXTRAS: dict[type, Callable[[Population, SpikingNetwork, SimResult], dict[str, int]]] = {
     TTFSConfig: _ttfs_extras,
+    RateConfig: _rate_extras,
 }
-_METHOD_NAMES: dict[type, str] = {TTFSConfig: "ttfs"}
+_METHOD_NAMES: dict[type, str] = {TTFSConfig: "ttfs", RateConfig: "rate"}
 
 
 def _with_memory(ops: LayerOps, *, ann: bool) -> LayerOps:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from onespike.binary import binarize
 from onespike.errors import ConfigError, CorruptFileError
 
 __all__ = [
@@ -425,10 +426,15 @@ class ModelSpec:
         builder = MODELS.get(self.name)
         if builder is None:
             raise _unknown_model(self.name)
+        kwargs = dict(self.kwargs)
+        binary = kwargs.pop("binary", False)
+        if not isinstance(binary, bool):
+            raise ConfigError(f"model argument binary must be true or false, got {binary!r}")
         try:
-            return builder(self.input_shape, self.num_classes, **self.kwargs)
+            model = builder(self.input_shape, self.num_classes, **kwargs)
         except TypeError as exc:  # an unexpected keyword argument
             raise ConfigError(f"bad arguments for model {self.name!r}: {exc}") from exc
+        return binarize(model) if binary else model
 
 
 def build_model(
@@ -442,7 +448,8 @@ def build_model(
             ``"quartz-convnet"`` needs ``H = W = 28`` and ``"vgg-small"`` ``H = W = 32``.
         num_classes: number of outputs.
         **kwargs: passed to the model constructor (e.g. ``hidden=(100,)`` for the MLP); must be
-            JSON-serialisable so the spec can be saved.
+            JSON-serialisable so the spec can be saved. ``binary=True`` makes the hidden weight
+            layers binary (:func:`onespike.binary.binarize`).
 
     Returns:
         ``(model, spec)``.

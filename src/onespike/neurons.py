@@ -26,7 +26,16 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["TTFSParams", "TTFSState", "ttfs_initial_state", "ttfs_step"]
+__all__ = [
+    "IFParams",
+    "IFState",
+    "TTFSParams",
+    "TTFSState",
+    "accumulate_step",
+    "if_step",
+    "ttfs_initial_state",
+    "ttfs_step",
+]
 
 
 class TTFSState(NamedTuple):
@@ -83,3 +92,57 @@ def ttfs_step(d: Tensor, state: TTFSState, params: TTFSParams) -> tuple[Tensor, 
     else:
         spikes = torch.zeros_like(state.fired)
     return spikes, TTFSState(i, v, state.fired | spikes)
+
+
+# Integrate-and-fire, for rate codes --------------------------------------------------------
+#
+# State: membrane ``v``, no leak, no refractory period. At every step::
+#
+#     v <- v + z                      # z: this step's input current (weighted spikes + bias)
+#     spike  if v >= threshold
+#     v <- v - threshold  (spiked)    # reset by subtraction, or
+#     v <- 0              (spiked)    # reset to zero
+#
+# A neuron emits at most one spike per step. The non-spiking output layer only integrates.
+
+
+class IFState(NamedTuple):
+    """State of an integrate-and-fire population: the membrane potential."""
+
+    v: Tensor
+
+
+class IFParams(NamedTuple):
+    """Parameters of an integrate-and-fire population.
+
+    Attributes:
+        threshold: firing threshold, a float or a tensor broadcastable to the membrane.
+        reset: ``"subtract"`` or ``"zero"``.
+    """
+
+    threshold: float | Tensor
+    reset: str = "subtract"
+
+
+def if_step(z: Tensor, state: IFState, params: IFParams) -> tuple[Tensor, IFState]:
+    """Advance an integrate-and-fire population by one time step.
+
+    Args:
+        z: input current arriving at this step.
+        state: state after the previous step.
+        params: threshold and reset rule.
+
+    Returns:
+        ``(spikes, new_state)``, ``spikes`` a float tensor of zeros and ones.
+    """
+    v = state.v + z
+    fired = v >= params.threshold
+    spikes = fired.to(v.dtype)
+    subtract = params.reset == "subtract"
+    v = v - spikes * params.threshold if subtract else v.masked_fill(fired, 0.0)
+    return spikes, IFState(v)
+
+
+def accumulate_step(z: Tensor, state: IFState) -> IFState:
+    """A non-spiking readout neuron: the membrane sums its input current, ``v <- v + z``."""
+    return IFState(state.v + z)

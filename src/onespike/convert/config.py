@@ -7,7 +7,7 @@ from typing import Literal
 
 from onespike.errors import ConfigError
 
-__all__ = ["TTFSConfig"]
+__all__ = ["RateConfig", "TTFSConfig"]
 
 
 def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
@@ -51,3 +51,64 @@ class TTFSConfig:
     def levels(self) -> int:
         """``L = T - 1``: grid intervals, and the length of each phase in time steps."""
         return self.steps - 1
+
+
+@dataclass(frozen=True)
+class RateConfig:
+    """Rate-coded conversion with integrate-and-fire neurons (Lu & Sengupta, Front. Neurosci.
+    2020, doi 10.3389/fnins.2020.00535; thresholds balanced as in Rueckauer et al. 2017,
+    doi 10.3389/fnins.2017.00682).
+
+    Attributes:
+        steps: T, the number of time steps one inference runs (at most, with early exit).
+        reset: ``"subtract"`` (reset by subtraction: the threshold is subtracted from the
+            membrane, so the surplus is kept) or ``"zero"`` (the membrane is set to 0).
+        input: ``"analog"`` (the image drives the first layer as a constant current, computed
+            once per sample) or ``"poisson"`` (each pixel spikes with probability equal to its
+            value at every step, drawn from a generator seeded with ``seed``).
+        seed: seed of the Poisson input.
+        threshold_scale: multiplies every balanced threshold (the design-time latency
+            optimisation: below 1, neurons fire sooner and the rates settle in fewer steps).
+        initial_membrane: every membrane starts at this fraction of its threshold (0.5 halves
+            the rounding error of the spike count).
+        binary: store hidden layers trained with binary weights (``sign(W) * alpha`` per output
+            channel) as synapses of weight exactly +-1, with ``alpha`` folded into thresholds.
+        early_exit: the run-time latency optimisation: a sample stops once its prediction has
+            been the same for ``early_exit`` consecutive steps after the output layer received
+            its first spike; 0 runs every sample for ``steps`` steps.
+        input_range: Poisson input only: values outside ``[0, 1]`` raise (``"error"``) or are
+            clipped (``"clip"``).
+    """
+
+    steps: int = 64
+    reset: Literal["subtract", "zero"] = "subtract"
+    input: Literal["analog", "poisson"] = "analog"
+    seed: int = 0
+    threshold_scale: float = 1.0
+    initial_membrane: float = 0.0
+    binary: bool = False
+    early_exit: int = 0
+    input_range: Literal["error", "clip"] = "error"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "seed", "early_exit"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if self.steps < 1:
+            raise ConfigError(f"steps={self.steps}: a rate code needs at least 1 time step")
+        if self.early_exit < 0:
+            raise ConfigError(f"early_exit={self.early_exit} must be >= 0 (0 turns early exit off)")
+        _check_choice("reset", self.reset, ("subtract", "zero"))
+        _check_choice("input", self.input, ("analog", "poisson"))
+        _check_choice("input_range", self.input_range, ("error", "clip"))
+        if not isinstance(self.binary, bool):
+            raise ConfigError(f"binary must be True or False, got {self.binary!r}")
+        scale = self.threshold_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ConfigError(f"threshold_scale must be a number > 0, got {scale!r}")
+        start = self.initial_membrane
+        if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0 <= start < 1:
+            raise ConfigError(
+                f"initial_membrane must be a fraction of the threshold in [0, 1), got {start!r}"
+            )

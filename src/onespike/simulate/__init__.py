@@ -12,17 +12,18 @@ from typing import Literal
 
 from torch import Tensor
 
-from onespike.convert.config import TTFSConfig
+from onespike.convert.config import RateConfig, TTFSConfig
 from onespike.errors import ConfigError, ShapeError
 from onespike.network import SpikingNetwork
+from onespike.simulate import rate, ttfs
 from onespike.simulate.result import SimResult
-from onespike.simulate.ttfs import simulate_closed_form, simulate_stepped
 
 __all__ = ["SimResult", "simulate"]
 
 Method = Literal["closed_form", "stepped"]
 _SIMULATORS: dict[type, dict[str, Callable[[SpikingNetwork, Tensor], SimResult]]] = {
-    TTFSConfig: {"closed_form": simulate_closed_form, "stepped": simulate_stepped},
+    TTFSConfig: {"closed_form": ttfs.simulate_closed_form, "stepped": ttfs.simulate_stepped},
+    RateConfig: {"closed_form": rate.simulate_closed_form, "stepped": rate.simulate_stepped},
 }
 
 

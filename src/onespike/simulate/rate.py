@@ -1,0 +1,246 @@
+"""Rate-code simulators: the stepped reference and the fast path with a cached input current.
+
+Both loop over time steps and call :func:`onespike.neurons.if_step` /
+:func:`~onespike.neurons.accumulate_step`; within a step, populations update in topological
+order and a spike reaches the next layer in the same step (no synaptic delay). Per step:
+
+- **input**: ``"analog"``: the image itself is the input population's value at every step (a
+  constant current into the first layer; no input spikes). ``"poisson"``: pixel ``x`` spikes
+  with probability ``x``, from ``torch.rand`` on a generator seeded with ``RateConfig.seed``
+  (one draw of the whole batch per step, so a seed reproduces the spikes exactly).
+- **neuron population**: current ``z = sum of projections of this step's source values +
+  bias``; integrate-and-fire with the configured reset; membranes start at
+  ``initial_membrane * threshold``.
+- **max pooling** (onespike's rule, after Rueckauer et al. 2017, doi
+  10.3389/fnins.2017.00682): each window passes this step's spike of the neuron with the
+  largest spike count so far, this step included; ties go to the first neuron of the window in
+  row-major order. The pooled rate therefore follows the most active neuron, as ``max`` of
+  rates would.
+- **output population**: accumulates its current without spiking; the prediction after step
+  ``t`` is the argmax of its membrane (ties to the lower index), and the decoded output is
+  ``membrane / t * scale`` (the mean current, in the ANN's units).
+
+**Early exit** (``RateConfig.early_exit = k``, the run-time latency optimisation). A sample's
+prediction counts as settled once it has been the same for ``k`` consecutive steps, counting
+from the first step at which the output layer receives a spike (before that the membrane holds
+only biases). The sample then stops: its prediction and latency are those of that step, and
+no later spike of it is counted. :attr:`SimResult.sample_steps` holds the latencies.
+
+``closed_form`` computes each projection of the (constant) analog input once per sample and
+reuses it at every step, so the first layer's multiply-accumulates happen once; ``stepped``
+recomputes every projection at every step. Everything else is shared, and the tests hold the
+two to identical spike counts and predictions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from onespike.convert.config import RateConfig
+from onespike.errors import CodeRangeError
+from onespike.graph import MaxPool2d
+from onespike.network import Population, SpikingNetwork
+from onespike.neurons import IFParams, IFState, accumulate_step, if_step
+from onespike.simulate.result import SimResult
+
+__all__ = ["pool_spikes", "simulate_closed_form", "simulate_stepped"]
+
+
+def _config(net: SpikingNetwork) -> RateConfig:
+    assert isinstance(net.config, RateConfig)
+    return net.config
+
+
+def _check_input(x: Tensor, config: RateConfig) -> tuple[Tensor, int]:
+    low, high = (float(v) for v in torch.aminmax(x))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise CodeRangeError("the input contains NaN or infinite values")
+    if config.input == "analog" or (low >= 0.0 and high <= 1.0):
+        return x, 0
+    clipped = int(((x < 0) | (x > 1)).sum())
+    if config.input_range == "error":
+        raise CodeRangeError(
+            f"{clipped} input values lie outside [0, 1] (min {low:.4g}, max {high:.4g}); Poisson "
+            "input reads each value as a spike probability. Scale the input to [0, 1], use "
+            "input='analog', or pass RateConfig(input_range='clip')."
+        )
+    return x.clamp(0.0, 1.0), clipped
+
+
+def pool_spikes(pool: MaxPool2d, spikes: Tensor, counts: Tensor) -> Tensor:
+    """Max pooling of spikes: each window passes the spike of its most active neuron.
+
+    Args:
+        pool: the pooling node.
+        spikes: this step's spikes of the source population, ``(B, C, H, W)``.
+        counts: the source's spike counts so far, this step included.
+
+    Returns:
+        The pooled spikes.
+    """
+    _, index = F.max_pool2d(
+        counts, pool.kernel_size, pool.stride, pool.padding, return_indices=True
+    )
+    picked = spikes.flatten(2).gather(2, index.flatten(2))
+    return picked.view(index.shape)
+
+
+def _params(pop: Population, config: RateConfig, dtype: torch.dtype) -> IFParams:
+    threshold = pop.threshold
+    if isinstance(threshold, Tensor):
+        threshold = threshold.to(dtype)
+    return IFParams(threshold, config.reset)
+
+
+def _initial_state(
+    pop: Population, params: IFParams, batch: int, config: RateConfig, dtype: torch.dtype
+) -> IFState:
+    v = torch.zeros((batch, *pop.shape), dtype=dtype)
+    if config.initial_membrane and not pop.is_output:
+        v = v + params.threshold * config.initial_membrane
+    return IFState(v)
+
+
+def _run(net: SpikingNetwork, x: Tensor, *, cache_input: bool, method: str) -> SimResult:
+    config = _config(net)
+    x, input_clipped = _check_input(x, config)
+    dtype = x.dtype
+    batch = x.shape[0]
+    inp, out = net.input, net.output
+    generator = torch.Generator().manual_seed(config.seed) if config.input == "poisson" else None
+    params = {p.name: _params(p, config, dtype) for p in net.populations if p.kind == "neuron"}
+    states = {
+        name: _initial_state(net[name], par, batch, config, dtype) for name, par in params.items()
+    }
+    biases = {
+        p.name: p.bias.to(dtype)
+        for p in net.populations
+        if p.kind == "neuron" and p.bias is not None
+    }
+    pooled_sources = {p.sources[0] for p in net.populations if p.kind == "maxpool"}
+    running = {name: torch.zeros((batch, *net[name].shape), dtype=dtype) for name in pooled_sources}
+    # The output population never spikes; analog input neither. Their counts stay zero.
+    counts = {p.name: torch.zeros((batch, *p.shape), dtype=dtype) for p in net.populations}
+    cached: dict[tuple[str, int], Tensor] = {}
+    reads_spikes = [
+        proj.source != inp.name or config.input == "poisson" for proj in out.projections
+    ]
+
+    steps = config.steps
+    step_predictions = torch.zeros((steps, batch), dtype=torch.int64)
+    active = torch.ones(batch, dtype=torch.bool)
+    sample_steps = torch.full((batch,), steps, dtype=torch.int64)
+    predictions = torch.zeros(batch, dtype=torch.int64)
+    final_membrane = torch.zeros((batch, *out.shape), dtype=dtype)
+    run_length = torch.zeros(batch, dtype=torch.int64)
+    started = torch.zeros(batch, dtype=torch.bool)
+    previous = torch.full((batch,), -1, dtype=torch.int64)
+    last_step = steps - 1
+    with torch.no_grad():
+        for t in range(steps):
+            if generator is None:
+                values = {inp.name: x}
+            else:
+                values = {inp.name: (torch.rand(x.shape, generator=generator) < x).to(dtype)}
+            received = torch.zeros(batch, dtype=torch.bool)
+            for pop in net.populations[1:]:
+                if pop.kind == "maxpool":
+                    assert pop.pool is not None
+                    source = pop.sources[0]
+                    values[pop.name] = pool_spikes(pop.pool, values[source], running[source])
+                else:
+                    z: Tensor | None = None
+                    for i, proj in enumerate(pop.projections):
+                        if cache_input and proj.source == inp.name and generator is None:
+                            key = (pop.name, i)
+                            if key not in cached:
+                                cached[key] = proj.apply(x)
+                            part = cached[key]
+                        else:
+                            part = proj.apply(values[proj.source])
+                        z = part if z is None else z + part
+                    assert z is not None
+                    if pop.name in biases:
+                        z = z + biases[pop.name]
+                    if pop.is_output:
+                        states[pop.name] = accumulate_step(z, states[pop.name])
+                        for proj, spiking in zip(pop.projections, reads_spikes, strict=True):
+                            if spiking:
+                                received |= values[proj.source].flatten(1).any(dim=1)
+                            else:
+                                received[:] = True
+                        continue
+                    values[pop.name], states[pop.name] = if_step(
+                        z, states[pop.name], params[pop.name]
+                    )
+                if pop.name in running:
+                    running[pop.name] += values[pop.name]
+            for name, count in counts.items():
+                if name in values and (name != inp.name or generator is not None):
+                    spikes = values[name]
+                    count += spikes * active.view(-1, *([1] * (spikes.ndim - 1)))
+            membrane = states[out.name].v
+            prediction = membrane.flatten(1).argmax(dim=1)
+            if config.early_exit:
+                started_before = started.clone()
+                started |= received
+                same = started_before & (prediction == previous)
+                run_length = torch.where(same, run_length + 1, started.long())
+                leaving = active & (run_length >= config.early_exit)
+                if t == last_step:
+                    leaving = active
+            else:
+                leaving = active if t == last_step else torch.zeros_like(active)
+            if bool(leaving.any()):
+                sample_steps[leaving] = t + 1
+                predictions[leaving] = prediction[leaving]
+                final_membrane[leaving] = membrane[leaving]
+                active &= ~leaving
+            step_predictions[t] = torch.where(active, prediction, predictions)
+            previous = prediction
+            if not bool(active.any()):
+                step_predictions[t + 1 :] = predictions
+                break
+    view = (-1, *([1] * len(out.shape)))
+    outputs = final_membrane / sample_steps.to(dtype).view(view) * out.scale
+    return SimResult(
+        method=method,
+        spike_times={},
+        predictions=predictions,
+        outputs=outputs,
+        steps=steps,
+        clipped={inp.name: input_clipped},
+        spike_counts=counts,
+        sample_steps=sample_steps if config.early_exit else None,
+        step_predictions=step_predictions,
+    )
+
+
+def simulate_closed_form(net: SpikingNetwork, x: Tensor) -> SimResult:
+    """Simulate with the analog input's projections computed once per sample.
+
+    Args:
+        net: a rate-coded network.
+        x: input batch, ``(B, *net.input_shape)``.
+
+    Returns:
+        The simulation result (spike counts per population, predictions after every step).
+    """
+    return _run(net, x, cache_input=True, method="closed_form")
+
+
+def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
+    """Simulate with every projection recomputed at every step (the reference).
+
+    Args:
+        net: a rate-coded network.
+        x: input batch, ``(B, *net.input_shape)``.
+
+    Returns:
+        The simulation result.
+    """
+    return _run(net, x, cache_input=False, method="stepped")

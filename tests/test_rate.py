@@ -1,0 +1,251 @@
+"""Rate coding: the IF neuron by hand, both simulators, pooling, early exit and counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import onespike
+from onespike.graph import Graph, Input, Linear, MaxPool2d, Output, ReLU
+from onespike.neurons import IFParams, IFState, accumulate_step, if_step
+from onespike.simulate.rate import pool_spikes
+from tests.helpers import cnn_graphs, mlp_graphs, with_dyadic_scales
+
+
+def _trajectory(reset: str, current: float, steps: int) -> tuple[list[float], list[int]]:
+    state = IFState(torch.zeros(1))
+    membranes, spikes = [], []
+    for _ in range(steps):
+        s, state = if_step(torch.tensor([current]), state, IFParams(1.0, reset))
+        membranes.append(float(state.v))
+        spikes.append(int(s))
+    return membranes, spikes
+
+
+def test_if_neuron_reset_by_subtraction_by_hand() -> None:
+    membranes, spikes = _trajectory("subtract", 0.375, 8)
+    # 0.375, 0.75, 1.125 -> fire, keep 0.125; 0.5, 0.875, 1.25 -> fire, keep 0.25; ...
+    assert membranes == [0.375, 0.75, 0.125, 0.5, 0.875, 0.25, 0.625, 0.0]
+    assert spikes == [0, 0, 1, 0, 0, 1, 0, 1]
+    assert sum(spikes) == int(8 * 0.375)  # the rate is exact when the surplus is kept
+
+
+def test_if_neuron_reset_to_zero_by_hand() -> None:
+    membranes, spikes = _trajectory("zero", 0.375, 8)
+    # The surplus is lost at every spike: one spike every third step.
+    assert membranes == [0.375, 0.75, 0.0, 0.375, 0.75, 0.0, 0.375, 0.75]
+    assert spikes == [0, 0, 1, 0, 0, 1, 0, 0]
+
+
+def test_if_neuron_threshold_per_channel_and_negative_current() -> None:
+    state = IFState(torch.tensor([[0.0, 0.0], [0.5, -1.0]]))
+    threshold = torch.tensor([0.5, 2.0])
+    spikes, state = if_step(
+        torch.tensor([[0.5, 2.5], [-0.25, 0.5]]), state, IFParams(threshold, "subtract")
+    )
+    assert spikes.tolist() == [[1.0, 1.0], [0.0, 0.0]]
+    assert state.v.tolist() == [[0.0, 0.5], [0.25, -0.5]]
+    assert accumulate_step(torch.tensor([1.5]), IFState(torch.tensor([-0.5]))).v.tolist() == [1.0]
+
+
+def test_max_pooling_passes_the_most_active_neuron() -> None:
+    pool = MaxPool2d((2, 2), (2, 2), (0, 0))
+    counts = torch.tensor([[[[3.0, 5.0], [5.0, 1.0]]]])  # tie between (0,1) and (1,0)
+    spikes = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])
+    # The first most active neuron in row-major order, (0,1), did not spike: nothing passes,
+    # although three other neurons of the window spiked.
+    assert pool_spikes(pool, spikes, counts).tolist() == [[[[0.0]]]]
+    spikes[0, 0, 0, 1] = 1.0
+    assert pool_spikes(pool, spikes, counts).tolist() == [[[[1.0]]]]
+
+
+def _configs(draw: st.DrawFn) -> onespike.RateConfig:
+    return onespike.RateConfig(
+        steps=draw(st.sampled_from([1, 2, 5, 12])),
+        reset=draw(st.sampled_from(["subtract", "zero"])),
+        input=draw(st.sampled_from(["analog", "poisson"])),
+        seed=draw(st.integers(0, 5)),
+        threshold_scale=draw(st.sampled_from([1.0, 0.5, 0.25])),
+        initial_membrane=draw(st.sampled_from([0.0, 0.5])),
+        early_exit=draw(st.sampled_from([0, 1, 3])),
+    )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_stepped_and_closed_form_agree_exactly(data: st.DataObject) -> None:
+    graph = data.draw(st.one_of(mlp_graphs(), cnn_graphs()))
+    if data.draw(st.booleans()):
+        graph = with_dyadic_scales(data.draw, graph)
+    config = _configs(data.draw)
+    net = onespike.convert(graph, config)
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
+    x = (torch.rand((4, *graph.input_shape), generator=gen) * 8).floor() / 8
+
+    fast = onespike.simulate(net, x, method="closed_form")
+    ref = onespike.simulate(net, x, method="stepped")
+
+    for pop in net.populations:
+        assert torch.equal(fast.spike_counts[pop.name], ref.spike_counts[pop.name]), pop.name
+        assert int(ref.spike_counts[pop.name].max()) <= config.steps
+    assert int(ref.spike_counts[net.output.name].abs().sum()) == 0  # the readout never spikes
+    assert torch.equal(fast.predictions, ref.predictions)
+    assert torch.equal(fast.outputs, ref.outputs)
+    assert ref.step_predictions is not None
+    assert fast.step_predictions is not None
+    assert torch.equal(fast.step_predictions, ref.step_predictions)
+    assert torch.equal(ref.step_predictions[-1], ref.predictions)
+    if config.early_exit:
+        assert ref.sample_steps is not None
+        assert fast.sample_steps is not None
+        assert torch.equal(fast.sample_steps, ref.sample_steps)
+        assert bool((ref.sample_steps >= 1).all())
+        assert bool((ref.sample_steps <= config.steps).all())
+    else:
+        assert ref.sample_steps is None
+    assert onespike.count_ops(net, fast).to_dict() == onespike.count_ops(net, ref).to_dict()
+
+
+def _two_layer(bias: float = 0.0) -> Graph:
+    """3 inputs -> 2 hidden (ReLU) -> 2 outputs, dyadic weights."""
+    return Graph(
+        {
+            "input": Input((3,)),
+            "fc1": Linear(
+                torch.tensor([[0.5, 0.25, 0.0], [0.0, 0.5, -0.25]]), torch.tensor([bias, 0.0])
+            ),
+            "relu": ReLU(),
+            "fc2": Linear(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0.0, 0.125])),
+            "output": Output(),
+        },
+        [("input", "fc1"), ("fc1", "relu"), ("relu", "fc2"), ("fc2", "output")],
+    )
+
+
+def test_hand_counted_operations_with_analog_input() -> None:
+    net = onespike.convert(_two_layer(bias=0.125), onespike.RateConfig(steps=8))
+    x = torch.tensor([[1.0, 1.0, 1.0], [0.5, 0.5, 0.0]])
+    result = onespike.simulate(net, x)
+    # Hidden currents per step: sample 0: (0.75 + 0.125, 0.25); sample 1: (0.375 + 0.125, 0.25).
+    assert result.spike_counts["relu"].tolist() == [[7.0, 2.0], [4.0, 2.0]]
+    ops = {layer.name: layer for layer in onespike.count_ops(net, result).layers}
+    hidden, out = ops["relu"], ops["fc2"]
+    assert hidden.macs == 6 * 2  # the 3 x 2 connections, once per sample
+    assert hidden.synops == 0  # the analog input sends no spikes
+    assert hidden.bias_events == 1 * 2  # one biased neuron, its bias joins the constant current
+    assert hidden.neuron_updates == 2 * 8 * 2
+    assert out.synops == (7 + 2 + 4 + 2) * 2  # each hidden spike reaches both outputs
+    assert out.bias_events == 1 * 8 * 2  # one biased output neuron, every step
+    assert out.neuron_updates == 2 * 8 * 2
+    assert out.macs == 0
+    # The decoded output is the mean current: (7/8 + 0) and (2/8 + 1/8) for sample 0.
+    assert result.outputs[0].tolist() == [7 / 8, 3 / 8]
+
+
+def test_poisson_input_is_reproducible_from_the_seed() -> None:
+    graph = _two_layer()
+    x = torch.full((16, 3), 0.5)
+    nets = [
+        onespike.convert(graph, onespike.RateConfig(steps=20, input="poisson", seed=s))
+        for s in (7, 7, 8)
+    ]
+    runs = [onespike.simulate(net, x) for net in nets]
+    assert torch.equal(runs[0].spike_counts["input"], runs[1].spike_counts["input"])
+    assert torch.equal(runs[0].spike_counts["relu"], runs[1].spike_counts["relu"])
+    assert not torch.equal(runs[0].spike_counts["input"], runs[2].spike_counts["input"])
+    counts = runs[0].spike_counts["input"]
+    assert 0.3 < float(counts.mean()) / 20 < 0.7  # spike probability 0.5 per step
+    ops = {layer.name: layer for layer in onespike.count_ops(nets[0], runs[0]).layers}
+    assert ops["relu"].macs == 0
+    # Every input spike reaches both hidden neurons: a synapse is a connection of the layer,
+    # whatever its value (input 0 has weight 0 into neuron 1).
+    assert ops["relu"].synops == int(counts.sum()) * 2
+
+
+def test_poisson_input_range() -> None:
+    net = onespike.convert(_two_layer(), onespike.RateConfig(steps=4, input="poisson"))
+    with pytest.raises(onespike.CodeRangeError, match="outside"):
+        onespike.simulate(net, torch.tensor([[1.5, 0.0, 0.0]]))
+    clip = onespike.convert(
+        _two_layer(), onespike.RateConfig(steps=4, input="poisson", input_range="clip")
+    )
+    assert onespike.simulate(clip, torch.tensor([[1.5, -1.0, 0.0]])).clipped["input"] == 2
+
+
+def test_accuracy_against_steps_from_one_run() -> None:
+    graph = _two_layer(bias=0.125)
+    x = torch.rand((32, 3), generator=torch.Generator().manual_seed(0))
+    long = onespike.simulate(onespike.convert(graph, onespike.RateConfig(steps=24)), x)
+    assert long.step_predictions is not None
+    for steps in (1, 3, 10, 24):
+        short = onespike.simulate(onespike.convert(graph, onespike.RateConfig(steps=steps)), x)
+        assert torch.equal(long.step_predictions[steps - 1], short.predictions)
+
+
+def test_early_exit_by_hand() -> None:
+    # input -> output directly: the output receives the analog input from step 1, and its
+    # prediction never changes, so with early_exit=3 every sample stops after step 3.
+    graph = Graph(
+        {
+            "input": Input((2,)),
+            "fc": Linear(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), None),
+            "output": Output(),
+        },
+        [("input", "fc"), ("fc", "output")],
+    )
+    net = onespike.convert(graph, onespike.RateConfig(steps=10, early_exit=3))
+    result = onespike.simulate(net, torch.tensor([[0.25, 0.5], [0.75, 0.5]]))
+    assert result.sample_steps is not None
+    assert result.sample_steps.tolist() == [3, 3]
+    assert result.predictions.tolist() == [1, 0]
+    ops = onespike.count_ops(net, result)
+    assert ops.total("neuron_updates") == 2 * 3 * 2
+
+
+def test_early_exit_stops_counting_spikes() -> None:
+    graph = _two_layer()
+    x = torch.rand((64, 3), generator=torch.Generator().manual_seed(1))
+    full = onespike.simulate(onespike.convert(graph, onespike.RateConfig(steps=40)), x)
+    early_net = onespike.convert(graph, onespike.RateConfig(steps=40, early_exit=2))
+    early = onespike.simulate(early_net, x)
+    assert early.sample_steps is not None
+    assert float(early.sample_steps.float().mean()) < 40
+    assert float(early.spike_counts["relu"].sum()) < float(full.spike_counts["relu"].sum())
+    # Exited samples keep the prediction of their exit step in the per-step record.
+    steps = early.sample_steps.tolist()
+    assert early.step_predictions is not None
+    for i, s in enumerate(steps):
+        assert int(early.step_predictions[-1, i]) == int(early.predictions[i])
+        assert int(early.step_predictions[s - 1, i]) == int(early.predictions[i])
+
+
+def test_threshold_scale_keeps_the_function() -> None:
+    # With s = 0.5, a spike carries 0.5: rates double and the decoded output is unchanged.
+    graph = _two_layer()
+    x = torch.tensor([[0.25, 0.25, 0.0]])
+    plain = onespike.simulate(onespike.convert(graph, onespike.RateConfig(steps=16)), x)
+    scaled_net = onespike.convert(graph, onespike.RateConfig(steps=16, threshold_scale=0.5))
+    scaled = onespike.simulate(scaled_net, x)
+    assert float(scaled.spike_counts["relu"].sum()) == 2 * float(plain.spike_counts["relu"].sum())
+    assert torch.equal(scaled.outputs, plain.outputs)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("steps", 0, "at least 1"),
+        ("steps", 2.5, "integer"),
+        ("reset", "soft", "reset"),
+        ("input", "rate", "input"),
+        ("threshold_scale", 0.0, "threshold_scale"),
+        ("initial_membrane", 1.0, "initial_membrane"),
+        ("early_exit", -1, "early_exit"),
+        ("binary", "yes", "binary"),
+        ("input_range", "wrap", "input_range"),
+    ],
+)
+def test_config_rejects_bad_values(field: str, value: object, message: str) -> None:
+    with pytest.raises(onespike.ConfigError, match=message):
+        onespike.RateConfig(**{field: value})  # type: ignore[arg-type]
