@@ -160,3 +160,51 @@ def test_ttfs_aware_needs_steps(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["train", "--ttfs-aware", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "--steps" in result.output
+
+
+def test_binary_training_and_rate_conversion(tmp_path: Path) -> None:
+    runner = CliRunner()
+    train = ["train", "--dataset", "digits", "--epochs", "3", "--binary", "--out", str(tmp_path)]
+    result = runner.invoke(main, train, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    spec = json.loads((tmp_path / "model" / "model.json").read_text())["spec"]
+    assert spec["kwargs"] == {"binary": True}
+    run = [
+        "run",
+        "--dataset",
+        "digits",
+        "--model-file",
+        str(tmp_path / "model"),
+        "--method",
+        "rate",
+        "--binary",
+        "--steps",
+        "32",
+        "--threshold-scale",
+        "0.5",
+        "--early-exit",
+        "4",
+        "--check-samples",
+        "8",
+        "--out",
+        str(tmp_path / "rate"),
+    ]
+    result = runner.invoke(main, run, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "rate" / "results.json").read_text())
+    assert record["method"] == "rate"
+    assert record["latency_steps"] == 32
+    assert 1 <= record["mean_latency_steps"] < 32
+    assert len(record["accuracy_by_steps"]) == 32
+    assert record["snn_accuracy"] > 0.7
+    assert record["snn_macs"] == 64 * 500  # the analog first layer, once per sample
+    assert record["stepped_check"]["identical_spikes"] == 1.0
+    assert "mean" in result.output
+
+
+def test_rate_options_are_checked_before_training(tmp_path: Path) -> None:
+    args = ["run", "--method", "rate", "--threshold-scale", "0", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert "threshold_scale" in result.output
+    assert not (tmp_path / "model").exists()
