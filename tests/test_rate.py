@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import onespike
 from onespike.graph import Graph, Input, Linear, MaxPool2d, Output, ReLU
 from onespike.neurons import IFParams, IFState, accumulate_step, if_step
-from onespike.simulate.rate import pool_spikes
+from onespike.simulate.rate import pool_spikes, simulate_checkpoints
 from tests.helpers import cnn_graphs, mlp_graphs, with_dyadic_scales
 
 
@@ -249,3 +249,51 @@ def test_threshold_scale_keeps_the_function() -> None:
 def test_config_rejects_bad_values(field: str, value: object, message: str) -> None:
     with pytest.raises(onespike.ConfigError, match=message):
         onespike.RateConfig(**{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"early_exit": 2, "input": "poisson", "seed": 3}, {"early_exit": 1, "reset": "zero"}],
+)
+def test_checkpoints_equal_separate_runs(options: dict) -> None:
+    graph = _two_layer(bias=0.125)
+    x = torch.rand((32, 3), generator=torch.Generator().manual_seed(2))
+    net = onespike.convert(graph, onespike.RateConfig(steps=99, **options))
+    for method in ("closed_form", "stepped"):
+        results = simulate_checkpoints(net, x, (3, 1, 17), method=method)
+        assert [r.steps for r in results] == [3, 1, 17]
+        for result in results:
+            alone = onespike.convert(graph, onespike.RateConfig(steps=result.steps, **options))
+            expected = onespike.simulate(alone, x, method=method)
+            assert torch.equal(result.predictions, expected.predictions)
+            assert torch.equal(result.outputs, expected.outputs)
+            assert result.total_steps() == expected.total_steps()
+            for name, counts in expected.spike_counts.items():
+                assert torch.equal(result.spike_counts[name], counts), name
+            ops = onespike.count_ops(net, result).to_dict()
+            assert ops == onespike.count_ops(alone, expected).to_dict()
+    with pytest.raises(onespike.ConfigError, match="integers >= 1"):
+        simulate_checkpoints(net, x, (0, 4))
+
+
+def test_evaluation_at_several_steps_equals_separate_evaluations() -> None:
+    from onespike.data import Dataset
+    from onespike.evaluate import evaluate_snn, evaluate_snn_steps
+
+    gen = torch.Generator().manual_seed(4)
+    images = torch.rand((50, 3), generator=gen)
+    labels = torch.randint(0, 2, (50,), generator=gen)
+    data = Dataset("toy", "test", images, labels, 2)
+    graph = _two_layer(bias=0.125)
+    net = onespike.convert(graph, onespike.RateConfig(steps=5, early_exit=2))
+    by_steps = evaluate_snn_steps(net, data, (2, 9), batch_size=16)
+    for steps, evaluation in by_steps.items():
+        alone = onespike.convert(graph, onespike.RateConfig(steps=steps, early_exit=2))
+        expected = evaluate_snn(alone, data, batch_size=16)
+        assert evaluation.correct == expected.correct
+        assert evaluation.total_steps == expected.total_steps
+        assert evaluation.ops.to_dict() == expected.ops.to_dict()
+        assert evaluation.accuracy_by_steps() == expected.accuracy_by_steps()
+    ttfs = onespike.convert(graph, onespike.TTFSConfig(steps=4))
+    with pytest.raises(onespike.ConfigError, match="RateConfig"):
+        evaluate_snn_steps(ttfs, data, (2,))

@@ -8,19 +8,21 @@ the CLI prints and the benchmarks write.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from onespike.convert import TTFSConfig, convert
+from onespike.convert import RateConfig, TTFSConfig, convert
 from onespike.data import Dataset, batches
 from onespike.errors import ConfigError
 from onespike.graph import Graph
 from onespike.metrics import EnergyModel, OpsReport, count_ops, estimate_energy
 from onespike.network import SpikingNetwork, forward_populations
-from onespike.simulate import Method, simulate
+from onespike.simulate import Method, SimResult, simulate
+from onespike.simulate.rate import simulate_checkpoints
 from onespike.simulate.ttfs import codes_from_times
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "SNNEvaluation",
     "agreement",
     "evaluate_snn",
+    "evaluate_snn_steps",
     "smallest_steps",
     "summarize",
     "ttfs_diagnostics",
@@ -94,31 +97,93 @@ def evaluate_snn(
     Returns:
         The accumulated evaluation.
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    correct = 0
-    ops: OpsReport | None = None
-    clipped: dict[str, int] = {}
-    steps = total_steps = 0
-    step_correct: torch.Tensor | None = None
     bar = tqdm(total=len(dataset), desc=f"simulate ({method})", unit="img", disable=not progress)
-    for images, labels in batches(dataset, batch_size):
-        result = simulate(net, images, method=method)
-        correct += int((result.predictions == labels).sum())
-        batch_ops = count_ops(net, result)
-        ops = batch_ops if ops is None else ops + batch_ops
-        for name, count in result.clipped.items():
-            clipped[name] = clipped.get(name, 0) + count
-        steps = result.steps
-        total_steps += result.total_steps()
-        if result.step_predictions is not None:
-            hits = (result.step_predictions == labels.unsqueeze(0)).sum(dim=1)
-            step_correct = hits if step_correct is None else step_correct + hits
+    total = _Totals()
+    for images, labels in _batches(dataset, batch_size):
+        total.add(net, simulate(net, images, method=method), labels)
         bar.update(int(labels.shape[0]))
     bar.close()
-    if ops is None:
+    return total.evaluation(dataset)
+
+
+def evaluate_snn_steps(
+    net: SpikingNetwork,
+    dataset: Dataset,
+    steps: tuple[int, ...],
+    *,
+    batch_size: int = 500,
+    method: Method = "closed_form",
+    progress: bool = False,
+) -> dict[int, SNNEvaluation]:
+    """Evaluate a rate-coded network at several run lengths from one simulation per batch.
+
+    Args:
+        net: a network converted with :class:`~onespike.convert.config.RateConfig`.
+        dataset: images and labels.
+        steps: run lengths ``T`` (see :func:`onespike.simulate.rate.simulate_checkpoints`).
+        batch_size: samples simulated at once (bounds memory).
+        method: simulator.
+        progress: show a progress bar.
+
+    Returns:
+        ``T`` to the evaluation the network would get with ``RateConfig(steps=T)``.
+    """
+    if not isinstance(net.config, RateConfig):
+        raise ConfigError("evaluate_snn_steps needs a network converted with RateConfig")
+    bar = tqdm(total=len(dataset), desc=f"simulate ({method})", unit="img", disable=not progress)
+    totals = {t: _Totals() for t in steps}
+    for images, labels in _batches(dataset, batch_size):
+        results = simulate_checkpoints(net, images, steps, method=method)
+        for t, result in zip(steps, results, strict=True):
+            totals[t].add(net, result, labels)
+        bar.update(int(labels.shape[0]))
+    bar.close()
+    return {t: total.evaluation(dataset) for t, total in totals.items()}
+
+
+def _batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if len(dataset) == 0:
         raise ConfigError(f"dataset {dataset.name!r} ({dataset.split}) is empty")
-    return SNNEvaluation(correct, ops.samples, ops, steps, clipped, total_steps, step_correct)
+    return iter(batches(dataset, batch_size))
+
+
+@dataclass
+class _Totals:
+    """Sums of the per-batch results of one network."""
+
+    correct: int = 0
+    ops: OpsReport | None = None
+    clipped: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
+    total_steps: int = 0
+    step_correct: torch.Tensor | None = None
+
+    def add(self, net: SpikingNetwork, result: SimResult, labels: torch.Tensor) -> None:
+        self.correct += int((result.predictions == labels).sum())
+        batch_ops = count_ops(net, result)
+        self.ops = batch_ops if self.ops is None else self.ops + batch_ops
+        for name, count in result.clipped.items():
+            self.clipped[name] = self.clipped.get(name, 0) + count
+        self.steps = result.steps
+        self.total_steps += result.total_steps()
+        if result.step_predictions is not None:
+            hits = (result.step_predictions == labels.unsqueeze(0)).sum(dim=1)
+            self.step_correct = hits if self.step_correct is None else self.step_correct + hits
+
+    def evaluation(self, dataset: Dataset) -> SNNEvaluation:
+        if self.ops is None:
+            raise ConfigError(f"dataset {dataset.name!r} ({dataset.split}) is empty")
+        return SNNEvaluation(
+            self.correct,
+            self.ops.samples,
+            self.ops,
+            self.steps,
+            self.clipped,
+            self.total_steps,
+            self.step_correct,
+        )
 
 
 def agreement(net: SpikingNetwork, images: torch.Tensor) -> dict[str, Any]:

@@ -35,19 +35,25 @@ two to identical spike counts and predictions.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from onespike.convert.config import RateConfig
-from onespike.errors import CodeRangeError
+from onespike.errors import CodeRangeError, ConfigError
 from onespike.graph import MaxPool2d
 from onespike.network import Population, SpikingNetwork
 from onespike.neurons import IFParams, IFState, accumulate_step, if_step
 from onespike.simulate.result import SimResult
 
-__all__ = ["pool_spikes", "simulate_closed_form", "simulate_stepped"]
+__all__ = [
+    "pool_spikes",
+    "simulate_checkpoints",
+    "simulate_closed_form",
+    "simulate_stepped",
+]
 
 
 def _config(net: SpikingNetwork) -> RateConfig:
@@ -105,7 +111,14 @@ def _initial_state(
     return IFState(v)
 
 
-def _run(net: SpikingNetwork, x: Tensor, *, cache_input: bool, method: str) -> SimResult:
+def _run(
+    net: SpikingNetwork,
+    x: Tensor,
+    checkpoints: Sequence[int],
+    *,
+    cache_input: bool,
+    method: str,
+) -> list[SimResult]:
     config = _config(net)
     x, input_clipped = _check_input(x, config)
     dtype = x.dtype
@@ -130,16 +143,35 @@ def _run(net: SpikingNetwork, x: Tensor, *, cache_input: bool, method: str) -> S
         proj.source != inp.name or config.input == "poisson" for proj in out.projections
     ]
 
-    steps = config.steps
+    steps = max(checkpoints)
+    wanted = set(checkpoints)
+    results: dict[int, SimResult] = {}
     step_predictions = torch.zeros((steps, batch), dtype=torch.int64)
     active = torch.ones(batch, dtype=torch.bool)
-    sample_steps = torch.full((batch,), steps, dtype=torch.int64)
+    sample_steps = torch.zeros(batch, dtype=torch.int64)
     predictions = torch.zeros(batch, dtype=torch.int64)
     final_membrane = torch.zeros((batch, *out.shape), dtype=dtype)
     run_length = torch.zeros(batch, dtype=torch.int64)
     started = torch.zeros(batch, dtype=torch.bool)
     previous = torch.full((batch,), -1, dtype=torch.int64)
-    last_step = steps - 1
+    view = (-1, *([1] * len(out.shape)))
+
+    def snapshot(ran: int, prediction: Tensor, membrane: Tensor) -> SimResult:
+        """The result had the run stopped after ``ran`` steps: active samples stop now."""
+        steps_run = torch.where(active, ran, sample_steps)
+        final = torch.where(active.view(view), membrane, final_membrane)
+        return SimResult(
+            method=method,
+            spike_times={},
+            predictions=torch.where(active, prediction, predictions),
+            outputs=final / steps_run.to(dtype).view(view) * out.scale,
+            steps=ran,
+            clipped={inp.name: input_clipped},
+            spike_counts={name: count.clone() for name, count in counts.items()},
+            sample_steps=steps_run if config.early_exit else None,
+            step_predictions=step_predictions[:ran].clone(),
+        )
+
     with torch.no_grad():
         for t in range(steps):
             if generator is None:
@@ -191,33 +223,22 @@ def _run(net: SpikingNetwork, x: Tensor, *, cache_input: bool, method: str) -> S
                 same = started_before & (prediction == previous)
                 run_length = torch.where(same, run_length + 1, started.long())
                 leaving = active & (run_length >= config.early_exit)
-                if t == last_step:
-                    leaving = active
-            else:
-                leaving = active if t == last_step else torch.zeros_like(active)
-            if bool(leaving.any()):
-                sample_steps[leaving] = t + 1
-                predictions[leaving] = prediction[leaving]
-                final_membrane[leaving] = membrane[leaving]
-                active &= ~leaving
+                if bool(leaving.any()):
+                    sample_steps[leaving] = t + 1
+                    predictions[leaving] = prediction[leaving]
+                    final_membrane[leaving] = membrane[leaving]
+                    active &= ~leaving
             step_predictions[t] = torch.where(active, prediction, predictions)
             previous = prediction
+            if t + 1 in wanted:
+                results[t + 1] = snapshot(t + 1, prediction, membrane)
             if not bool(active.any()):
                 step_predictions[t + 1 :] = predictions
+                for later in wanted:
+                    if later > t + 1:
+                        results[later] = snapshot(later, prediction, membrane)
                 break
-    view = (-1, *([1] * len(out.shape)))
-    outputs = final_membrane / sample_steps.to(dtype).view(view) * out.scale
-    return SimResult(
-        method=method,
-        spike_times={},
-        predictions=predictions,
-        outputs=outputs,
-        steps=steps,
-        clipped={inp.name: input_clipped},
-        spike_counts=counts,
-        sample_steps=sample_steps if config.early_exit else None,
-        step_predictions=step_predictions,
-    )
+    return [results[t] for t in checkpoints]
 
 
 def simulate_closed_form(net: SpikingNetwork, x: Tensor) -> SimResult:
@@ -230,7 +251,7 @@ def simulate_closed_form(net: SpikingNetwork, x: Tensor) -> SimResult:
     Returns:
         The simulation result (spike counts per population, predictions after every step).
     """
-    return _run(net, x, cache_input=True, method="closed_form")
+    return _run(net, x, (_config(net).steps,), cache_input=True, method="closed_form")[0]
 
 
 def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
@@ -243,4 +264,34 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
     Returns:
         The simulation result.
     """
-    return _run(net, x, cache_input=False, method="stepped")
+    return _run(net, x, (_config(net).steps,), cache_input=False, method="stepped")[0]
+
+
+def simulate_checkpoints(
+    net: SpikingNetwork, x: Tensor, steps: Sequence[int], *, method: str = "closed_form"
+) -> list[SimResult]:
+    """Simulate once up to ``max(steps)`` and return the result of every run length in ``steps``.
+
+    The result for ``t`` is the one a network converted with ``RateConfig(steps=t)`` (and
+    otherwise the same options) gives: samples still running after step ``t`` stop there,
+    and spike counts, latencies and predictions are those of step ``t``. Accuracy, spikes and
+    operations against time steps therefore cost one simulation.
+
+    Args:
+        net: a rate-coded network (its own ``steps`` is ignored).
+        x: input batch, ``(B, *net.input_shape)``.
+        steps: run lengths, each >= 1.
+        method: ``"closed_form"`` or ``"stepped"``.
+
+    Returns:
+        One result per entry of ``steps``, in that order.
+    """
+    _config(net)  # a rate network
+    checkpoints = tuple(steps)
+    if not checkpoints or any(
+        isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in checkpoints
+    ):
+        raise ConfigError(f"steps must be a non-empty sequence of integers >= 1, got {steps!r}")
+    if method not in ("closed_form", "stepped"):
+        raise ConfigError(f"method={method!r} is not one of 'closed_form', 'stepped'")
+    return _run(net, x, checkpoints, cache_input=method == "closed_form", method=method)
