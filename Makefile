@@ -37,10 +37,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ttfs.py
 	$(BIN)/python benchmarks/ttfs_optimise.py
+	$(BIN)/python benchmarks/rate.py
 
 peers: $(STAMP)
 	$(BIN)/pip install -q -e '.[peers]'
-	$(BIN)/pip install -q --no-deps spikingjelly norse
+	$(BIN)/pip install -q --no-deps spikingjelly norse sinabs
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
