@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import sys
@@ -313,15 +314,24 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small subsets, 1 epoch (CI)")
     parser.add_argument("--test-limit", type=int, default=2000, help="ConvNet test images")
-    parser.add_argument("--only", choices=("mlp", "convnet-bn"), default=None)
+    parser.add_argument(
+        "--only",
+        choices=("mlp", "convnet-bn"),
+        default=None,
+        help="run one architecture; writes rate-ARCH.* for --merge",
+    )
+    parser.add_argument(
+        "--merge", action="store_true", help="combine rate-mlp.* and rate-convnet-bn.* parts"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    suffix = "-quick" if args.quick else ""
+    suffix = ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
+    if args.merge:
+        return merge(args.out, suffix)
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
-    verdicts: list[str] = []
     peers_missing: list[str] = []
     models = ("mlp", "convnet-bn") if args.only is None else (args.only,)
     for dataset in ("mnist", "fashion-mnist"):
@@ -448,8 +458,6 @@ def main() -> int:
                             }
                         )
                 atomic_write_json(args.out / f"rate{suffix}.json", rows)
-    verdicts += evaluate_targets(rows, summaries)
-    verdicts += sorted(set(peers_missing))
     meta = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -461,16 +469,42 @@ def main() -> int:
         "energy_model": "45nm (Horowitz, ISSCC 2014)",
         "summaries": summaries,
         "curves": curves,
-        "verdicts": verdicts,
+        "peers_missing": sorted(set(peers_missing)),
     }
-    atomic_write_json(args.out / f"rate{suffix}.json", rows)
-    atomic_write_json(args.out / f"rate{suffix}.meta.json", meta)
-    table = markdown(rows, summaries)
-    notes = "\n".join(f"- {v}" for v in verdicts)
-    atomic_write_text(args.out / f"rate{suffix}.md", f"{table}\n{notes}\n")
-    plot(curves, args.out / f"rate{suffix}.png")
+    write(args.out, suffix, rows, meta)
+    return 0
+
+
+def write(out: Path, suffix: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+    """Write the JSON records, the meta data with verdicts, the table and the plot."""
+    meta["verdicts"] = evaluate_targets(rows, meta["summaries"]) + meta["peers_missing"]
+    atomic_write_json(out / f"rate{suffix}.json", rows)
+    atomic_write_json(out / f"rate{suffix}.meta.json", meta)
+    table = markdown(rows, meta["summaries"])
+    notes = "\n".join(f"- {v}" for v in meta["verdicts"])
+    atomic_write_text(out / f"rate{suffix}.md", f"{table}\n{notes}\n")
+    plot(meta["curves"], out / f"rate{suffix}.png")
     print(table)
     print(notes)
+
+
+def merge(out: Path, suffix: str) -> int:
+    """Combine the per-architecture parts into ``rate.*``."""
+    rows: list[dict[str, Any]] = []
+    meta: dict[str, Any] = {"parts": [], "summaries": [], "curves": [], "peers_missing": []}
+    for arch in ("mlp", "convnet-bn"):
+        part = out / f"rate{suffix}-{arch}.json"
+        if not part.exists():
+            print(f"missing {part}: run benchmarks/rate.py --only {arch} first", file=sys.stderr)
+            return 1
+        rows += json.loads(part.read_text())
+        part_meta = json.loads((out / f"rate{suffix}-{arch}.meta.json").read_text())
+        for key in ("summaries", "curves", "peers_missing"):
+            meta[key] += part_meta[key]
+        meta["parts"].append(
+            {k: v for k, v in part_meta.items() if k not in ("summaries", "curves", "verdicts")}
+        )
+    write(out, suffix, rows, meta)
     return 0
 
 
