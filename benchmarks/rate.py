@@ -151,16 +151,25 @@ def spikingjelly_curve(
     recipe = ann2snn.RateCodingRecipe(dataloader=loader, mode="99.99%")
     snn = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(plain_copy(model))
     snn.eval()
-    correct = torch.zeros(steps)
-    with torch.no_grad():
-        for images, labels in batches(test, 500):
-            functional.reset_net(snn)
-            total = None
-            for t in range(steps):
-                out = snn(images)
-                total = out if total is None else total + out
-                correct[t] += (total.argmax(dim=1) == labels).sum()
-    return [int(c) / len(test) for c in correct]
+
+    def start(images: torch.Tensor) -> nn.Module:
+        functional.reset_net(snn)
+        return snn
+
+    return accumulated_curve(start, test, steps, batch_size=500)
+
+
+def flat_sequential(model: nn.Module) -> nn.Sequential:
+    """The model as one flat Sequential, BatchNorm fused into the convolution before it."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    leaves: list[nn.Module] = []
+    for module in plain_copy(model).modules():
+        if isinstance(module, nn.BatchNorm2d) and isinstance(leaves[-1], nn.Conv2d):
+            leaves[-1] = fuse_conv_bn_eval(leaves[-1], module)
+        elif not list(module.children()) and not isinstance(module, nn.Dropout):
+            leaves.append(module)
+    return nn.Sequential(*leaves).eval()
 
 
 def sinabs_curve(model: nn.Module, calibration: Dataset, test: Dataset, steps: int) -> list[float]:
@@ -168,18 +177,30 @@ def sinabs_curve(model: nn.Module, calibration: Dataset, test: Dataset, steps: i
     from sinabs.from_torch import from_model
     from sinabs.utils import normalize_weights
 
-    ann = plain_copy(model)
-    inner = ann.layers if hasattr(ann, "layers") else ann
-    params = [n for n, m in inner.named_children() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    outputs = [n for n, m in inner.named_children() if isinstance(m, nn.ReLU)]
-    outputs.append(params[-1])
-    normalize_weights(inner, calibration.images[:2000], outputs, params, percentile=99.99)
-    correct = torch.zeros(steps)
+    ann = flat_sequential(model)
+    params = [n for n, m in ann.named_children() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    outputs = [n for n, m in ann.named_children() if isinstance(m, nn.ReLU)] + [params[-1]]
+    normalize_weights(ann, calibration.images[:2000], outputs, params, percentile=99.99)
+
+    def start(images: torch.Tensor) -> nn.Module:
+        snn = from_model(ann, input_shape=tuple(images.shape[1:]), batch_size=len(images))
+        snn.eval()
+        snn.reset_states()
+        return snn
+
+    return accumulated_curve(start, test, steps, batch_size=250)
+
+
+def accumulated_curve(start: Any, test: Dataset, steps: int, *, batch_size: int) -> list[float]:
+    """Accuracy after every step of a peer network fed the image at every step.
+
+    ``start(images)`` returns the network ready for a new batch; the prediction after step
+    ``t`` is the argmax of its outputs summed over steps ``1 .. t``.
+    """
+    correct = torch.zeros(steps, dtype=torch.int64)
     with torch.no_grad():
-        for images, labels in batches(test, 250):
-            snn = from_model(ann, input_shape=tuple(images.shape[1:]), batch_size=len(images))
-            snn.eval()
-            snn.reset_states()
+        for images, labels in batches(test, batch_size):
+            snn = start(images)
             total = None
             for t in range(steps):
                 out = snn(images)
