@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ttfs.py
 	$(BIN)/python benchmarks/ttfs_optimise.py
 	$(BIN)/python benchmarks/rate.py
+	$(BIN)/python benchmarks/hardware.py
 
 peers: $(STAMP)
 	$(BIN)/pip install -q -e '.[peers]'

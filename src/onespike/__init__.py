@@ -8,8 +8,10 @@ The pipeline, one function per stage::
     result = onespike.simulate(net, images)              # closed_form, or method="stepped"
     ops = onespike.count_ops(net, result)                 # vs onespike.count_ops(graph, images)
     energy = onespike.estimate_energy(ops)
+    cost = onespike.hardware.run(net, result)            # cycles, latency, energy, power
 """
 
+from onespike import hardware
 from onespike.convert import RateConfig, TTFSConfig, convert
 from onespike.errors import (
     ChecksumError,
@@ -67,6 +69,7 @@ __all__ = [
     "count_ops",
     "estimate_energy",
     "extract",
+    "hardware",
     "normalize",
     "optimize_for_ttfs",
     "run_graph",

@@ -25,11 +25,23 @@ from onespike.data import DATASETS, Dataset, batches, load_dataset, split_valida
 from onespike.errors import OnespikeError
 from onespike.evaluate import agreement, evaluate_snn, smallest_steps, summarize, ttfs_diagnostics
 from onespike.graph import Graph, extract
+from onespike.hardware import (
+    ARCHITECTURES,
+    TECHNOLOGIES,
+    AcceleratorConfig,
+    HardwareReport,
+    Workload,
+    loihi_estimate,
+    plot_energy_breakdown,
+    profile,
+)
+from onespike.hardware import run as run_hardware
 from onespike.io import load_model, save_model
 from onespike.metrics import ENERGY_MODELS
 from onespike.models import MODELS, ModelSpec, build_model
 from onespike.normalize import normalize
 from onespike.optimize import optimize_for_ttfs, restore_ttfs_aware, save_ttfs_aware
+from onespike.simulate import simulate
 from onespike.train import TrainConfig, evaluate, train
 
 __all__ = ["main"]
@@ -96,6 +108,24 @@ def _model_options(func: F) -> F:
         "layers full precision).",
     )(func)
     return func
+
+
+_model_file_option = click.option(
+    "--model-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Load this trained model (directory or .safetensors) instead of training.",
+)
+_percentile_option = click.option(
+    "--percentile",
+    type=float,
+    default=99.99,
+    show_default=True,
+    help="Activation percentile used for normalisation (100 = max).",
+)
+_limit_option = click.option(
+    "--limit", type=int, default=None, help="Evaluate only the first N test images."
+)
 
 
 def _load_splits(
@@ -239,12 +269,7 @@ def train_command(
 @main.command("run")
 @_data_options
 @_model_options
-@click.option(
-    "--model-file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Load this trained model (directory or .safetensors) instead of training.",
-)
+@_model_file_option
 @click.option("--method", type=click.Choice(["ttfs", "rate"]), default="ttfs", show_default=True)
 @click.option(
     "--steps",
@@ -295,13 +320,7 @@ def train_command(
     help="Pick the smallest T whose SNN reaches this accuracy on a validation split.",
 )
 @click.option("--no-rectifier", is_flag=True, help="Leave zero-valued neurons silent.")
-@click.option(
-    "--percentile",
-    type=float,
-    default=99.99,
-    show_default=True,
-    help="Activation percentile used for normalisation (100 = max).",
-)
+@_percentile_option
 @click.option(
     "--energy-model", type=click.Choice(sorted(ENERGY_MODELS)), default="45nm", show_default=True
 )
@@ -312,7 +331,7 @@ def train_command(
     show_default=True,
     help="Test samples also run through the stepped reference simulator.",
 )
-@click.option("--limit", type=int, default=None, help="Evaluate only the first N test images.")
+@_limit_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -471,6 +490,153 @@ def _print_table(row: dict[str, Any]) -> None:
             f"{row['stepped_check']['samples']} samples",
         ),
     ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@main.command("hardware")
+@_data_options
+@_model_options
+@_model_file_option
+@click.option("--method", type=click.Choice(["ttfs", "rate"]), default="ttfs", show_default=True)
+@click.option(
+    "--steps", type=int, default=None, help="T (default 16 for TTFS, 64 for rate coding)."
+)
+@click.option("--no-rectifier", is_flag=True, help="TTFS: leave zero-valued neurons silent.")
+@_percentile_option
+@click.option(
+    "--architecture",
+    type=click.Choice(ARCHITECTURES),
+    default=None,
+    help="Accelerator model (default: ttfs-accelerator for TTFS, rate-core for rate coding; "
+    "dense-ann runs the ANN itself).",
+)
+@click.option("--pes", type=int, default=16, show_default=True, help="PEs per core.")
+@click.option("--cores", type=int, default=4, show_default=True)
+@click.option("--clock-mhz", type=float, default=200.0, show_default=True)
+@click.option(
+    "--mapping", type=click.Choice(["tiled", "pipelined"]), default="tiled", show_default=True
+)
+@click.option("--tech", type=click.Choice(sorted(TECHNOLOGIES)), default="45nm", show_default=True)
+@_limit_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/hardware"),
+    show_default=True,
+    help="Run directory for the model, hardware.json and hardware.png.",
+)
+@_friendly_errors
+def hardware_command(
+    dataset: str,
+    data_dir: Path | None,
+    download: bool,
+    model_name: str,
+    epochs: int | None,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    binary: bool,
+    model_file: Path | None,
+    method: str,
+    steps: int | None,
+    no_rectifier: bool,
+    percentile: float,
+    architecture: str | None,
+    pes: int,
+    cores: int,
+    clock_mhz: float,
+    mapping: str,
+    tech: str,
+    limit: int | None,
+    out: Path,
+) -> None:
+    """Cycles, latency, energy and power of one inference on an accelerator model."""
+    config = AcceleratorConfig(
+        pes=pes,
+        cores=cores,
+        clock_hz=clock_mhz * 1e6,
+        mapping=mapping,  # type: ignore[arg-type]
+        tech=TECHNOLOGIES[tech],
+    )
+    ann = architecture == "dense-ann"
+    spiking: Any = (
+        TTFSConfig(steps=steps or 16, rectifier=not no_rectifier)
+        if method == "ttfs"
+        else RateConfig(steps=steps or 64, binary=binary)
+    )
+    train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
+    model, ann_accuracy, spec, meta = _obtain_model(
+        model_file,
+        train_ds,
+        test_ds,
+        model_name=model_name,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        binary=binary,
+        out=out,
+    )
+    model.eval()
+    aware = restore_ttfs_aware(model, meta) if method == "ttfs" and not ann else None
+    if aware is not None:
+        spiking = TTFSConfig(steps=steps or aware.steps, rectifier=not no_rectifier)
+        graph = aware.to_graph(train_ds.images[:2])
+    else:
+        graph = extract(model, train_ds.images[:2])
+        calibration = load_dataset(dataset, "train", data_dir=data_dir, limit=CALIBRATION_SAMPLES)
+        graph = normalize(graph, batches(calibration, 500), percentile=percentile)
+    record: dict[str, Any] = {"dataset": dataset, "model": spec.name, "ann_accuracy": ann_accuracy}
+    if ann:
+        workload = profile(graph, len(test_ds))
+        record["snn_accuracy"] = ann_accuracy  # the dense array runs the ANN itself
+    else:
+        net = convert(graph, spiking)
+        correct, total = 0, None
+        for images, labels in batches(test_ds, 500):
+            result = simulate(net, images)
+            correct += int((result.predictions == labels).sum())
+            part = profile(net, result)
+            total = part if total is None else total + part
+        assert isinstance(total, Workload)
+        workload = total
+        record["snn_accuracy"] = correct / workload.samples
+        record["loihi_estimate_j"] = loihi_estimate(workload).dynamic_pj * 1e-12
+    report = run_hardware(workload, config=config, architecture=architecture)
+    record = {**report.to_dict(), **record}
+    atomic_write_json(out / "hardware.json", record)
+    _print_hardware(report, record)
+    try:
+        plot_energy_breakdown([report], out / "hardware.png", title=f"{dataset} / {spec.name}")
+    except ImportError as exc:
+        click.echo(f"no plot written: {exc}", err=True)
+    click.echo(f"results written to {out / 'hardware.json'}", err=True)
+
+
+def _print_hardware(report: HardwareReport, record: dict[str, Any]) -> None:
+    config = report.config
+    lines = [
+        ("dataset / model", f"{record['dataset']} / {record['model']}"),
+        ("architecture", f"{report.architecture} ({report.method}), tech {config.tech.name}"),
+        ("PEs x cores, mapping", f"{config.pes} x {config.cores}, {config.mapping}"),
+        ("accuracy", f"{100 * record['snn_accuracy']:.2f} %"),
+        ("latency", f"{report.latency_s * 1e6:,.2f} us ({report.latency_cycles:,.0f} cycles)"),
+        ("throughput", f"{report.throughput_per_s:,.0f} inferences/s"),
+        ("energy per inference", f"{report.energy_j * 1e6:,.4f} uJ"),
+        *(
+            (f"  {c.replace('_', ' ')}", f"{report.component_pj(c) * 1e-6:,.4f} uJ")
+            for c in ("compute", "weight_reads", "state_reads_writes", "neuron_updates")
+        ),
+        ("  spike routing", f"{report.component_pj('spike_routing') * 1e-6:,.4f} uJ"),
+        ("  static (leakage)", f"{report.static_pj * 1e-6:,.4f} uJ"),
+        ("average power", f"{report.average_power_w * 1e3:,.2f} mW"),
+        ("energy-delay product", f"{report.edp_js:.3e} J s"),
+        ("PE utilisation", f"{100 * report.utilisation:.1f} %, bottleneck {report.bottleneck}"),
+    ]
+    if "loihi_estimate_j" in record:
+        lines.append(("Loihi-style estimate", f"{record['loihi_estimate_j'] * 1e6:,.4f} uJ"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         click.echo(f"{key:<{width}}  {value}")
