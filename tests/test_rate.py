@@ -125,7 +125,9 @@ def _two_layer(bias: float = 0.0) -> Graph:
 
 
 def test_hand_counted_operations_with_analog_input() -> None:
-    net = onespike.convert(_two_layer(bias=0.125), onespike.RateConfig(steps=8))
+    net = onespike.convert(
+        _two_layer(bias=0.125), onespike.RateConfig(steps=8, initial_membrane=0.0)
+    )
     x = torch.tensor([[1.0, 1.0, 1.0], [0.5, 0.5, 0.0]])
     result = onespike.simulate(net, x)
     # Hidden currents per step: sample 0: (0.75 + 0.125, 0.25); sample 1: (0.375 + 0.125, 0.25).
@@ -225,8 +227,12 @@ def test_threshold_scale_keeps_the_function() -> None:
     # With s = 0.5, a spike carries 0.5: rates double and the decoded output is unchanged.
     graph = _two_layer()
     x = torch.tensor([[0.25, 0.25, 0.0]])
-    plain = onespike.simulate(onespike.convert(graph, onespike.RateConfig(steps=16)), x)
-    scaled_net = onespike.convert(graph, onespike.RateConfig(steps=16, threshold_scale=0.5))
+    plain = onespike.simulate(
+        onespike.convert(graph, onespike.RateConfig(steps=16, initial_membrane=0.0)), x
+    )
+    scaled_net = onespike.convert(
+        graph, onespike.RateConfig(steps=16, threshold_scale=0.5, initial_membrane=0.0)
+    )
     scaled = onespike.simulate(scaled_net, x)
     assert float(scaled.spike_counts["relu"].sum()) == 2 * float(plain.spike_counts["relu"].sum())
     assert torch.equal(scaled.outputs, plain.outputs)

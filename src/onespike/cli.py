@@ -302,7 +302,7 @@ def train_command(
 @click.option(
     "--initial-membrane",
     type=float,
-    default=0.0,
+    default=0.5,
     show_default=True,
     help="Rate: membranes start at this fraction of the threshold.",
 )

@@ -69,8 +69,10 @@ class RateConfig:
         seed: seed of the Poisson input.
         threshold_scale: multiplies every balanced threshold (the design-time latency
             optimisation: below 1, neurons fire sooner and the rates settle in fewer steps).
-        initial_membrane: every membrane starts at this fraction of its threshold (0.5 halves
-            the rounding error of the spike count).
+        initial_membrane: every membrane starts at this fraction of its threshold. The default
+            0.5 makes the spike count round to nearest instead of down (the shift of Bu et al.,
+            arXiv 2303.04347), which brings the first steps much closer to the ANN; 0 is the
+            classic start of Lu & Sengupta's conversion.
         binary: store hidden layers trained with binary weights (``sign(W) * alpha`` per output
             channel) as synapses of weight exactly +-1, with ``alpha`` folded into thresholds.
         early_exit: the run-time latency optimisation: a sample stops once its prediction has
@@ -85,7 +87,7 @@ class RateConfig:
     input: Literal["analog", "poisson"] = "analog"
     seed: int = 0
     threshold_scale: float = 1.0
-    initial_membrane: float = 0.0
+    initial_membrane: float = 0.5
     binary: bool = False
     early_exit: int = 0
     input_range: Literal["error", "clip"] = "error"
