@@ -50,15 +50,26 @@ def test_if_neuron_threshold_per_channel_and_negative_current() -> None:
     assert accumulate_step(torch.tensor([1.5]), IFState(torch.tensor([-0.5]))).v.tolist() == [1.0]
 
 
-def test_max_pooling_passes_the_most_active_neuron() -> None:
+def test_max_pooling_spikes_when_the_largest_count_grows() -> None:
     pool = MaxPool2d((2, 2), (2, 2), (0, 0))
-    counts = torch.tensor([[[[3.0, 5.0], [5.0, 1.0]]]])  # tie between (0,1) and (1,0)
+    counts = torch.tensor([[[[3.0, 5.0], [5.0, 1.0]]]])  # after this step's spikes
     spikes = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])
-    # The first most active neuron in row-major order, (0,1), did not spike: nothing passes,
-    # although three other neurons of the window spiked.
+    # Neuron (1,0) reached 5 this step while (0,1) already had 5: the maximum did not grow.
     assert pool_spikes(pool, spikes, counts).tolist() == [[[[0.0]]]]
-    spikes[0, 0, 0, 1] = 1.0
+    spikes[0, 0, 0, 1] = 1.0  # now both leaders were at 4: the maximum grew from 4 to 5
     assert pool_spikes(pool, spikes, counts).tolist() == [[[[1.0]]]]
+
+
+def test_pooled_count_is_the_largest_count_at_every_step() -> None:
+    pool = MaxPool2d((2, 2), (2, 2), (1, 1))
+    gen = torch.Generator().manual_seed(5)
+    counts = torch.zeros(3, 2, 5, 5)
+    pooled = torch.zeros(3, 2, 3, 3)
+    for _ in range(40):
+        spikes = (torch.rand(counts.shape, generator=gen) < 0.3).float()
+        counts += spikes
+        pooled += pool_spikes(pool, spikes, counts)
+        assert torch.equal(pooled, torch.nn.functional.max_pool2d(counts, 2, 2, 1))
 
 
 def _configs(draw: st.DrawFn) -> onespike.RateConfig:

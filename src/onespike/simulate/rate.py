@@ -11,11 +11,10 @@ order and a spike reaches the next layer in the same step (no synaptic delay). P
 - **neuron population**: current ``z = sum of projections of this step's source values +
   bias``; integrate-and-fire with the configured reset; membranes start at
   ``initial_membrane * threshold``.
-- **max pooling** (onespike's rule, after Rueckauer et al. 2017, doi
-  10.3389/fnins.2017.00682): each window passes this step's spike of the neuron with the
-  largest spike count so far, this step included; ties go to the first neuron of the window in
-  row-major order. The pooled rate therefore follows the most active neuron, as ``max`` of
-  rates would.
+- **max pooling** (onespike's rule): a window spikes whenever the largest spike count among
+  its neurons grows, so its count equals that largest count after every step and the pooled
+  rate is exactly the maximum rate. (Gating the spikes of the neuron with the largest count,
+  Rueckauer et al. 2017, doi 10.3389/fnins.2017.00682, lags behind it while counts are tied.)
 - **output population**: accumulates its current without spiking; the prediction after step
   ``t`` is the argmax of its membrane (ties to the lower index), and the decoded output is
   ``membrane / t * scale`` (the mean current, in the ANN's units).
@@ -38,12 +37,11 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from onespike.convert.config import RateConfig
 from onespike.errors import CodeRangeError, ConfigError
-from onespike.graph import MaxPool2d
+from onespike.graph import MaxPool2d, max_pool
 from onespike.network import Population, SpikingNetwork
 from onespike.neurons import IFParams, IFState, accumulate_step, if_step
 from onespike.simulate.result import SimResult
@@ -78,7 +76,11 @@ def _check_input(x: Tensor, config: RateConfig) -> tuple[Tensor, int]:
 
 
 def pool_spikes(pool: MaxPool2d, spikes: Tensor, counts: Tensor) -> Tensor:
-    """Max pooling of spikes: each window passes the spike of its most active neuron.
+    """Max pooling of spikes: a window spikes whenever its largest spike count grows.
+
+    A neuron spikes at most once per step, so the largest count of a window grows by 0 or 1
+    per step, and the window's own count equals the largest count of its neurons after every
+    step: the pooled rate is exactly the maximum rate.
 
     Args:
         pool: the pooling node.
@@ -88,11 +90,8 @@ def pool_spikes(pool: MaxPool2d, spikes: Tensor, counts: Tensor) -> Tensor:
     Returns:
         The pooled spikes.
     """
-    _, index = F.max_pool2d(
-        counts, pool.kernel_size, pool.stride, pool.padding, return_indices=True
-    )
-    picked = spikes.flatten(2).gather(2, index.flatten(2))
-    return picked.view(index.shape)
+    now = max_pool(pool, counts)
+    return now - max_pool(pool, counts - spikes)
 
 
 def _params(pop: Population, config: RateConfig, dtype: torch.dtype) -> IFParams:
