@@ -38,6 +38,7 @@ from onespike.errors import (
     ConfigError,
     CorruptFileError,
     DatasetNotFoundError,
+    ShapeError,
     UnsafeFileError,
 )
 
@@ -805,3 +806,8 @@ def test_real_dataset_via_onespike_data(name: str, monkeypatch: pytest.MonkeyPat
     assert len(small) == 100
     assert torch.equal(small.images, test.images[:100])
     assert torch.equal(small.labels, test.labels[:100])
+
+
+def test_dataset_refuses_images_and_labels_of_different_lengths() -> None:
+    with pytest.raises(ShapeError, match="one row per sample"):
+        Dataset("mnist", "train", torch.zeros(3, 1, 2, 2), torch.zeros(4, dtype=torch.int64), 10)

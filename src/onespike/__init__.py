@@ -8,11 +8,12 @@ The pipeline, one function per stage::
     result = onespike.simulate(net, images)              # closed_form, or method="stepped"
     ops = onespike.count_ops(net, result)                 # vs onespike.count_ops(graph, images)
     energy = onespike.estimate_energy(ops)
+    tuned = onespike.finetune_stdb(net, train_data)      # HybridConfig networks: STDB
     cost = onespike.hardware.run(net, result)            # cycles, latency, energy, power
 """
 
 from onespike import hardware
-from onespike.convert import RateConfig, TTFSConfig, convert
+from onespike.convert import HybridConfig, RateConfig, TTFSConfig, convert
 from onespike.errors import (
     ChecksumError,
     CodeRangeError,
@@ -39,6 +40,7 @@ from onespike.network import SpikingNetwork
 from onespike.normalize import normalize
 from onespike.optimize import TTFSAwareNet, optimize_for_ttfs
 from onespike.simulate import SimResult, simulate
+from onespike.stdb import STDBConfig, finetune_stdb, load_hybrid, save_hybrid
 
 __version__ = "0.1.0"
 
@@ -52,11 +54,13 @@ __all__ = [
     "EnergyModel",
     "EnergyReport",
     "Graph",
+    "HybridConfig",
     "InvalidGraphError",
     "MissingFileError",
     "OnespikeError",
     "OpsReport",
     "RateConfig",
+    "STDBConfig",
     "ShapeError",
     "SimResult",
     "SpikingNetwork",
@@ -69,9 +73,12 @@ __all__ = [
     "count_ops",
     "estimate_energy",
     "extract",
+    "finetune_stdb",
     "hardware",
+    "load_hybrid",
     "normalize",
     "optimize_for_ttfs",
     "run_graph",
+    "save_hybrid",
     "simulate",
 ]

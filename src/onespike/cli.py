@@ -12,7 +12,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ import click
 import torch
 
 from onespike._fs import atomic_write_json
-from onespike.convert import RateConfig, TTFSConfig, convert
+from onespike.convert import HybridConfig, RateConfig, TTFSConfig, convert
 from onespike.data import DATASETS, Dataset, batches, load_dataset, split_validation
 from onespike.errors import OnespikeError
 from onespike.evaluate import agreement, evaluate_snn, smallest_steps, summarize, ttfs_diagnostics
@@ -42,6 +42,7 @@ from onespike.models import MODELS, ModelSpec, build_model
 from onespike.normalize import normalize
 from onespike.optimize import optimize_for_ttfs, restore_ttfs_aware, save_ttfs_aware
 from onespike.simulate import simulate
+from onespike.stdb import STDBConfig, finetune_stdb, load_hybrid, save_hybrid
 from onespike.train import TrainConfig, evaluate, train
 
 __all__ = ["main"]
@@ -204,9 +205,23 @@ def main() -> None:
     is_flag=True,
     help="Fine-tune through the exact function of the T-step TTFS network (needs --steps).",
 )
-@click.option("--steps", type=int, default=None, help="T of the TTFS network to fine-tune for.")
+@click.option(
+    "--method",
+    type=click.Choice(["ann", "hybrid"]),
+    default="ann",
+    show_default=True,
+    help="hybrid: also convert to a single-spike hybrid network and fine-tune it with STDB "
+    "(T from --steps, default 5); it is saved in model-hybrid/.",
+)
+@click.option("--steps", type=int, default=None, help="T of the network to fine-tune for.")
 @click.option("--finetune-epochs", type=int, default=3, show_default=True)
 @click.option("--finetune-lr", type=float, default=2e-4, show_default=True)
+@click.option(
+    "--finetune-samples",
+    type=int,
+    default=None,
+    help="Hybrid: fine-tune on the first N training images only (default: all).",
+)
 @_friendly_errors
 def train_command(
     dataset: str,
@@ -221,11 +236,18 @@ def train_command(
     out: Path,
     model_file: Path | None,
     ttfs_aware: bool,
+    method: str,
     steps: int | None,
     finetune_epochs: int,
     finetune_lr: float,
+    finetune_samples: int | None,
 ) -> None:
     """Train a model and save it as model.safetensors + model.json (resumes if interrupted)."""
+    if method == "hybrid":
+        if ttfs_aware:
+            raise click.UsageError("--ttfs-aware and --method hybrid fine-tune different networks")
+        HybridConfig(steps=steps or 5)
+        STDBConfig(epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed)
     if ttfs_aware:
         if steps is None:
             raise click.UsageError("--ttfs-aware needs --steps T")
@@ -243,6 +265,22 @@ def train_command(
         binary=binary,
         out=out,
     )
+    if method == "hybrid":
+        _train_hybrid(
+            model,
+            spec,
+            accuracy,
+            train_ds,
+            test_ds,
+            data_dir=data_dir,
+            steps=steps or 5,
+            config=STDBConfig(
+                epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed
+            ),
+            samples=finetune_samples,
+            out=out,
+        )
+        return
     if not ttfs_aware:
         return
     assert steps is not None
@@ -266,17 +304,94 @@ def train_command(
     )
 
 
+def _train_hybrid(
+    model: torch.nn.Module,
+    spec: ModelSpec,
+    ann_accuracy: float,
+    train_ds: Dataset,
+    test_ds: Dataset,
+    *,
+    data_dir: Path | None,
+    steps: int,
+    config: STDBConfig,
+    samples: int | None,
+    out: Path,
+) -> None:
+    """Convert to a hybrid network, fine-tune it with STDB, save it in ``out/model-hybrid``."""
+    model.eval()
+    graph = extract(model, train_ds.images[:2])
+    calibration = load_dataset(train_ds.name, "train", data_dir=data_dir, limit=CALIBRATION_SAMPLES)
+    graph = normalize(graph, batches(calibration, 500))
+    net = convert(graph, HybridConfig(steps=steps))
+    converted = evaluate_snn(net, test_ds).accuracy
+    data = train_ds
+    if samples is not None:
+        data = replace(train_ds, images=train_ds.images[:samples], labels=train_ds.labels[:samples])
+    click.echo(
+        f"STDB fine-tuning of the T={steps} hybrid network on {len(data)} images, "
+        f"{config.epochs} epochs",
+        err=True,
+    )
+    result = finetune_stdb(net, data, config, checkpoint_dir=out / "stdb-checkpoints")
+    tuned = evaluate_snn(result.net, test_ds).accuracy
+    info = {
+        "steps": steps,
+        "converted_snn_accuracy": converted,
+        "snn_accuracy": tuned,
+        "stdb": asdict(config),
+        "samples": len(data),
+    }
+    directory = out / "model-hybrid"
+    save_hybrid(directory, result.net, extra=info)  # the network first, model.json last
+    save_model(
+        directory, model, spec, dataset=train_ds.name, accuracy=ann_accuracy, extra={"hybrid": info}
+    )
+    click.echo(
+        f"saved {directory}: ANN {ann_accuracy:.4f}, hybrid SNN T={steps} {converted:.4f} "
+        f"(converted) -> {tuned:.4f} (STDB)",
+        err=True,
+    )
+
+
+def _saved_hybrid(model_file: Path | None, meta: dict[str, Any]) -> Any:
+    """The fine-tuned hybrid network saved beside ``model_file`` by ``train --method hybrid``."""
+    extra = meta.get("extra") or {}
+    if model_file is None or not isinstance(extra, dict) or "hybrid" not in extra:
+        return None
+    directory = model_file if model_file.is_dir() else model_file.parent
+    return load_hybrid(directory)[0]
+
+
 @main.command("run")
 @_data_options
 @_model_options
 @_model_file_option
-@click.option("--method", type=click.Choice(["ttfs", "rate"]), default="ttfs", show_default=True)
+@click.option(
+    "--method", type=click.Choice(["ttfs", "rate", "hybrid"]), default="ttfs", show_default=True
+)
 @click.option(
     "--steps",
     type=int,
     default=None,
     help="T: levels of the TTFS code (default 16, or the T a TTFS-aware model was tuned for); "
-    "time steps of a rate code (default 64).",
+    "time steps of a rate code (default 64) or of the hybrid code (default 5, or the T a "
+    "hybrid model was fine-tuned for).",
+)
+@click.option(
+    "--leak", type=float, default=1.0, show_default=True, help="Hybrid: membrane decay per step."
+)
+@click.option(
+    "--threshold-init",
+    type=float,
+    default=None,
+    help="Hybrid: initial threshold in normalised units (default: HybridConfig's).",
+)
+@click.option(
+    "--readout",
+    type=click.Choice(["membrane", "first_spike"]),
+    default="membrane",
+    show_default=True,
+    help="Hybrid: class from the output membrane or from the earliest output spike.",
 )
 @click.option(
     "--reset",
@@ -353,6 +468,9 @@ def run_command(
     binary: bool,
     method: str,
     steps: int | None,
+    leak: float,
+    threshold_init: float | None,
+    readout: str,
     reset: str,
     input_code: str,
     threshold_scale: float,
@@ -371,6 +489,9 @@ def run_command(
     def method_config(steps: int) -> Any:
         if method == "ttfs":
             return TTFSConfig(steps=steps, rectifier=not no_rectifier)
+        if method == "hybrid":
+            initial = {} if threshold_init is None else {"threshold_scale": threshold_init}
+            return HybridConfig(steps=steps, leak=leak, readout=readout, **initial)  # type: ignore[arg-type]
         return RateConfig(
             steps=steps,
             reset=reset,  # type: ignore[arg-type]
@@ -384,6 +505,7 @@ def run_command(
     if target_accuracy is not None and method != "ttfs":
         raise click.UsageError("--target-accuracy chooses T for --method ttfs")
     method_config(steps or 16)  # fail on a bad option before any training
+    asked_steps = steps
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
@@ -432,8 +554,21 @@ def run_command(
             steps = chosen
             extras["target_accuracy"] = target_accuracy
             extras["validation_accuracy_by_steps"] = dict(tried)
-        steps = steps or (16 if method == "ttfs" else 64)
-    net = convert(graph, method_config(steps))
+        steps = steps or {"ttfs": 16, "rate": 64}.get(method, 5)
+    tuned = _saved_hybrid(model_file, meta) if method == "hybrid" else None
+    if tuned is not None:
+        assert isinstance(tuned.config, HybridConfig)
+        steps = asked_steps or tuned.config.steps
+        if steps != tuned.config.steps:
+            click.echo(
+                f"warning: network fine-tuned for T={tuned.config.steps}, run at T={steps}",
+                err=True,
+            )
+        hybrid = replace(tuned.config, steps=steps, readout=readout)  # type: ignore[arg-type]
+        net = replace(tuned, config=hybrid)
+        extras["finetuned"] = True
+    else:
+        net = convert(graph, method_config(steps))
     click.echo(f"converted in {time.perf_counter() - started:.2f} s; simulating", err=True)
     evaluation = evaluate_snn(net, test_ds, progress=True)
     row = summarize(

@@ -57,6 +57,7 @@ from onespike.errors import (
     ConfigError,
     CorruptFileError,
     DatasetNotFoundError,
+    ShapeError,
     UnsafeFileError,
 )
 
@@ -128,6 +129,16 @@ class Dataset:
     images: torch.Tensor
     labels: torch.Tensor
     num_classes: int
+
+    def __post_init__(self) -> None:
+        images, labels = self.images, self.labels
+        if images.ndim < 1 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            raise ShapeError(
+                f"dataset {self.name!r} ({self.split}): {tuple(images.shape)} images but "
+                f"{tuple(labels.shape)} labels; images and labels need one row per sample. "
+                "Slice both together (e.g. dataclasses.replace(ds, images=ds.images[:n], "
+                "labels=ds.labels[:n]))"
+            )
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -17,6 +17,10 @@ Counting conventions (the same for every method, so that ratios are honest):
 - **bias events** of rate codes: one per biased neuron per step run (the bias is a constant
   current), except in a layer whose whole current is the constant analog input, where the
   bias joins that current once per sample.
+- **hybrid code**: the analog input of step 0 is one MAC per connection of the first layer per
+  sample; the temporal input spikes of later steps are synops like any other spikes; the bias
+  is a constant current, one bias event per biased neuron per step; every neuron population
+  (the output included) is updated at every step.
 - **comparisons**: ANN max pooling, ``window size - 1`` per output.
 - **neuron_updates**: state updates of a time-stepped implementation: a TTFS neuron is updated
   at each of the ``2L + 1`` steps of its window; a rate-coded neuron at every step its sample
@@ -38,7 +42,7 @@ from typing import Any
 
 from torch import Tensor
 
-from onespike.convert.config import RateConfig, TTFSConfig
+from onespike.convert.config import HybridConfig, RateConfig, TTFSConfig
 from onespike.errors import ConfigError, ShapeError
 from onespike.graph import Graph
 from onespike.network import (
@@ -186,11 +190,29 @@ def _rate_extras(pop: Population, net: SpikingNetwork, result: SimResult) -> dic
     }
 
 
+def _hybrid_extras(pop: Population, net: SpikingNetwork, result: SimResult) -> dict[str, int]:
+    assert isinstance(net.config, HybridConfig)
+    batch, steps = result.batch_size, result.total_steps()
+    fans = net.fanouts[pop.name]
+    analog = sum(
+        int(float(fan.sum()))
+        for proj, fan in zip(pop.projections, fans, strict=True)
+        if proj.source == net.input.name
+    )
+    biased = int((pop.bias != 0).sum()) if pop.bias is not None else 0
+    return {
+        "macs": analog * batch,
+        "bias_events": biased * steps,
+        "neuron_updates": pop.size * steps,
+    }
+
+
 _EXTRAS: dict[type, Callable[[Population, SpikingNetwork, SimResult], dict[str, int]]] = {
     TTFSConfig: _ttfs_extras,
     RateConfig: _rate_extras,
+    HybridConfig: _hybrid_extras,
 }
-_METHOD_NAMES: dict[type, str] = {TTFSConfig: "ttfs", RateConfig: "rate"}
+_METHOD_NAMES: dict[type, str] = {TTFSConfig: "ttfs", RateConfig: "rate", HybridConfig: "hybrid"}
 
 
 def _with_memory(ops: LayerOps, *, ann: bool) -> LayerOps:

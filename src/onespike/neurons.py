@@ -21,6 +21,7 @@ the clipped, quantised ANN for every input. ``force`` is the rectifier event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -29,10 +30,15 @@ from torch import Tensor
 __all__ = [
     "IFParams",
     "IFState",
+    "SingleSpikeParams",
+    "SingleSpikeState",
     "TTFSParams",
     "TTFSState",
     "accumulate_step",
+    "fire_once",
     "if_step",
+    "single_spike_initial_state",
+    "single_spike_step",
     "ttfs_initial_state",
     "ttfs_step",
 ]
@@ -146,3 +152,85 @@ def if_step(z: Tensor, state: IFState, params: IFParams) -> tuple[Tensor, IFStat
 def accumulate_step(z: Tensor, state: IFState) -> IFState:
     """A non-spiking readout neuron: the membrane sums its input current, ``v <- v + z``."""
     return IFState(state.v + z)
+
+
+# Single-spike integrate-and-fire, for the hybrid code --------------------------------------
+#
+# State: membrane ``v`` and a 0/1 flag ``fired``. At every step::
+#
+#     v <- leak * v + z                    # z: this step's input current (weighted inputs + bias)
+#     spike  if v >= threshold and not fired
+#     fired <- fired or spike
+#
+# No reset: after its spike a neuron is silent for the rest of the inference, so a reset would
+# change nothing it emits, and without one the membrane stays a linear function of the inputs
+# (the output population's membrane is the hybrid code's readout). Max pooling of such spikes
+# is "first spike wins": a window fires once, at the first step any of its neurons fires.
+
+
+class SingleSpikeState(NamedTuple):
+    """State of a single-spike population: membrane and a 0/1 float "has fired" flag."""
+
+    v: Tensor
+    fired: Tensor
+
+
+class SingleSpikeParams(NamedTuple):
+    """Parameters of a single-spike integrate-and-fire population.
+
+    Attributes:
+        threshold: firing threshold, a float or a tensor broadcastable to the membrane.
+        leak: membrane decay per step in ``(0, 1]`` (1: integrate-and-fire without leak).
+        crossing: computes the 0/1 threshold crossing ``H(v - threshold)`` as
+            ``crossing(v, threshold)``; ``None`` is the plain comparison. Training passes a
+            function with the same forward value and a surrogate gradient.
+    """
+
+    threshold: float | Tensor
+    leak: float = 1.0
+    crossing: Callable[[Tensor, float | Tensor], Tensor] | None = None
+
+
+def single_spike_initial_state(
+    shape: tuple[int, ...], dtype: torch.dtype = torch.float32
+) -> SingleSpikeState:
+    """Membrane 0 and nothing fired, for a population of ``shape`` (batch included)."""
+    return SingleSpikeState(torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype))
+
+
+def fire_once(candidates: Tensor, fired: Tensor) -> tuple[Tensor, Tensor]:
+    """Let through the 0/1 ``candidates`` of neurons that have not fired yet.
+
+    Args:
+        candidates: 0/1 float tensor, the neurons that would fire at this step.
+        fired: 0/1 float tensor, the neurons that fired at an earlier step.
+
+    Returns:
+        ``(spikes, fired)``: this step's spikes and the updated flag. The flag is a constant
+        for autograd: a gradient never flows through "has already fired".
+    """
+    spikes = candidates * (1.0 - fired)
+    return spikes, fired + spikes.detach()
+
+
+def single_spike_step(
+    z: Tensor, state: SingleSpikeState, params: SingleSpikeParams
+) -> tuple[Tensor, SingleSpikeState]:
+    """Advance a single-spike integrate-and-fire population by one time step.
+
+    Args:
+        z: input current arriving at this step.
+        state: state after the previous step.
+        params: threshold, leak and crossing function.
+
+    Returns:
+        ``(spikes, new_state)``, ``spikes`` a float tensor of zeros and ones; a neuron spikes
+        at most once per inference.
+    """
+    v = state.v + z if params.leak == 1.0 else params.leak * state.v + z
+    if params.crossing is None:
+        crossing = (v >= params.threshold).to(v.dtype)
+    else:
+        crossing = params.crossing(v, params.threshold)
+    spikes, fired = fire_once(crossing, state.fired)
+    return spikes, SingleSpikeState(v, fired)

@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from onespike.convert.config import RateConfig, TTFSConfig
+from onespike.convert.config import HybridConfig, RateConfig, TTFSConfig
+from onespike.convert.hybrid import convert_hybrid
 from onespike.convert.rate import convert_rate
 from onespike.convert.ttfs import convert_ttfs
 from onespike.errors import ConfigError
 from onespike.graph import Graph
 from onespike.network import SpikingNetwork
 
-__all__ = ["RateConfig", "TTFSConfig", "convert"]
+__all__ = ["HybridConfig", "RateConfig", "TTFSConfig", "convert"]
 
 _CONVERTERS: dict[type, Callable[[Graph, Any], SpikingNetwork]] = {
     TTFSConfig: convert_ttfs,
     RateConfig: convert_rate,
+    HybridConfig: convert_hybrid,
 }
 
 

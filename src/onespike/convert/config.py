@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from onespike.errors import ConfigError
 
-__all__ = ["RateConfig", "TTFSConfig"]
+__all__ = ["HybridConfig", "RateConfig", "TTFSConfig"]
 
 
 def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
@@ -114,3 +115,57 @@ class RateConfig:
             raise ConfigError(
                 f"initial_membrane must be a fraction of the threshold in [0, 1), got {start!r}"
             )
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """Single-spike hybrid input encoding (Datta, Kundu, Beerel, "Training Energy-Efficient Deep
+    Spiking Neural Networks with Single-Spike Hybrid Input Encoding", arXiv 2107.12374).
+
+    Step 0 feeds the analog image to the first layer; later steps carry it as a temporal code;
+    every neuron integrates and fires at most once; the prediction is read from the output
+    population's membrane. The dynamics are stated in :mod:`onespike.convert.hybrid`.
+
+    Attributes:
+        steps: T, the time steps of one inference (step 0 is the analog step). At least 1.
+        leak: membrane decay per step, in ``(0, 1]``; 1 is integrate-and-fire without leak.
+        input_code: the input after step 0: ``"ttfs"`` (pixel ``x`` spikes once, at step
+            ``T - k`` with ``k = floor((T - 1) x + 1/2)``, so brighter pixels spike earlier and
+            ``k = 0`` never spikes) or ``"none"`` (the analog step only).
+        threshold_scale: every threshold starts at this value, in the normalised units where
+            the calibrated activations of a population lie in ``[0, 1]`` (the init factor).
+        readout: ``"membrane"`` (the class is the largest output membrane after the last
+            step) or ``"first_spike"`` (the class of the earliest output spike; ties, and
+            samples with no output spike, go to the largest membrane).
+        input_range: input values outside ``[0, 1]`` raise (``"error"``) or are clipped
+            (``"clip"``); the analog step then uses the clipped value too.
+    """
+
+    steps: int = 5
+    leak: float = 1.0
+    input_code: Literal["ttfs", "none"] = "ttfs"
+    threshold_scale: float = 0.3
+    readout: Literal["membrane", "first_spike"] = "membrane"
+    input_range: Literal["error", "clip"] = "error"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int):
+            raise ConfigError(f"steps must be an integer, got {self.steps!r}")
+        if self.steps < 1:
+            raise ConfigError(
+                f"steps={self.steps}: the hybrid code needs at least 1 time step (the analog one)"
+            )
+        leak = self.leak
+        if isinstance(leak, bool) or not isinstance(leak, (int, float)) or not 0 < leak <= 1:
+            raise ConfigError(f"leak must be a number in (0, 1] (1 = no leak), got {leak!r}")
+        scale = self.threshold_scale
+        if (
+            isinstance(scale, bool)
+            or not isinstance(scale, (int, float))
+            or not math.isfinite(scale)
+            or not scale > 0
+        ):
+            raise ConfigError(f"threshold_scale must be a finite number > 0, got {scale!r}")
+        _check_choice("input_code", self.input_code, ("ttfs", "none"))
+        _check_choice("readout", self.readout, ("membrane", "first_spike"))
+        _check_choice("input_range", self.input_range, ("error", "clip"))

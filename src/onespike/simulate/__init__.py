@@ -12,10 +12,10 @@ from typing import Literal
 
 from torch import Tensor
 
-from onespike.convert.config import RateConfig, TTFSConfig
+from onespike.convert.config import HybridConfig, RateConfig, TTFSConfig
 from onespike.errors import ConfigError, ShapeError
 from onespike.network import SpikingNetwork
-from onespike.simulate import rate, ttfs
+from onespike.simulate import hybrid, rate, ttfs
 from onespike.simulate.result import SimResult
 
 __all__ = ["SimResult", "simulate"]
@@ -24,6 +24,10 @@ Method = Literal["closed_form", "stepped"]
 _SIMULATORS: dict[type, dict[str, Callable[[SpikingNetwork, Tensor], SimResult]]] = {
     TTFSConfig: {"closed_form": ttfs.simulate_closed_form, "stepped": ttfs.simulate_stepped},
     RateConfig: {"closed_form": rate.simulate_closed_form, "stepped": rate.simulate_stepped},
+    HybridConfig: {
+        "closed_form": hybrid.simulate_closed_form,
+        "stepped": hybrid.simulate_stepped,
+    },
 }
 
 

@@ -1,0 +1,324 @@
+"""Hybrid single-spike encoding with STDB fine-tuning: MNIST and Fashion-MNIST ConvNets, T = 1..8.
+
+For each dataset the BN ConvNet that ``benchmarks/rate.py`` trains on 55,000 training images
+(the same networks, cached in ``benchmarks/models/``) is normalised on the first 5,000 of them
+and converted with :class:`onespike.HybridConfig` at every T in 1..8 (T = 5 is the marked
+setting).
+
+- The initial threshold (``threshold_scale``) is chosen per T from ``INIT_GRID`` by accuracy on
+  the 5,000 held-out training images of ``split_validation`` (the ANN never trained on them; the
+  test set is never used for a choice).
+- Each network is evaluated on the full test set with the closed-form simulator; the first 64
+  test images also run through the stepped reference (agreement and the largest spike count of
+  any neuron are recorded from it).
+- It is then fine-tuned with STDB (:func:`onespike.finetune_stdb`) on the first ``--samples``
+  of the 55,000 training images for ``--epochs`` epochs, the same budget at every T, and
+  evaluated again. Checkpoints go to ``runs/bench-hybrid/`` (an interrupted run resumes), the
+  fine-tuned networks to ``benchmarks/models/<dataset>-convnet-bn-hybrid-T<T>/``.
+
+Writes ``benchmarks/results/hybrid.json`` (one row per dataset, T and before/after STDB: the
+:func:`onespike.evaluate.summarize` row plus ``finetuned`` and the fields of
+:func:`row_extras`), ``hybrid.meta.json`` (machine, threads, budget, verdicts) and
+``hybrid.md``.
+
+Usage::
+
+    ONESPIKE_DATA=../shared/datasets python benchmarks/hybrid.py [--threads 2] [--only mnist]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import onespike
+from onespike._fs import atomic_write_json, atomic_write_text
+from onespike.data import Dataset, batches, load_dataset, split_validation
+from onespike.evaluate import SNNEvaluation, agreement, evaluate_snn, summarize
+from onespike.io import load_model
+from onespike.metrics import HOROWITZ_45NM, count_ops
+from onespike.network import SpikingNetwork
+from onespike.stdb import STDBConfig, finetune_stdb, save_hybrid
+from onespike.train import evaluate
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+MODELS = ROOT / "models"
+CHECKPOINTS = ROOT.parent / "runs" / "bench-hybrid"
+STEPS = tuple(range(1, 9))
+MARKED = 5
+INIT_GRID = (0.2, 0.3, 0.4, 0.5, 0.6)
+HELD_OUT = 5000
+NETWORKS = {
+    "mnist": "mnist-train55k-convnet-bn-e12",
+    "fashion-mnist": "fashion-mnist-train55k-convnet-bn-e8",
+}
+
+
+def head(ds: Dataset, n: int) -> Dataset:
+    """The first ``n`` samples of ``ds``."""
+    return replace(ds, images=ds.images[:n], labels=ds.labels[:n])
+
+
+def choose_init(
+    graph: onespike.Graph, steps: int, validation: Dataset
+) -> tuple[float, dict[float, float]]:
+    """The initial threshold of ``INIT_GRID`` with the best validation accuracy at ``steps``."""
+    tried = {
+        scale: evaluate_snn(
+            onespike.convert(graph, onespike.HybridConfig(steps=steps, threshold_scale=scale)),
+            validation,
+            batch_size=1000,
+        ).accuracy
+        for scale in INIT_GRID
+    }
+    best = max(tried, key=lambda s: (tried[s], -s))
+    return best, tried
+
+
+def hidden_spikes_per_neuron(net: SpikingNetwork, evaluation: SNNEvaluation) -> float:
+    """Mean spikes per hidden neuron (neuron populations other than the output) per image."""
+    hidden = {p.name for p in net.populations if p.kind == "neuron" and not p.is_output}
+    layers = [layer for layer in evaluation.ops.layers if layer.name in hidden]
+    neurons = sum(layer.neurons for layer in layers)
+    return sum(layer.spikes for layer in layers) / (neurons * evaluation.samples)
+
+
+def max_spikes(net: SpikingNetwork, images: torch.Tensor) -> int:
+    """The most spikes any neuron of any population emitted, counted by the stepped simulator."""
+    result = onespike.simulate(net, images, method="stepped")
+    return max(int(result.spike_counts[p.name].max()) for p in net.populations[1:])
+
+
+def energy_breakdown(evaluation: SNNEvaluation) -> dict[str, float]:
+    """Per-image energy (pJ, 45 nm) of the SNN by operation kind."""
+    ops, model = evaluation.ops, HOROWITZ_45NM
+    return {
+        "analog_macs_pj": ops.per_sample("macs") * model.mac_pj,
+        "synops_pj": ops.per_sample("synops") * model.add_pj,
+        "bias_pj": ops.per_sample("bias_events") * model.add_pj,
+        "neuron_updates_pj": ops.per_sample("neuron_updates") * model.neuron_update_pj,
+    }
+
+
+def row_extras(
+    net: SpikingNetwork,
+    evaluation: SNNEvaluation,
+    probe: torch.Tensor,
+    share: float,
+) -> dict[str, Any]:
+    """Fields of a row beyond the summarize() record."""
+    return {
+        "marked": net.config.steps == MARKED,
+        "threshold_init": net.config.threshold_scale,
+        "hidden_spikes_per_neuron": hidden_spikes_per_neuron(net, evaluation),
+        "max_spikes_per_neuron": max_spikes(net, probe),
+        "stepped_check": agreement(net, probe),
+        "first_layer_mac_share": share,
+        "energy_breakdown": energy_breakdown(evaluation),
+        "accuracy_by_steps": evaluation.accuracy_by_steps(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+
+
+def first_layer_mac_share(graph: onespike.Graph) -> float:
+    """The share of the ANN's MACs spent in the layer(s) the input feeds."""
+    ops = count_ops(graph, 1)
+    pops = {p.name: p for p in onespike.network.populations(graph)}
+    first = [
+        layer.macs
+        for layer in ops.layers
+        if layer.kind == "neuron" and "input" in pops[layer.name].sources
+    ]
+    return sum(first) / ops.total("macs")
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| dataset | T | STDB | ANN acc. | SNN acc. | spikes/hidden neuron | max spikes/neuron | "
+        "SNN MACs | synops | energy SNN/ANN | ANN/SNN | threshold init |",
+        "|" + "---|" * 12,
+    ]
+    for r in rows:
+        mark = "**5**" if r["marked"] else str(r["steps"])
+        lines.append(
+            f"| {r['dataset']} | {mark} | {'after' if r['finetuned'] else 'before'} | "
+            f"{100 * r['ann_accuracy']:.2f}% | {100 * r['snn_accuracy']:.2f}% | "
+            f"{r['hidden_spikes_per_neuron']:.3f} | {r['max_spikes_per_neuron']} | "
+            f"{r['snn_macs']:,.0f} | {r['synops']:,.0f} | {r['energy_ratio_vs_ann']:.3f} | "
+            f"{1 / r['energy_ratio_vs_ann']:.1f}x | {r['threshold_init']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for dataset in NETWORKS:
+        mine = [r for r in rows if r["dataset"] == dataset and r["marked"] and r["finetuned"]]
+        if not mine:
+            continue
+        r = mine[0]
+        gap = 100 * (r["ann_accuracy"] - r["snn_accuracy"])
+        out.append(
+            f"{dataset} T=5 after STDB: {100 * r['snn_accuracy']:.2f}% vs ANN "
+            f"{100 * r['ann_accuracy']:.2f}% ({gap:+.2f} points below; target <= 1): "
+            f"{'met' if gap <= 1.0 else 'NOT met'}"
+        )
+        out.append(
+            f"{dataset} T=5 after STDB: at most {r['max_spikes_per_neuron']} spike per neuron "
+            f"(stepped, {r['stepped_check']['samples']} images), mean "
+            f"{r['hidden_spikes_per_neuron']:.3f} per hidden neuron: "
+            f"{'met' if r['max_spikes_per_neuron'] <= 1 else 'NOT met'}"
+        )
+        ratio = 1 / r["energy_ratio_vs_ann"]
+        out.append(
+            f"{dataset} T=5 after STDB: compute energy {ratio:.2f}x lower than the ANN (45 nm; "
+            f"target >= 5x): {'met' if ratio >= 5 else 'NOT met'}; the analog first step alone "
+            f"costs {100 * r['first_layer_mac_share']:.1f}% of the ANN's MACs"
+        )
+    return out
+
+
+def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> list[dict[str, Any]]:
+    full = load_dataset(dataset, "train")
+    train_part, validation = split_validation(full, HELD_OUT / len(full), seed=0)
+    if not (MODELS / NETWORKS[dataset] / "model.json").exists():
+        raise SystemExit(
+            f"{MODELS / NETWORKS[dataset]} is missing: run benchmarks/rate.py first (it trains "
+            "the ConvNets every method of the comparison shares)"
+        )
+    data = head(train_part, args.samples)
+    test = load_dataset(dataset, "test", limit=args.limit)
+    model, _ = load_model(MODELS / NETWORKS[dataset])
+    model.eval()
+    ann_accuracy = evaluate(model, test)
+    graph = onespike.extract(model, test.images[:2])
+    graph = onespike.normalize(graph, batches(head(train_part, 5000), 500))
+    share = first_layer_mac_share(graph)
+    probe = test.images[:64]
+    rows: list[dict[str, Any]] = []
+    for steps in args.steps:
+        init, tried = choose_init(graph, steps, validation)
+        net = onespike.convert(graph, onespike.HybridConfig(steps=steps, threshold_scale=init))
+        for finetuned in (False, True):
+            extra: dict[str, Any] = {"init_validation_accuracy": tried}
+            if finetuned:
+                started = time.perf_counter()
+                result = finetune_stdb(
+                    net,
+                    data,
+                    config,
+                    checkpoint_dir=CHECKPOINTS / f"{dataset}-T{steps}",
+                    progress=args.progress,
+                )
+                net = result.net
+                extra["stdb"] = {
+                    **asdict(config),
+                    "samples": len(data),
+                    "seconds": time.perf_counter() - started,
+                    "history": result.history.history,
+                }
+                extra["validation_accuracy"] = evaluate_snn(net, validation).accuracy
+                save_hybrid(
+                    MODELS / f"{dataset}-convnet-bn-hybrid-T{steps}",
+                    net,
+                    extra={"dataset": dataset, "stdb": extra["stdb"]},
+                )
+            evaluation = evaluate_snn(net, test, batch_size=1000)
+            row = summarize(
+                dataset=dataset,
+                model="convnet-bn",
+                method="hybrid",
+                steps=steps,
+                ann_accuracy=ann_accuracy,
+                evaluation=evaluation,
+                ann_graph=graph,
+                energy_model="45nm",
+            )
+            row["finetuned"] = finetuned
+            row.update(row_extras(net, evaluation, probe, share))
+            row.update(extra)
+            rows.append(row)
+            print(
+                f"{dataset} T={steps} {'STDB' if finetuned else 'converted'} (init {init}): "
+                f"SNN {row['snn_accuracy']:.4f} vs ANN {ann_accuracy:.4f}, energy "
+                f"{1 / row['energy_ratio_vs_ann']:.2f}x lower",
+                flush=True,
+            )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="*", default=None, help="datasets to run")
+    parser.add_argument("--steps", type=int, nargs="*", default=list(STEPS))
+    parser.add_argument("--samples", type=int, default=20000, help="STDB training images")
+    parser.add_argument("--epochs", type=int, default=2, help="STDB epochs")
+    parser.add_argument("--lr", type=float, default=1e-3, help="STDB peak learning rate")
+    parser.add_argument("--limit", type=int, default=None, help="test images (default: all)")
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = STDBConfig(epochs=args.epochs, lr=args.lr)
+    path = args.out / "hybrid.json"
+    rows: list[dict[str, Any]] = []
+    if path.exists():  # keep the rows this run does not redo
+        redo = set(args.only or NETWORKS)
+        rows = [
+            r
+            for r in json.loads(path.read_text())
+            if r["dataset"] not in redo or r["steps"] not in args.steps
+        ]
+    started = time.perf_counter()
+    for dataset in NETWORKS:
+        if args.only and dataset not in args.only:
+            continue
+        rows += run_dataset(dataset, args, config)
+        rows.sort(key=lambda r: (list(NETWORKS).index(r["dataset"]), r["steps"], r["finetuned"]))
+        atomic_write_json(path, rows)
+    notes = verdicts(rows)
+    meta = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": args.threads,
+        "torch": torch.__version__,
+        "models": NETWORKS,
+        "steps": list(args.steps),
+        "threshold_init_grid": list(INIT_GRID),
+        "threshold_init_chosen_on": f"{HELD_OUT} held-out training images (split_validation)",
+        "stdb_budget": {
+            "samples": args.samples,
+            "epochs": args.epochs,
+            "config": asdict(config),
+            "note": "the same budget at every T; the first --samples training images",
+        },
+        "test_images": args.limit or "all",
+        "energy_model": "45nm (Horowitz, ISSCC 2014), compute only",
+        "seconds": time.perf_counter() - started,
+        "verdicts": notes,
+    }
+    atomic_write_json(args.out / "hybrid.meta.json", meta)
+    table = markdown(rows)
+    bullets = "\n".join(f"- {v}" for v in notes)
+    atomic_write_text(args.out / "hybrid.md", f"{table}\n{bullets}\n")
+    print(table)
+    print("\n".join(notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,659 @@
+"""STDB fine-tuning of hybrid single-spike networks, and their safe save/load.
+
+Datta, Kundu, Beerel ("Training Energy-Efficient Deep Spiking Neural Networks with Single-Spike
+Hybrid Input Encoding", arXiv 2107.12374) train the converted network itself with a variant of
+spike-timing-dependent backpropagation (STDB: Rathi et al., "Enabling Deep Spiking Neural
+Networks with Hybrid Conversion and Spike Timing Dependent Backpropagation", arXiv 2005.01807),
+with a loss on the output membrane and output spike times. Only the abstract is public here;
+onespike's reading, stated once:
+
+**Forward.** Exactly the network's own dynamics (:mod:`onespike.convert.hybrid`), run by the
+layer-major simulator :func:`onespike.simulate.hybrid.run_layers` over the ``T`` steps. Only the
+threshold crossing differs: it returns the same 0/1 value and carries a surrogate gradient.
+
+**Surrogate gradient.** With ``u = v / theta - 1`` (the membrane's distance to the threshold in
+units of the threshold) the crossing is ``H(u)``, and backpropagation through time uses::
+
+    dH/du = alpha * exp(-beta * dt),     dt = |u| = |v - theta| / theta
+
+so ``ds/dv = alpha exp(-beta dt) / theta`` and ``ds/dtheta = -(v / theta) * ds/dv``. ``dt`` is
+the time between the step and the neuron's threshold crossing, measured in the steps a neuron
+driven by the largest calibrated current (one threshold per step, after normalisation) needs:
+``u >= 0`` at and after the crossing (time since the spike), ``u < 0`` before it (time until
+it). STDB as Rathi et al. state it takes ``dt`` as steps since the neuron's last spike, which
+makes the gradient independent of the membrane; for neurons that fire at most once that
+passes gradient through every silent neuron alike, or (counting only from the spike) through
+none that could still learn to fire, and in onespike's prototype runs either way made the
+converted network worse, not better (``docs/hybrid.md``). Measuring ``dt`` through the
+membrane keeps the exponential form and the meaning "close in time to the spike".
+"Has already fired" is a constant for autograd (:func:`onespike.neurons.fire_once`): no
+gradient flows through a neuron's steps after its spike.
+
+**Loss.** With ``V`` the output membrane after the last step and the output spike time
+``t_c = sum_t t * s_t,c + T * (1 - sum_t s_t,c)`` (``T`` for a class that never fired; it is
+differentiable through the surrogate)::
+
+    loss = cross_entropy(V, y) + time_loss_weight * cross_entropy(-t, y)
+
+The second term is the cross-entropy of a softmax over negative spike times (Mostafa,
+"Supervised Learning Based on Temporal Coding in Spiking Neural Networks", arXiv 1606.08165):
+it rewards an early spike of the right class and late or no spikes of the others.
+
+**Trained parameters.** The weight of every Linear/Conv2d inside a projection (one tensor per
+layer, shared where two projections share a layer), every bias, and one threshold per
+population (clamped to at least ``1e-3``). Normalisation factors, pooling and BatchNorm kept as
+an :class:`~onespike.graph.Affine` node stay fixed. The result is again a
+:class:`~onespike.network.SpikingNetwork`, saved by :func:`save_hybrid` as safetensors + JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from onespike._fs import atomic_write_bytes, atomic_write_json
+from onespike.convert.config import HybridConfig
+from onespike.data import Dataset
+from onespike.errors import ConfigError, CorruptFileError, MissingFileError, OnespikeError
+from onespike.graph import Affine as AffineNode
+from onespike.graph import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Node
+from onespike.io import load_state_dict_file
+from onespike.network import Population, Projection, SpikingNetwork, build_network
+from onespike.simulate.hybrid import encode_input, run_layers
+from onespike.train import TrainConfig, TrainResult, train
+
+__all__ = [
+    "NETWORK_FILE",
+    "NETWORK_TENSORS",
+    "STDBConfig",
+    "STDBNet",
+    "STDBResult",
+    "finetune_stdb",
+    "load_hybrid",
+    "save_hybrid",
+    "stdb_loss",
+    "surrogate_crossing",
+]
+
+NETWORK_FILE = "network.json"
+"""Description of a saved hybrid network."""
+NETWORK_TENSORS = "network.safetensors"
+"""Tensors of a saved hybrid network."""
+STDB_RECORD = "stdb.json"
+"""The STDB and hybrid options a checkpoint directory was started with."""
+
+_FORMAT_NAME = "onespike-hybrid-network"
+_FORMAT_VERSION = 1
+_MIN_THRESHOLD = 1e-3
+
+
+@dataclass(frozen=True)
+class STDBConfig:
+    """Options of STDB fine-tuning; validated on construction.
+
+    Attributes:
+        epochs: passes over the training data, >= 1.
+        batch_size: samples per optimizer step, >= 1.
+        lr: peak learning rate of Adam with a cosine schedule, > 0.
+        alpha: height of the surrogate gradient, > 0.
+        beta: decay of the surrogate gradient with ``dt``, >= 0.
+        time_loss_weight: weight of the output spike-time term of the loss, >= 0.
+        train_thresholds: also train one threshold per population.
+        seed: seeds the batch order and torch's global RNG, in ``[0, 2**63)``.
+    """
+
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 3e-4
+    alpha: float = 1.0
+    beta: float = 3.0
+    time_loss_weight: float = 0.1
+    train_thresholds: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"STDBConfig.{name} must be an integer >= {low}, got {value!r}")
+        if self.seed >= 2**63:
+            raise ConfigError(f"STDBConfig.seed must be below 2**63, got {self.seed}")
+        for name, positive in (
+            ("lr", True),
+            ("alpha", True),
+            ("beta", False),
+            ("time_loss_weight", False),
+        ):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or (value <= 0 if positive else value < 0)
+            ):
+                allowed = "> 0" if positive else ">= 0"
+                raise ConfigError(
+                    f"STDBConfig.{name} must be a finite number {allowed}, got {value!r}"
+                )
+        if not isinstance(self.train_thresholds, bool):
+            raise ConfigError(
+                f"STDBConfig.train_thresholds must be True or False, got {self.train_thresholds!r}"
+            )
+
+    def train_config(self) -> TrainConfig:
+        """The :class:`~onespike.train.TrainConfig` that drives the optimisation loop."""
+        return TrainConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed
+        )
+
+
+class _Crossing(torch.autograd.Function):
+    """``H(v - theta)`` with the STDB surrogate ``alpha * exp(-beta * |v / theta - 1|)``."""
+
+    @staticmethod
+    def forward(ctx: Any, v: Tensor, threshold: Tensor, alpha: float, beta: float) -> Tensor:
+        ctx.save_for_backward(v, threshold)
+        ctx.alpha, ctx.beta = alpha, beta
+        return (v >= threshold).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None]:
+        v, threshold = ctx.saved_tensors
+        dt = (v / threshold - 1.0).abs()
+        slope = grad * (ctx.alpha * torch.exp(-ctx.beta * dt)) / threshold
+        grad_threshold = None
+        if ctx.needs_input_grad[1]:
+            full = -slope * v / threshold
+            # sum over the dimensions the threshold was broadcast along
+            extra = full.ndim - threshold.ndim
+            full = full.sum(dim=tuple(range(extra))) if extra else full
+            keep = tuple(i for i, n in enumerate(threshold.shape) if n == 1 and full.shape[i] != 1)
+            grad_threshold = full.sum(dim=keep, keepdim=True) if keep else full
+        return slope, grad_threshold, None, None
+
+
+def surrogate_crossing(
+    v: Tensor, threshold: float | Tensor, *, alpha: float, beta: float
+) -> Tensor:
+    """``H(v - threshold)`` as 0/1 floats, with the STDB surrogate gradient.
+
+    Args:
+        v: membrane.
+        threshold: firing threshold (a tensor receives a gradient).
+        alpha: height of the surrogate.
+        beta: its decay with ``dt = |v / threshold - 1|``.
+
+    Returns:
+        The crossing; backward uses ``ds/dv = alpha exp(-beta dt) / threshold`` and
+        ``ds/dthreshold = -(v / threshold) ds/dv``.
+    """
+    theta = threshold if isinstance(threshold, Tensor) else v.new_tensor(threshold)
+    out: Tensor = _Crossing.apply(v, theta, float(alpha), float(beta))
+    return out
+
+
+class STDBNet(nn.Module):
+    """A hybrid network as a trainable module: weights, biases and thresholds as parameters.
+
+    ``forward(x)`` runs the network's dynamics over its ``T`` steps (with the surrogate
+    gradient) and returns the output membrane after the last step, ``(B, classes)``; the
+    output spike trains of that call are kept in :attr:`output_spikes` for the loss.
+
+    Args:
+        net: a network converted with :class:`~onespike.convert.config.HybridConfig`.
+        config: the STDB options (surrogate and whether thresholds train).
+    """
+
+    output_spikes: Tensor | None
+
+    def __init__(self, net: SpikingNetwork, config: STDBConfig | None = None) -> None:
+        super().__init__()
+        if not isinstance(net.config, HybridConfig):
+            raise ConfigError(
+                "STDB fine-tuning needs a network converted with HybridConfig, got "
+                f"{type(net.config).__name__}"
+            )
+        self.hybrid = net.config
+        self.stdb = config if config is not None else STDBConfig()
+        self.fanouts = net.fanouts
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.thresholds = nn.ParameterList()
+        self._layers: dict[int, tuple[Node, int]] = {}  # id of an original op -> (op, index)
+        self._pops: list[tuple[Population, int | None, int | None]] = []
+        for pop in net.populations:
+            bias_index = threshold_index = None
+            if pop.kind == "neuron":
+                for proj in pop.projections:
+                    for op in proj.ops:
+                        if isinstance(op, (Linear, Conv2d)) and id(op) not in self._layers:
+                            self._layers[id(op)] = (op, len(self.weights))
+                            self.weights.append(nn.Parameter(op.weight.detach().clone().float()))
+                if pop.bias is not None:
+                    bias_index = len(self.biases)
+                    self.biases.append(nn.Parameter(pop.bias.detach().clone().float()))
+                if self.stdb.train_thresholds:
+                    threshold_index = len(self.thresholds)
+                    value = torch.as_tensor(pop.threshold, dtype=torch.float32).detach().clone()
+                    self.thresholds.append(nn.Parameter(value))
+            self._pops.append((pop, bias_index, threshold_index))
+        self.output_spikes = None
+
+    def _populations(self, *, trained: bool) -> list[Population]:
+        """The populations with the current parameters (live tensors, or detached copies)."""
+
+        def take(t: Tensor) -> Tensor:
+            return t if trained else t.detach().clone()
+
+        def swap(op: Node) -> Node:
+            entry = self._layers.get(id(op))
+            if entry is None:
+                return op
+            assert isinstance(op, (Linear, Conv2d))
+            return replace(op, weight=take(self.weights[entry[1]]))
+
+        out = []
+        for pop, bias_index, threshold_index in self._pops:
+            if pop.kind != "neuron":
+                out.append(pop)
+                continue
+            projections = tuple(
+                replace(proj, ops=tuple(swap(op) for op in proj.ops)) for proj in pop.projections
+            )
+            bias = take(self.biases[bias_index]) if bias_index is not None else pop.bias
+            threshold: float | Tensor = pop.threshold
+            if threshold_index is not None:
+                clamped = self.thresholds[threshold_index].clamp(min=_MIN_THRESHOLD)
+                if trained:
+                    threshold = clamped
+                elif clamped.ndim == 0:
+                    threshold = float(clamped.detach())
+                else:
+                    threshold = clamped.detach().clone()
+            out.append(replace(pop, projections=projections, bias=bias, threshold=threshold))
+        return out
+
+    def _crossing(self, v: Tensor, threshold: float | Tensor) -> Tensor:
+        return surrogate_crossing(v, threshold, alpha=self.stdb.alpha, beta=self.stdb.beta)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, times, _ = encode_input(x.float(), self.hybrid)
+        run = run_layers(
+            self._populations(trained=True),
+            x,
+            times,
+            self.hybrid,
+            crossing=self._crossing,
+            record_times=False,
+        )
+        self.output_spikes = run.output_spikes.flatten(2)
+        return run.membrane[-1].flatten(1)
+
+    def to_network(self) -> SpikingNetwork:
+        """The spiking network with the current weights, biases and thresholds."""
+        pops = tuple(self._populations(trained=False))
+        return SpikingNetwork(self.hybrid, pops, self.fanouts)
+
+
+def stdb_loss(
+    membrane: Tensor, output_spikes: Tensor, labels: Tensor, time_loss_weight: float
+) -> Tensor:
+    """The STDB loss: cross-entropy on the membrane plus the weighted spike-time term.
+
+    Args:
+        membrane: ``(B, classes)`` output membrane after the last step.
+        output_spikes: ``(T, B, classes)`` 0/1 output spikes (differentiable in training).
+        labels: ``(B,)`` class indices.
+        time_loss_weight: weight of the spike-time term.
+
+    Returns:
+        The scalar loss.
+    """
+    loss = F.cross_entropy(membrane, labels)
+    if time_loss_weight:
+        steps = output_spikes.shape[0]
+        t = torch.arange(steps, dtype=output_spikes.dtype).view(-1, 1, 1)
+        spike_time = (t * output_spikes).sum(dim=0) + steps * (1.0 - output_spikes.sum(dim=0))
+        loss = loss + time_loss_weight * F.cross_entropy(-spike_time, labels)
+    return loss
+
+
+@dataclass(frozen=True)
+class STDBResult:
+    """A fine-tuned hybrid network and its training history."""
+
+    net: SpikingNetwork
+    history: TrainResult
+
+
+def _record(net: SpikingNetwork, config: STDBConfig) -> dict[str, Any]:
+    assert isinstance(net.config, HybridConfig)
+    stdb = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
+    return {"stdb": stdb, "hybrid": dataclasses.asdict(net.config)}
+
+
+def _check_record(directory: Path, record: dict[str, Any], resume: bool) -> None:
+    path = directory / STDB_RECORD
+    if resume and path.is_file():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptFileError(f"{path} is not valid JSON: {exc}") from exc
+        if saved != record:
+            raise ConfigError(
+                f"the checkpoint in {directory} was started with other STDB or hybrid options "
+                f"({saved} there, {record} now); only epochs may change when resuming. Use the "
+                "same options, another checkpoint_dir, or resume=False"
+            )
+        return
+    atomic_write_json(path, record)
+
+
+def finetune_stdb(
+    net: SpikingNetwork,
+    data: Dataset,
+    config: STDBConfig | None = None,
+    *,
+    val_data: Dataset | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> STDBResult:
+    """Fine-tune a hybrid network with STDB: backpropagation through its ``T`` time steps.
+
+    Deterministic given ``config.seed`` on the CPU; with ``checkpoint_dir`` a checkpoint is
+    written after every epoch and an interrupted run resumes bit-identically
+    (:func:`onespike.train.train` drives the loop).
+
+    Args:
+        net: a network converted with :class:`~onespike.convert.config.HybridConfig` (not
+            modified).
+        data: training images in ``[0, 1]`` and labels.
+        config: the STDB options (default :class:`STDBConfig`).
+        val_data: if given, the membrane readout's accuracy on it is recorded every epoch.
+        checkpoint_dir: where to keep resumable per-epoch checkpoints.
+        resume: continue from the checkpoint in ``checkpoint_dir`` if there is one.
+        progress: show a progress bar.
+
+    Returns:
+        The fine-tuned network (new weights in the projections' ops, new biases and
+        thresholds) and the per-epoch history.
+
+    Raises:
+        ConfigError: ``net`` is not a hybrid network, or the checkpoint in ``checkpoint_dir``
+            was started with other options.
+    """
+    config = config if config is not None else STDBConfig()
+    model = STDBNet(net, config)
+    if checkpoint_dir is not None:
+        _check_record(Path(checkpoint_dir), _record(net, config), resume)
+
+    def loss_fn(membrane: Tensor, labels: Tensor) -> Tensor:
+        assert model.output_spikes is not None
+        return stdb_loss(membrane, model.output_spikes, labels, config.time_loss_weight)
+
+    history = train(
+        model,
+        data,
+        config.train_config(),
+        val_ds=val_data,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        progress=progress,
+        loss_fn=loss_fn,
+    )
+    model.eval()
+    return STDBResult(model.to_network(), history)
+
+
+# save and load ---------------------------------------------------------------------------------
+def _op_record(op: Node, key: str, tensors: dict[str, Tensor]) -> dict[str, Any]:
+    def put(name: str, t: Tensor | None) -> str | None:
+        if t is None:
+            return None
+        tensors[f"{key}.{name}"] = t.detach().to("cpu").float().contiguous().clone()
+        return f"{key}.{name}"
+
+    if isinstance(op, Linear):
+        return {"type": "Linear", "weight": put("weight", op.weight), "bias": put("bias", op.bias)}
+    if isinstance(op, Conv2d):
+        return {
+            "type": "Conv2d",
+            "weight": put("weight", op.weight),
+            "bias": put("bias", op.bias),
+            "stride": list(op.stride),
+            "padding": list(op.padding),
+            "dilation": list(op.dilation),
+            "groups": op.groups,
+        }
+    if isinstance(op, AvgPool2d):
+        return {
+            "type": "AvgPool2d",
+            "kernel_size": list(op.kernel_size),
+            "stride": list(op.stride),
+            "padding": list(op.padding),
+        }
+    if isinstance(op, Flatten):
+        return {"type": "Flatten"}
+    if isinstance(op, AffineNode):
+        return {"type": "Affine", "scale": put("scale", op.scale), "shift": put("shift", op.shift)}
+    raise ConfigError(f"cannot save a projection through {type(op).__name__}")
+
+
+def save_hybrid(
+    directory: str | os.PathLike[str], net: SpikingNetwork, *, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write a hybrid network as ``network.safetensors`` + ``network.json``, atomically, JSON last.
+
+    Args:
+        directory: destination directory (created if missing; the two files are replaced).
+        net: a network converted with :class:`~onespike.convert.config.HybridConfig`, e.g. the
+            result of :func:`finetune_stdb`.
+        extra: JSON-serialisable information to keep with it (dataset, accuracy, ...).
+
+    Returns:
+        The directory.
+    """
+    if not isinstance(net.config, HybridConfig):
+        raise ConfigError(
+            f"save_hybrid saves HybridConfig networks, got {type(net.config).__name__}"
+        )
+    tensors: dict[str, Tensor] = {}
+    ops: dict[str, dict[str, Any]] = {}
+    keys: dict[int, str] = {}
+    pops: list[dict[str, Any]] = []
+    for index, pop in enumerate(net.populations):
+        projections = []
+        for proj in pop.projections:
+            names = []
+            for op in proj.ops:
+                if id(op) not in keys:  # an op shared by two projections is stored once
+                    keys[id(op)] = f"op{len(keys)}"
+                    ops[keys[id(op)]] = _op_record(op, keys[id(op)], tensors)
+                names.append(keys[id(op)])
+            projections.append(
+                {"source": proj.source, "ops": names, "factor": proj.factor, "delay": proj.delay}
+            )
+        threshold: Any = pop.threshold
+        if isinstance(threshold, Tensor):
+            tensors[f"pop{index}.threshold"] = threshold.detach().float().contiguous().clone()
+            threshold = {"tensor": f"pop{index}.threshold"}
+        bias = None
+        if pop.bias is not None:
+            bias = f"pop{index}.bias"
+            tensors[bias] = pop.bias.detach().float().contiguous().clone()
+        pool = None
+        if pop.pool is not None:
+            pool = {
+                "kernel_size": list(pop.pool.kernel_size),
+                "stride": list(pop.pool.stride),
+                "padding": list(pop.pool.padding),
+            }
+        pops.append(
+            {
+                "name": pop.name,
+                "kind": pop.kind,
+                "shape": list(pop.shape),
+                "projections": projections,
+                "bias": bias,
+                "pool": pool,
+                "scale": pop.scale,
+                "depth": pop.depth,
+                "is_output": pop.is_output,
+                "ann_relu": pop.ann_relu,
+                "threshold": threshold,
+            }
+        )
+    data = safetensors.torch.save(tensors, metadata={"format": "pt"})
+    record = {
+        "format": _FORMAT_NAME,
+        "format_version": _FORMAT_VERSION,
+        "config": dataclasses.asdict(net.config),
+        "populations": pops,
+        "ops": ops,
+        "extra": extra if extra is not None else {},
+        "tensors_file": NETWORK_TENSORS,
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    try:
+        json.dumps(record, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"the network's description must be JSON-serialisable: {exc}") from exc
+    out = Path(directory)
+    atomic_write_bytes(out / NETWORK_TENSORS, data)
+    atomic_write_json(out / NETWORK_FILE, record)
+    return out
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    first, second = (int(v) for v in value)
+    return (first, second)
+
+
+def _load_op(record: dict[str, Any], tensors: dict[str, Tensor]) -> Node:
+    def get(key: str | None) -> Tensor | None:
+        return None if key is None else tensors[key]
+
+    kind = record["type"]
+    if kind == "Linear":
+        weight = get(record["weight"])
+        assert weight is not None
+        return Linear(weight, get(record["bias"]))
+    if kind == "Conv2d":
+        weight = get(record["weight"])
+        assert weight is not None
+        return Conv2d(
+            weight,
+            get(record["bias"]),
+            _pair(record["stride"]),
+            _pair(record["padding"]),
+            _pair(record["dilation"]),
+            int(record["groups"]),
+        )
+    if kind == "AvgPool2d":
+        return AvgPool2d(
+            _pair(record["kernel_size"]), _pair(record["stride"]), _pair(record["padding"])
+        )
+    if kind == "Flatten":
+        return Flatten()
+    if kind == "Affine":
+        scale, shift = get(record["scale"]), get(record["shift"])
+        assert scale is not None
+        assert shift is not None
+        return AffineNode(scale, shift)
+    raise ValueError(f"unknown op type {kind!r}")
+
+
+def load_hybrid(directory: str | os.PathLike[str]) -> tuple[SpikingNetwork, dict[str, Any]]:
+    """Read a network written by :func:`save_hybrid`; nothing is unpickled.
+
+    Args:
+        directory: the directory holding ``network.json`` and ``network.safetensors``.
+
+    Returns:
+        ``(net, extra)``: the spiking network (it simulates exactly as the saved one) and the
+        ``extra`` information saved with it.
+
+    Raises:
+        MissingFileError: a file is missing.
+        CorruptFileError: a file is malformed, fails its SHA-256, or describes an invalid
+            network.
+    """
+    root = Path(directory)
+    path = root / NETWORK_FILE
+    if not path.is_file():
+        raise MissingFileError(
+            f"{path} does not exist; save a hybrid network with onespike.save_hybrid(directory, "
+            "net) or `onespike train --method hybrid`"
+        )
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(record, dict) or record.get("format") != _FORMAT_NAME:
+        raise CorruptFileError(f"{path} is not a onespike hybrid network description")
+    if record.get("format_version") != _FORMAT_VERSION:
+        raise CorruptFileError(
+            f"{path} has format_version {record.get('format_version')!r}; this onespike reads "
+            f"{_FORMAT_VERSION}"
+        )
+    tensors = load_state_dict_file(
+        root / str(record.get("tensors_file", NETWORK_TENSORS)), sha256=record.get("sha256")
+    )
+    try:
+        config = HybridConfig(**record["config"])
+        ops = {key: _load_op(op, tensors) for key, op in record["ops"].items()}
+        pops: list[Population] = []
+        delays: dict[tuple[str, str], int] = {}  # (target, source) -> delay
+        for entry in record["populations"]:
+            projections = []
+            for proj in entry["projections"]:
+                projections.append(
+                    Projection(
+                        str(proj["source"]),
+                        tuple(ops[name] for name in proj["ops"]),
+                        float(proj["factor"]),
+                    )
+                )
+                delays[(str(entry["name"]), str(proj["source"]))] = int(proj["delay"])
+            threshold = entry["threshold"]
+            if isinstance(threshold, dict):
+                threshold = tensors[threshold["tensor"]]
+            else:
+                threshold = float(threshold)
+            pool = entry["pool"]
+            pops.append(
+                Population(
+                    name=str(entry["name"]),
+                    kind=entry["kind"],
+                    shape=tuple(int(s) for s in entry["shape"]),
+                    projections=tuple(projections),
+                    bias=None if entry["bias"] is None else tensors[entry["bias"]],
+                    pool=None
+                    if pool is None
+                    else MaxPool2d(
+                        _pair(pool["kernel_size"]), _pair(pool["stride"]), _pair(pool["padding"])
+                    ),
+                    scale=float(entry["scale"]),
+                    depth=int(entry["depth"]),
+                    is_output=bool(entry["is_output"]),
+                    ann_relu=bool(entry["ann_relu"]),
+                    threshold=threshold,
+                )
+            )
+        net = build_network(pops, config, lambda source, target: delays[(target.name, source.name)])
+        extra = record.get("extra") or {}
+    except (KeyError, TypeError, ValueError, AssertionError, OnespikeError) as exc:
+        raise CorruptFileError(f"{path} describes an invalid network: {exc!r}") from exc
+    return net, extra

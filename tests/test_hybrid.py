@@ -1,0 +1,391 @@
+"""Hybrid single-spike code: both simulators, hand-worked dynamics and counts, STDB, save/load."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import onespike
+from onespike.cli import main
+from onespike.convert import HybridConfig
+from onespike.data import Dataset, load_dataset
+from onespike.graph import Graph, Linear, ReLU
+from onespike.io import save_model
+from onespike.models import build_model
+from onespike.neurons import SingleSpikeParams, single_spike_initial_state, single_spike_step
+from onespike.simulate.hybrid import encode_input
+from onespike.stdb import (
+    STDBConfig,
+    STDBNet,
+    finetune_stdb,
+    load_hybrid,
+    save_hybrid,
+    stdb_loss,
+    surrogate_crossing,
+)
+from onespike.train import TrainConfig, train
+from tests.helpers import cnn_graphs, mlp_graphs, with_dyadic_scales
+
+
+def _inputs(draw: st.DrawFn, shape: tuple[int, ...]) -> torch.Tensor:
+    # Multiples of 1/16 keep every product with the dyadic weights exact, so the two
+    # simulators' sums agree bit for bit whatever order a matrix product adds them in.
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    x = torch.randint(0, 17, (4, *shape), generator=gen).float() / 16
+    x[0].view(-1)[::3] = 0.0
+    x[1].view(-1)[::4] = 1.0
+    return x
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_no_neuron_fires_twice_and_simulators_agree(data: st.DataObject) -> None:
+    graph = data.draw(st.one_of(mlp_graphs(), cnn_graphs()))
+    if data.draw(st.booleans()):
+        graph = with_dyadic_scales(data.draw, graph)
+    config = HybridConfig(
+        steps=data.draw(st.integers(1, 8)),
+        leak=data.draw(st.sampled_from([1.0, 0.75, 0.5])),
+        input_code=data.draw(st.sampled_from(["ttfs", "none"])),
+        threshold_scale=data.draw(st.sampled_from([0.25, 0.5, 1.0])),
+        readout=data.draw(st.sampled_from(["membrane", "first_spike"])),
+    )
+    net = onespike.convert(graph, config)
+    x = _inputs(data.draw, graph.input_shape)
+
+    ref = onespike.simulate(net, x, method="stepped")
+    fast = onespike.simulate(net, x, method="closed_form")
+
+    for pop in net.populations:
+        counts = ref.spike_counts[pop.name]
+        assert int(counts.max()) <= 1, f"{pop.name}: a neuron fired twice"
+        assert torch.equal(counts.bool(), torch.isfinite(ref.spike_times[pop.name]))
+        assert torch.equal(fast.spike_times[pop.name], ref.spike_times[pop.name]), pop.name
+        assert torch.equal(fast.spikes(pop.name), ref.spikes(pop.name))
+    assert torch.equal(fast.predictions, ref.predictions)
+    assert torch.equal(fast.outputs, ref.outputs)
+    assert fast.step_predictions is not None
+    assert ref.step_predictions is not None
+    assert torch.equal(fast.step_predictions, ref.step_predictions)
+    assert fast.steps == ref.steps == config.steps
+    fast_ops, ref_ops = onespike.count_ops(net, fast), onespike.count_ops(net, ref)
+    assert fast_ops == ref_ops
+    assert fast_ops.network == "hybrid"
+
+
+def test_single_spike_neuron_by_hand() -> None:
+    currents = [0.25, 0.5, 0.5, -1.0, 2.0]
+    for leak, membranes, spike_at in (
+        (1.0, [0.25, 0.75, 1.25, 0.25, 2.25], [2]),  # fires at 1.25; 2.25 later is ignored
+        (0.5, [0.25, 0.625, 0.8125, -0.59375, 1.703125], [4]),
+    ):
+        state = single_spike_initial_state((1,))
+        params = SingleSpikeParams(threshold=1.0, leak=leak)
+        seen, fired = [], []
+        for t, z in enumerate(currents):
+            spikes, state = single_spike_step(torch.tensor([z]), state, params)
+            seen.append(float(state.v[0]))
+            if bool(spikes[0]):
+                fired.append(t)
+        assert seen == membranes
+        assert fired == spike_at
+        assert float(state.fired[0]) == 1.0
+
+
+def test_temporal_input_code() -> None:
+    x = torch.tensor([[0.0, 0.1, 0.125, 0.3, 0.5, 0.875, 1.0]])
+    # T = 5, L = 4: k = floor(4x + 1/2) = 0 0 1 1 2 4 4; spike at step T - k, none for k = 0.
+    _, times, clipped = encode_input(x, HybridConfig(steps=5))
+    assert times.tolist() == [[math.inf, math.inf, 4.0, 4.0, 3.0, 1.0, 1.0]]
+    assert clipped == 0
+    assert bool(torch.isinf(encode_input(x, HybridConfig(steps=1))[1]).all())
+    assert bool(torch.isinf(encode_input(x, HybridConfig(input_code="none"))[1]).all())
+
+
+def _toy_network(**options: object) -> onespike.SpikingNetwork:
+    graph = Graph.sequential(
+        (3,),
+        [
+            Linear(torch.tensor([[0.5, 0.25, 1.0], [0.25, -0.5, 0.5]]), torch.tensor([0.0, 0.125])),
+            ReLU(),
+            Linear(torch.tensor([[1.0, -1.0], [0.5, 0.5]])),
+        ],
+    )
+    return onespike.convert(graph, HybridConfig(steps=5, threshold_scale=1.0, **options))  # type: ignore[arg-type]
+
+
+def test_toy_network_spikes_and_counts_by_hand() -> None:
+    net = _toy_network()
+    x = torch.tensor([[1.0, 0.5, 0.0]])
+    for method in ("closed_form", "stepped"):
+        result = onespike.simulate(net, x, method=method)
+        # Codes 4, 2, 0: pixel 0 spikes at step 1, pixel 1 at step 3, pixel 2 never.
+        assert result.spike_times["input"].tolist() == [[1.0, 3.0, math.inf]]
+        # h0: v = 0.625 (analog step), then +0.5 at step 1: 1.125 >= 1, fires at step 1.
+        # h1: 0.125, 0.5, 0.625, 0.25 (pixel 1: -0.5, bias +0.125), 0.375: never fires.
+        assert result.spike_times["1"].tolist() == [[1.0, math.inf]]
+        # Output: h0's spike adds (1, 0.5) at step 1; neuron 0 reaches 1 and fires there.
+        assert result.spike_times["2"].tolist() == [[1.0, math.inf]]
+        assert result.outputs.tolist() == [[1.0, 0.5]]
+        assert result.predictions.tolist() == [0]
+        ops = {layer.name: layer for layer in onespike.count_ops(net, result).layers}
+        assert ops["input"].spikes == 2
+        hidden = ops["1"]
+        assert hidden.macs == 6  # the analog step: one MAC per first-layer connection
+        assert hidden.synops == 4  # two input spikes, two synapses each
+        assert hidden.bias_events == 5  # one biased neuron, every step
+        assert hidden.neuron_updates == 2 * 5
+        assert hidden.spikes == 1
+        out = ops["2"]
+        assert (out.macs, out.synops, out.bias_events, out.neuron_updates) == (0, 2, 0, 10)
+    energy = onespike.estimate_energy(onespike.count_ops(net, result), "45nm")
+    # 6 MACs x 4.6 pJ + (4 + 5 + 2) adds x 0.9 pJ + 20 neuron updates x 0.9 pJ
+    assert energy.total_pj == pytest.approx(6 * 4.6 + 11 * 0.9 + 20 * 0.9)
+
+
+def test_first_spike_readout_prefers_the_earliest_class() -> None:
+    # T = 2: step 0 is analog; pixel 0 (code 1) spikes at step 1, pixel 1 (code 0) never.
+    # Class 1: 1.0 + 0.125 = 1.125 >= 1 fires at step 0, ends at 2.125 (+1.0 at step 1).
+    # Class 0: 1.5 - 0.625 = 0.875, fires at step 1 (+1.5), ends at 2.375: larger membrane.
+    graph = Graph.sequential((2,), [Linear(torch.tensor([[1.5, -2.5], [1.0, 0.5]]))])
+    x = torch.tensor([[1.0, 0.25]])
+    membrane = onespike.convert(graph, HybridConfig(steps=2, threshold_scale=1.0))
+    first = onespike.convert(
+        graph, HybridConfig(steps=2, threshold_scale=1.0, readout="first_spike")
+    )
+    for method in ("closed_form", "stepped"):
+        by_membrane = onespike.simulate(membrane, x, method=method)
+        by_spike = onespike.simulate(first, x, method=method)
+        assert by_spike.spike_times["0"].tolist() == [[1.0, 0.0]]
+        assert by_membrane.outputs.tolist() == [[2.375, 2.125]]
+        assert by_membrane.predictions.tolist() == [0]
+        assert by_spike.predictions.tolist() == [1]
+
+
+def test_surrogate_gradient_by_hand() -> None:
+    v = torch.tensor([1.5, 0.5, 1.0], requires_grad=True)
+    theta = torch.tensor(1.0, requires_grad=True)
+    spikes = surrogate_crossing(v, theta, alpha=0.5, beta=2.0)
+    assert spikes.tolist() == [1.0, 0.0, 1.0]
+    spikes.sum().backward()
+    assert v.grad is not None
+    assert theta.grad is not None
+    # dt = |v / theta - 1| = 0.5, 0.5, 0: ds/dv = 0.5 exp(-2 dt) / theta.
+    expected = [0.5 * math.exp(-1.0), 0.5 * math.exp(-1.0), 0.5]
+    assert v.grad.tolist() == pytest.approx(expected)
+    # ds/dtheta = -(v / theta) ds/dv, summed.
+    assert float(theta.grad) == pytest.approx(-(1.5 * expected[0] + 0.5 * expected[1] + 0.5))
+
+
+def test_stdb_loss_by_hand() -> None:
+    membrane = torch.tensor([[2.0, 0.0]])
+    spikes = torch.tensor([[[0.0, 0.0]], [[1.0, 0.0]], [[0.0, 0.0]]])  # class 0 at step 1
+    # spike times: class 0 at 1, class 1 never (T = 3): -t = (-1, -3).
+    expected = math.log(1 + math.exp(-2.0)) + 0.5 * math.log(1 + math.exp(-2.0))
+    loss = stdb_loss(membrane, spikes, torch.tensor([0]), time_loss_weight=0.5)
+    assert float(loss) == pytest.approx(expected)
+
+
+@pytest.fixture(scope="module")
+def digits_net() -> tuple[onespike.SpikingNetwork, Dataset, Dataset]:
+    task = load_dataset("digits", "train")
+    subset = Dataset(task.name, task.split, task.images[:320], task.labels[:320], 10)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+    )
+    train(model, subset, TrainConfig(epochs=4, batch_size=32, lr=3e-3), progress=False)
+    graph = onespike.normalize(onespike.extract(model.eval(), subset.images[:2]), [subset.images])
+    return onespike.convert(graph, HybridConfig(steps=4)), subset, task
+
+
+def _loss(net: onespike.SpikingNetwork, data: Dataset, config: STDBConfig) -> float:
+    module = STDBNet(net, config).eval()
+    with torch.no_grad():
+        membrane = module(data.images)
+        assert module.output_spikes is not None
+        return float(stdb_loss(membrane, module.output_spikes, data.labels, 0.1))
+
+
+def test_stdb_lowers_the_loss_and_resumes_exactly(
+    digits_net: tuple[onespike.SpikingNetwork, Dataset, Dataset],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    net, subset, _ = digits_net
+    config = STDBConfig(epochs=2, batch_size=32, lr=2e-3, seed=3)
+    result = finetune_stdb(net, subset, config, progress=False)
+    assert _loss(result.net, subset, config) < 0.8 * _loss(net, subset, config)
+    losses = [h["loss"] for h in result.history.history]
+    assert losses[1] < losses[0]
+    # Interrupted in epoch 2, then resumed: the same weights and thresholds bit for bit.
+    calls = 0
+
+    def failing(*args: Any, **kwargs: Any) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 10 + 4:  # 320 samples / 32 = 10 steps per epoch
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    real = onespike.stdb.stdb_loss
+    monkeypatch.setattr(onespike.stdb, "stdb_loss", failing)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_stdb(net, subset, config, checkpoint_dir=tmp_path, progress=False)
+    monkeypatch.undo()
+    resumed = finetune_stdb(net, subset, config, checkpoint_dir=tmp_path, progress=False)
+    assert resumed.history.resumed_from_epoch == 1
+    for a, b in zip(result.net.populations, resumed.net.populations, strict=True):
+        assert a.threshold == b.threshold
+        assert a.bias is None or torch.equal(a.bias, b.bias)
+        for pa, pb in zip(a.projections, b.projections, strict=True):
+            for oa, ob in zip(pa.ops, pb.ops, strict=True):
+                if isinstance(oa, Linear):
+                    assert torch.equal(oa.weight, ob.weight)
+    with pytest.raises(onespike.ConfigError, match="other STDB or hybrid options"):
+        finetune_stdb(
+            net,
+            subset,
+            STDBConfig(epochs=3, batch_size=32, lr=2e-3, seed=3, alpha=0.5),
+            checkpoint_dir=tmp_path,
+            progress=False,
+        )
+
+
+def test_finetuned_network_saves_and_reloads_identically(
+    digits_net: tuple[onespike.SpikingNetwork, Dataset, Dataset], tmp_path: Path
+) -> None:
+    net, subset, task = digits_net
+    tuned = finetune_stdb(net, subset, STDBConfig(epochs=1, seed=1), progress=False).net
+    assert tuned.populations[1].threshold != net.populations[1].threshold
+    save_hybrid(tmp_path, tuned, extra={"dataset": "digits"})
+    loaded, extra = load_hybrid(tmp_path)
+    assert extra == {"dataset": "digits"}
+    for method in ("closed_form", "stepped"):
+        a = onespike.simulate(tuned, task.images, method=method)
+        b = onespike.simulate(loaded, task.images, method=method)
+        assert torch.equal(a.predictions, b.predictions)
+        assert torch.equal(a.outputs, b.outputs)
+        for name, times in a.spike_times.items():
+            assert torch.equal(times, b.spike_times[name])
+    # The trained module in eval mode predicts what the simulators predict.
+    module = STDBNet(tuned).eval()
+    with torch.no_grad():
+        assert torch.equal(module(task.images).argmax(dim=1), a.predictions)
+
+    record = json.loads((tmp_path / "network.json").read_text())
+    record["sha256"] = "0" * 64
+    (tmp_path / "network.json").write_text(json.dumps(record))
+    with pytest.raises(onespike.ChecksumError):
+        load_hybrid(tmp_path)
+    with pytest.raises(onespike.MissingFileError, match="save_hybrid"):
+        load_hybrid(tmp_path / "nowhere")
+
+
+def test_bad_values_raise_clear_errors() -> None:
+    for kwargs, match in (
+        ({"steps": 0}, "at least 1 time step"),
+        ({"steps": 2.5}, "steps must be an integer"),
+        ({"leak": 0.0}, r"leak must be a number in \(0, 1\]"),
+        ({"leak": 1.5}, "leak"),
+        ({"threshold_scale": 0}, "threshold_scale must be a finite number > 0"),
+        ({"threshold_scale": math.inf}, "threshold_scale"),
+        ({"input_code": "rate"}, "input_code"),
+        ({"readout": "votes"}, "readout"),
+        ({"input_range": "wrap"}, "input_range"),
+    ):
+        with pytest.raises(onespike.ConfigError, match=match):
+            HybridConfig(**kwargs)  # type: ignore[arg-type]
+    for kwargs, match in (
+        ({"alpha": 0.0}, "alpha must be a finite number > 0"),
+        ({"beta": -1.0}, "beta must be a finite number >= 0"),
+        ({"lr": math.nan}, "lr"),
+        ({"time_loss_weight": -0.1}, "time_loss_weight"),
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"train_thresholds": 1}, "train_thresholds"),
+    ):
+        with pytest.raises(onespike.ConfigError, match=match):
+            STDBConfig(**kwargs)  # type: ignore[arg-type]
+    net = _toy_network()
+    with pytest.raises(onespike.CodeRangeError, match="input_range='clip'"):
+        onespike.simulate(net, torch.tensor([[1.5, 0.0, 0.0]]))
+    clip = _toy_network(input_range="clip")
+    assert onespike.simulate(clip, torch.tensor([[1.5, -1.0, 0.0]])).clipped["input"] == 2
+    ttfs = onespike.convert(
+        Graph.sequential((3,), [Linear(torch.ones(2, 3))]), onespike.TTFSConfig(steps=4)
+    )
+    data = Dataset("toy", "train", torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64), 2)
+    with pytest.raises(onespike.ConfigError, match="HybridConfig"):
+        finetune_stdb(ttfs, data, progress=False)
+    with pytest.raises(onespike.ConfigError, match="HybridConfig"):
+        save_hybrid("unused", ttfs)
+
+
+def test_cli_fine_tunes_saves_and_runs_a_hybrid_network(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model, spec = build_model("mlp", (1, 8, 8), 10, hidden=(32,))
+    save_model(tmp_path / "ann", model, spec, dataset="digits")
+    runner = CliRunner()
+    common = ["--dataset", "digits"]
+    trained = runner.invoke(
+        main,
+        [
+            "train",
+            *common,
+            "--model-file",
+            str(tmp_path / "ann"),
+            "--method",
+            "hybrid",
+            "--steps",
+            "3",
+            "--finetune-epochs",
+            "1",
+            "--finetune-samples",
+            "128",
+            "--out",
+            str(tmp_path),
+        ],
+        catch_exceptions=False,
+    )
+    assert trained.exit_code == 0, trained.output
+    saved = json.loads((tmp_path / "model-hybrid" / "model.json").read_text())
+    assert saved["extra"]["hybrid"]["steps"] == 3
+    assert saved["extra"]["hybrid"]["samples"] == 128
+    assert (tmp_path / "stdb-checkpoints" / "checkpoint.json").exists()
+
+    for model_file, finetuned in (("model-hybrid", True), ("ann", False)):
+        out = tmp_path / f"run-{model_file}"
+        run = runner.invoke(
+            main,
+            [
+                "run",
+                *common,
+                "--model-file",
+                str(tmp_path / model_file),
+                "--method",
+                "hybrid",
+                "--check-samples",
+                "8",
+                "--limit",
+                "100",
+                "--out",
+                str(out),
+            ],
+            catch_exceptions=False,
+        )
+        assert run.exit_code == 0, run.output
+        row = json.loads((out / "results.json").read_text())
+        assert row["method"] == "hybrid"
+        assert row["steps"] == (3 if finetuned else 5)
+        assert row.get("finetuned", False) is finetuned
+        assert row["snn_macs"] == 64 * 32  # the analog step into the first layer
+        assert row["stepped_check"]["identical_spikes"] == 1.0
+        assert row["spikes_per_neuron"] <= 1.0
