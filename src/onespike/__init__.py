@@ -37,6 +37,7 @@ from onespike.metrics import (
     estimate_energy,
 )
 from onespike.network import SpikingNetwork
+from onespike.nir_io import from_nir, to_nir
 from onespike.normalize import normalize
 from onespike.optimize import TTFSAwareNet, optimize_for_ttfs
 from onespike.simulate import SimResult, simulate
@@ -74,6 +75,7 @@ __all__ = [
     "estimate_energy",
     "extract",
     "finetune_stdb",
+    "from_nir",
     "hardware",
     "load_hybrid",
     "normalize",
@@ -81,4 +83,5 @@ __all__ = [
     "run_graph",
     "save_hybrid",
     "simulate",
+    "to_nir",
 ]

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 import torch
 
+from onespike import distributed
 from onespike._fs import atomic_write_json
 from onespike.convert import HybridConfig, RateConfig, TTFSConfig, convert
 from onespike.data import DATASETS, Dataset, batches, load_dataset, split_validation
@@ -39,8 +40,10 @@ from onespike.hardware import run as run_hardware
 from onespike.io import load_model, save_model
 from onespike.metrics import ENERGY_MODELS
 from onespike.models import MODELS, ModelSpec, build_model
+from onespike.network import SpikingNetwork
 from onespike.normalize import normalize
 from onespike.optimize import optimize_for_ttfs, restore_ttfs_aware, save_ttfs_aware
+from onespike.report import save_run_record, write_report
 from onespike.simulate import simulate
 from onespike.stdb import STDBConfig, finetune_stdb, load_hybrid, save_hybrid
 from onespike.train import TrainConfig, evaluate, train
@@ -485,27 +488,23 @@ def run_command(
     out: Path,
 ) -> None:
     """Train (or load), convert, simulate and compare a spiking network with its ANN."""
-
-    def method_config(steps: int) -> Any:
-        if method == "ttfs":
-            return TTFSConfig(steps=steps, rectifier=not no_rectifier)
-        if method == "hybrid":
-            initial = {} if threshold_init is None else {"threshold_scale": threshold_init}
-            return HybridConfig(steps=steps, leak=leak, readout=readout, **initial)  # type: ignore[arg-type]
-        return RateConfig(
-            steps=steps,
-            reset=reset,  # type: ignore[arg-type]
-            input=input_code,  # type: ignore[arg-type]
-            threshold_scale=threshold_scale,
-            initial_membrane=initial_membrane,
-            binary=binary,
-            early_exit=early_exit,
-        )
-
+    method_config = functools.partial(
+        _spiking_config,
+        method,
+        no_rectifier=no_rectifier,
+        leak=leak,
+        threshold_init=threshold_init,
+        readout=readout,
+        reset=reset,
+        input_code=input_code,
+        threshold_scale=threshold_scale,
+        initial_membrane=initial_membrane,
+        binary=binary,
+        early_exit=early_exit,
+    )
     if target_accuracy is not None and method != "ttfs":
         raise click.UsageError("--target-accuracy chooses T for --method ttfs")
     method_config(steps or 16)  # fail on a bad option before any training
-    asked_steps = steps
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
@@ -519,56 +518,41 @@ def run_command(
         binary=binary,
         out=out,
     )
-    model.eval()
     started = time.perf_counter()
-    aware = restore_ttfs_aware(model, meta) if method == "ttfs" else None
-    extras: dict[str, Any] = {}
-    graph: Graph
-    if aware is not None:
-        if target_accuracy is not None:
-            raise click.UsageError(
-                f"this model was fine-tuned for T={aware.steps}; --target-accuracy chooses T "
-                "for plain conversion (fine-tune at the chosen T with onespike train)"
+
+    def choose_steps(graph: Graph) -> tuple[int, dict[str, Any]]:
+        """The smallest T whose validation accuracy reaches ``target_accuracy``."""
+        assert target_accuracy is not None
+        _, validation = split_validation(train_ds, 0.1, seed=seed)
+        chosen, tried = smallest_steps(
+            graph, validation, target_accuracy, rectifier=not no_rectifier
+        )
+        for t, acc in tried:
+            click.echo(f"  T={t}: validation accuracy {acc:.4f}", err=True)
+        if chosen is None:
+            raise click.ClickException(
+                f"no T up to {tried[-1][0]} reaches {target_accuracy:.4f} on the validation "
+                "split; lower the target or fine-tune with onespike train --ttfs-aware"
             )
-        if steps is not None and steps != aware.steps:
-            click.echo(f"warning: model fine-tuned for T={aware.steps}, run at T={steps}", err=True)
-        steps = steps or aware.steps
-        graph = aware.to_graph(train_ds.images[:2])
-        extras["finetuned_ann_accuracy"] = evaluate(aware, test_ds)
-    else:
-        graph = extract(model, train_ds.images[:2])
-        calibration = load_dataset(dataset, "train", data_dir=data_dir, limit=CALIBRATION_SAMPLES)
-        graph = normalize(graph, batches(calibration, 500), percentile=percentile)
-        if target_accuracy is not None:
-            _, validation = split_validation(train_ds, 0.1, seed=seed)
-            chosen, tried = smallest_steps(
-                graph, validation, target_accuracy, rectifier=not no_rectifier
-            )
-            for t, acc in tried:
-                click.echo(f"  T={t}: validation accuracy {acc:.4f}", err=True)
-            if chosen is None:
-                raise click.ClickException(
-                    f"no T up to {tried[-1][0]} reaches {target_accuracy:.4f} on the validation "
-                    "split; lower the target or fine-tune with onespike train --ttfs-aware"
-                )
-            steps = chosen
-            extras["target_accuracy"] = target_accuracy
-            extras["validation_accuracy_by_steps"] = dict(tried)
-        steps = steps or {"ttfs": 16, "rate": 64}.get(method, 5)
-    tuned = _saved_hybrid(model_file, meta) if method == "hybrid" else None
-    if tuned is not None:
-        assert isinstance(tuned.config, HybridConfig)
-        steps = asked_steps or tuned.config.steps
-        if steps != tuned.config.steps:
-            click.echo(
-                f"warning: network fine-tuned for T={tuned.config.steps}, run at T={steps}",
-                err=True,
-            )
-        hybrid = replace(tuned.config, steps=steps, readout=readout)  # type: ignore[arg-type]
-        net = replace(tuned, config=hybrid)
-        extras["finetuned"] = True
-    else:
-        net = convert(graph, method_config(steps))
+        return chosen, {
+            "target_accuracy": target_accuracy,
+            "validation_accuracy_by_steps": dict(tried),
+        }
+
+    net, graph, steps, extras = _evaluation_network(
+        model,
+        meta,
+        model_file,
+        train_ds,
+        test_ds,
+        method=method,
+        steps=steps,
+        readout=readout,
+        percentile=percentile,
+        data_dir=data_dir,
+        make_config=method_config,
+        choose_steps=None if target_accuracy is None else choose_steps,
+    )
     click.echo(f"converted in {time.perf_counter() - started:.2f} s; simulating", err=True)
     evaluation = evaluate_snn(net, test_ds, progress=True)
     row = summarize(
@@ -588,8 +572,18 @@ def run_command(
     if evaluation.step_correct is not None:
         row["accuracy_by_steps"] = evaluation.accuracy_by_steps()
     atomic_write_json(out / "results.json", row)
+    record = save_run_record(
+        out,
+        row,
+        net=net,
+        evaluation=evaluation,
+        ann_graph=graph,
+        sample=test_ds.images[:1],
+        label=int(test_ds.labels[0]),
+    )
     _print_table(row)
     click.echo(f"results written to {out / 'results.json'}", err=True)
+    click.echo(f"report data written to {record} (draw it: onespike report {out})", err=True)
 
 
 def _print_table(row: dict[str, Any]) -> None:
@@ -628,6 +622,320 @@ def _print_table(row: dict[str, Any]) -> None:
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         click.echo(f"{key:<{width}}  {value}")
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="HTML file to write (default RUN_DIR/report/report.html; the PNGs go to RUN_DIR/report/).",
+)
+@_friendly_errors
+def report_command(run_dir: Path, out: Path | None) -> None:
+    """Write one self-contained HTML page comparing every method run into RUN_DIR."""
+    try:
+        path = write_report(run_dir, out)
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"report written to {path}")
+
+
+# ---- onespike evaluate: the test set sharded across torchrun processes ----------------------
+# The method options of `run`, shared as the same click Option objects so that both commands
+# keep the same names, defaults and help.
+_RUN_METHOD_OPTIONS = (
+    "method",
+    "steps",
+    "leak",
+    "threshold_init",
+    "readout",
+    "reset",
+    "input_code",
+    "threshold_scale",
+    "initial_membrane",
+    "early_exit",
+    "no_rectifier",
+    "energy_model",
+    "check_samples",
+)
+
+
+def _options_of(
+    source: click.Command, names: tuple[str, ...]
+) -> Callable[[click.Command], click.Command]:
+    """Give a command the options ``names`` of ``source`` (the same objects, defined once)."""
+
+    def decorate(command: click.Command) -> click.Command:
+        shared = [param for param in source.params if param.name in names]
+        missing = sorted(set(names) - {param.name for param in shared if param.name})
+        if missing:
+            raise RuntimeError(f"command {source.name!r} has no options {missing}")
+        command.params.extend(shared)
+        return command
+
+    return decorate
+
+
+def _spiking_config(
+    method: str,
+    steps: int,
+    *,
+    no_rectifier: bool,
+    leak: float,
+    threshold_init: float | None,
+    readout: str,
+    reset: str,
+    input_code: str,
+    threshold_scale: float,
+    initial_membrane: float,
+    binary: bool,
+    early_exit: int,
+) -> TTFSConfig | RateConfig | HybridConfig:
+    """The config of ``--method`` with T = ``steps`` from the options of ``run``."""
+    if method == "ttfs":
+        return TTFSConfig(steps=steps, rectifier=not no_rectifier)
+    if method == "hybrid":
+        initial = {} if threshold_init is None else {"threshold_scale": threshold_init}
+        return HybridConfig(steps=steps, leak=leak, readout=readout, **initial)  # type: ignore[arg-type]
+    return RateConfig(
+        steps=steps,
+        reset=reset,  # type: ignore[arg-type]
+        input=input_code,  # type: ignore[arg-type]
+        threshold_scale=threshold_scale,
+        initial_membrane=initial_membrane,
+        binary=binary,
+        early_exit=early_exit,
+    )
+
+
+def _evaluation_network(
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    model_file: Path | None,
+    train_ds: Dataset,
+    test_ds: Dataset,
+    *,
+    method: str,
+    steps: int | None,
+    readout: str,
+    percentile: float,
+    data_dir: Path | None,
+    make_config: Callable[[int], Any],
+    choose_steps: Callable[[Graph], tuple[int, dict[str, Any]]] | None = None,
+) -> tuple[SpikingNetwork, Graph, int, dict[str, Any]]:
+    """The network ``run`` and ``evaluate`` convert (TTFS-aware and fine-tuned hybrid models
+    included).
+
+    Args:
+        choose_steps: picks T (and extra record fields) from the normalised graph when the
+            user asked for a target accuracy instead of a T.
+
+    Returns:
+        The network, the ANN graph, T, and extra fields for the results record.
+    """
+    model.eval()
+    extras: dict[str, Any] = {}
+    aware = restore_ttfs_aware(model, meta) if method == "ttfs" else None
+    if aware is not None:
+        if choose_steps is not None:
+            raise click.UsageError(
+                f"this model was fine-tuned for T={aware.steps}; --target-accuracy chooses T "
+                "for plain conversion (fine-tune at the chosen T with onespike train)"
+            )
+        if steps is not None and steps != aware.steps:
+            click.echo(f"warning: model fine-tuned for T={aware.steps}, run at T={steps}", err=True)
+        run_steps = steps or aware.steps
+        graph = aware.to_graph(train_ds.images[:2])
+        extras["finetuned_ann_accuracy"] = evaluate(aware, test_ds)
+    else:
+        graph = extract(model, train_ds.images[:2])
+        calibration = load_dataset(
+            train_ds.name, "train", data_dir=data_dir, limit=CALIBRATION_SAMPLES
+        )
+        graph = normalize(graph, batches(calibration, 500), percentile=percentile)
+        if choose_steps is not None:
+            steps, chosen = choose_steps(graph)
+            extras.update(chosen)
+        run_steps = steps or {"ttfs": 16, "rate": 64}.get(method, 5)
+    tuned = _saved_hybrid(model_file, meta) if method == "hybrid" else None
+    if tuned is None:
+        return convert(graph, make_config(run_steps)), graph, run_steps, extras
+    assert isinstance(tuned.config, HybridConfig)
+    run_steps = steps or tuned.config.steps
+    if run_steps != tuned.config.steps:
+        click.echo(
+            f"warning: network fine-tuned for T={tuned.config.steps}, run at T={run_steps}",
+            err=True,
+        )
+    hybrid = replace(tuned.config, steps=run_steps, readout=readout)  # type: ignore[arg-type]
+    extras["finetuned"] = True
+    return replace(tuned, config=hybrid), graph, run_steps, extras
+
+
+@_options_of(run_command, _RUN_METHOD_OPTIONS)
+@main.command("evaluate")
+@_data_options
+@_model_options
+@_model_file_option
+@_percentile_option
+@_limit_option
+@click.option(
+    "--eval-batch-size",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Test images simulated at once; under torchrun each process takes a contiguous run "
+    "of whole batches.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(distributed.BACKENDS),
+    default="gloo",
+    show_default=True,
+    help="torch.distributed backend under torchrun: gloo (CPU) or nccl (one GPU per process).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/evaluate"),
+    show_default=True,
+    help="Directory for results.json (written by rank 0 only).",
+)
+@_friendly_errors
+def evaluate_command(
+    dataset: str,
+    data_dir: Path | None,
+    download: bool,
+    model_name: str,
+    epochs: int | None,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    binary: bool,
+    model_file: Path | None,
+    percentile: float,
+    limit: int | None,
+    eval_batch_size: int,
+    backend: str,
+    out: Path,
+    method: str,
+    steps: int | None,
+    leak: float,
+    threshold_init: float | None,
+    readout: str,
+    reset: str,
+    input_code: str,
+    threshold_scale: float,
+    initial_membrane: float,
+    early_exit: int,
+    no_rectifier: bool,
+    energy_model: str,
+    check_samples: int,
+) -> None:
+    """Evaluate a spiking network on the test set, sharded across torchrun's processes.
+
+    torchrun --nproc_per_node N -m onespike evaluate --model-file DIR/model ... gives the
+    same results.json as one process: every count is summed exactly over the shards.
+    """
+    _, world_size, _ = distributed.environment()
+    if world_size > 1 and model_file is None:
+        raise click.UsageError(
+            f"evaluate under torchrun (WORLD_SIZE={world_size}) needs --model-file, so that "
+            "every process evaluates the same model: train it first (onespike train --out DIR) "
+            "and pass --model-file DIR/model"
+        )
+    if eval_batch_size < 1:
+        raise click.UsageError(f"--eval-batch-size must be >= 1, got {eval_batch_size}")
+    make_config = functools.partial(
+        _spiking_config,
+        method,
+        no_rectifier=no_rectifier,
+        leak=leak,
+        threshold_init=threshold_init,
+        readout=readout,
+        reset=reset,
+        input_code=input_code,
+        threshold_scale=threshold_scale,
+        initial_membrane=initial_membrane,
+        binary=binary,
+        early_exit=early_exit,
+    )
+    make_config(steps or 16)  # fail on a bad option before any loading
+    with distributed.process_group(backend) as context:  # type: ignore[arg-type]
+        # Rank 0 loads the model, calibrates and converts once; the others receive the network.
+        if context.is_main:
+            try:
+                train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
+                model, ann_accuracy, spec, meta = _obtain_model(
+                    model_file,
+                    train_ds,
+                    test_ds,
+                    model_name=model_name,
+                    epochs=epochs,
+                    lr=lr,
+                    batch_size=batch_size,
+                    seed=seed,
+                    binary=binary,
+                    out=out,
+                )
+                net, graph, run_steps, extras = _evaluation_network(
+                    model,
+                    meta,
+                    model_file,
+                    train_ds,
+                    test_ds,
+                    method=method,
+                    steps=steps,
+                    readout=readout,
+                    percentile=percentile,
+                    data_dir=data_dir,
+                    make_config=make_config,
+                )
+            except Exception:
+                distributed.broadcast_object(None, context)  # release the waiting ranks
+                raise
+            distributed.broadcast_object(net, context)
+            click.echo(
+                f"simulating on {context.world_size} process(es), {context.backend or 'no'} "
+                "process group",
+                err=True,
+            )
+        else:
+            received = distributed.broadcast_object(None, context)
+            if received is None:
+                raise click.ClickException("rank 0 could not prepare the network (see its error)")
+            net = received
+            test_ds = load_dataset(dataset, "test", data_dir=data_dir, limit=limit)
+        evaluation = distributed.evaluate_sharded(
+            net, test_ds, context, batch_size=eval_batch_size, progress=context.is_main
+        )
+        if not context.is_main:
+            return
+    row = summarize(
+        dataset=dataset,
+        model=spec.name,
+        method=method,
+        steps=run_steps,
+        ann_accuracy=ann_accuracy,
+        evaluation=evaluation,
+        ann_graph=graph,
+        energy_model=energy_model,
+    )
+    row.update(extras)
+    row["stepped_check"] = agreement(net, test_ds.images[: max(1, check_samples)])
+    if method == "ttfs":
+        row["layers"] = [asdict(d) for d in ttfs_diagnostics(net, test_ds.images[:500])]
+    if evaluation.step_correct is not None:
+        row["accuracy_by_steps"] = evaluation.accuracy_by_steps()
+    row["correct"] = evaluation.correct
+    row["total_steps"] = evaluation.total_steps
+    row["ops"] = evaluation.ops.to_dict()
+    row["processes"] = {"world_size": context.world_size, "backend": context.backend}
+    atomic_write_json(out / "results.json", row)
+    _print_table(row)
+    click.echo(f"results written to {out / 'results.json'}", err=True)
 
 
 @main.command("hardware")
@@ -775,6 +1083,152 @@ def _print_hardware(report: HardwareReport, record: dict[str, Any]) -> None:
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         click.echo(f"{key:<{width}}  {value}")
+
+
+# export ---------------------------------------------------------------------------------------
+@main.command("export")
+@_data_options
+@_model_options
+@_model_file_option
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["nir"]),
+    default="nir",
+    show_default=True,
+    help="File format: NIR, the Neuromorphic Intermediate Representation (HDF5).",
+)
+@click.option(
+    "--method", type=click.Choice(["ttfs", "rate", "hybrid"]), default="rate", show_default=True
+)
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    help="T (default 16 for TTFS, 64 for rate coding, 5 for hybrid, or the T a fine-tuned "
+    "model was made for).",
+)
+@click.option(
+    "--reset",
+    type=click.Choice(["zero", "subtract"]),
+    default="zero",
+    show_default=True,
+    help="Rate: reset to zero (NIR's IF neuron); reset by subtraction has no NIR form.",
+)
+@click.option(
+    "--input-code",
+    type=click.Choice(["analog", "poisson"]),
+    default="analog",
+    show_default=True,
+    help="Rate: constant analog current into the first layer, or Poisson spikes.",
+)
+@click.option("--threshold-scale", type=float, default=1.0, show_default=True)
+@click.option(
+    "--initial-membrane",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Rate: starting membrane as a fraction of the threshold (NIR has no initial state: 0).",
+)
+@click.option("--no-rectifier", is_flag=True, help="TTFS: leave zero-valued neurons silent.")
+@click.option("--leak", type=float, default=1.0, show_default=True, help="Hybrid: decay per step.")
+@click.option("--threshold-init", type=float, default=None, help="Hybrid: initial threshold.")
+@click.option(
+    "--readout",
+    type=click.Choice(["membrane", "first_spike"]),
+    default="membrane",
+    show_default=True,
+    help="Hybrid: class from the output membrane or from the earliest output spike.",
+)
+@_percentile_option
+@_limit_option
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("runs/export/network.nir"),
+    show_default=True,
+    help="The file to write (atomically); a model trained here is saved beside it.",
+)
+@_friendly_errors
+def export_command(
+    dataset: str,
+    data_dir: Path | None,
+    download: bool,
+    model_name: str,
+    epochs: int | None,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    binary: bool,
+    model_file: Path | None,
+    export_format: str,
+    method: str,
+    steps: int | None,
+    reset: str,
+    input_code: str,
+    threshold_scale: float,
+    initial_membrane: float,
+    no_rectifier: bool,
+    leak: float,
+    threshold_init: float | None,
+    readout: str,
+    percentile: float,
+    limit: int | None,
+    output: Path,
+) -> None:
+    """Train (or load) and convert a model, and write the spiking network as a NIR file."""
+    from onespike.nir_io import check_config, write_nir
+
+    method_config = functools.partial(
+        _spiking_config,
+        method,
+        no_rectifier=no_rectifier,
+        leak=leak,
+        threshold_init=threshold_init,
+        readout=readout,
+        reset=reset,
+        input_code=input_code,
+        threshold_scale=threshold_scale,
+        initial_membrane=initial_membrane,
+        binary=binary,
+        early_exit=0,
+    )
+    check_config(method_config(steps or 16))  # refuse before any training
+    train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
+    model, ann_accuracy, spec, meta = _obtain_model(
+        model_file,
+        train_ds,
+        test_ds,
+        model_name=model_name,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        binary=binary,
+        out=output.parent,
+    )
+    net, _, _, _ = _evaluation_network(
+        model,
+        meta,
+        model_file,
+        train_ds,
+        test_ds,
+        method=method,
+        steps=steps,
+        readout=readout,
+        percentile=percentile,
+        data_dir=data_dir,
+        make_config=method_config,
+    )
+    try:
+        path = write_nir(output, net)
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"wrote {path} ({export_format}): {spec.name} on {dataset}, {method} with "
+        f"T={net.config.steps}, {len(net.populations)} populations; ANN test accuracy "
+        f"{ann_accuracy:.4f}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
