@@ -28,7 +28,6 @@ import torch
 from torch import Tensor
 
 from onespike.convert.config import HybridConfig
-from onespike.errors import CodeRangeError
 from onespike.graph import max_pool
 from onespike.network import Population, SpikingNetwork
 from onespike.neurons import (
@@ -37,6 +36,7 @@ from onespike.neurons import (
     single_spike_initial_state,
     single_spike_step,
 )
+from onespike.simulate._input import check_unit_input
 from onespike.simulate.result import SimResult
 
 __all__ = [
@@ -73,19 +73,13 @@ def encode_input(x: Tensor, config: HybridConfig) -> tuple[Tensor, Tensor, int]:
         CodeRangeError: a value is NaN/infinite, or outside ``[0, 1]`` with
             ``input_range="error"``.
     """
-    low, high = (float(v) for v in torch.aminmax(x))  # NaN propagates into both
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise CodeRangeError("the input contains NaN or infinite values")
-    clipped = 0
-    if low < 0.0 or high > 1.0:
-        clipped = int(((x < 0) | (x > 1)).sum())
-        if config.input_range == "error":
-            raise CodeRangeError(
-                f"{clipped} input values lie outside [0, 1] (min {low:.4g}, max {high:.4g}); the "
-                "hybrid code's temporal part represents [0, 1]. Scale the input to [0, 1] (fold "
-                "any normalisation into the model) or pass HybridConfig(input_range='clip')."
-            )
-        x = x.clamp(0.0, 1.0)
+    x, clipped = check_unit_input(
+        x,
+        config.input_range,
+        reason="the hybrid code's temporal part represents [0, 1]",
+        fix="Scale the input to [0, 1] (fold any normalisation into the model) or pass "
+        "HybridConfig(input_range='clip').",
+    )
     levels = config.steps - 1
     if config.input_code == "none" or levels == 0:
         return x, torch.full_like(x, math.inf), clipped

@@ -33,17 +33,17 @@ two to identical spike counts and predictions.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from onespike.convert.config import RateConfig
-from onespike.errors import CodeRangeError, ConfigError
+from onespike.errors import ConfigError
 from onespike.graph import MaxPool2d, max_pool
 from onespike.network import Population, SpikingNetwork
 from onespike.neurons import IFParams, IFState, accumulate_step, if_step
+from onespike.simulate._input import check_unit_input
 from onespike.simulate.result import SimResult
 
 __all__ = [
@@ -60,19 +60,13 @@ def _config(net: SpikingNetwork) -> RateConfig:
 
 
 def _check_input(x: Tensor, config: RateConfig) -> tuple[Tensor, int]:
-    low, high = (float(v) for v in torch.aminmax(x))
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise CodeRangeError("the input contains NaN or infinite values")
-    if config.input == "analog" or (low >= 0.0 and high <= 1.0):
-        return x, 0
-    clipped = int(((x < 0) | (x > 1)).sum())
-    if config.input_range == "error":
-        raise CodeRangeError(
-            f"{clipped} input values lie outside [0, 1] (min {low:.4g}, max {high:.4g}); Poisson "
-            "input reads each value as a spike probability. Scale the input to [0, 1], use "
-            "input='analog', or pass RateConfig(input_range='clip')."
-        )
-    return x.clamp(0.0, 1.0), clipped
+    return check_unit_input(
+        x,
+        None if config.input == "analog" else config.input_range,
+        reason="Poisson input reads each value as a spike probability",
+        fix="Scale the input to [0, 1], use input='analog', or pass "
+        "RateConfig(input_range='clip').",
+    )
 
 
 def pool_spikes(pool: MaxPool2d, spikes: Tensor, counts: Tensor) -> Tensor:

@@ -17,10 +17,10 @@ from torch import Tensor
 
 from onespike.convert.config import TTFSConfig
 from onespike.convert.ttfs import quantized_codes, readout_time, ttfs_steps
-from onespike.errors import CodeRangeError
 from onespike.graph import max_pool
 from onespike.network import Population, SpikingNetwork
 from onespike.neurons import TTFSParams, ttfs_initial_state, ttfs_step
+from onespike.simulate._input import check_unit_input
 from onespike.simulate.result import SimResult
 
 __all__ = ["codes_from_times", "encode_input", "simulate_closed_form", "simulate_stepped"]
@@ -38,19 +38,13 @@ def encode_input(x: Tensor, config: TTFSConfig) -> tuple[Tensor, int]:
         CodeRangeError: a value is NaN/infinite, or outside ``[0, 1]`` with
             ``input_range="error"``.
     """
-    low, high = (float(v) for v in torch.aminmax(x))  # NaN propagates into both
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise CodeRangeError("the input contains NaN or infinite values")
-    clipped = 0
-    if low < 0.0 or high > 1.0:
-        clipped = int(((x < 0) | (x > 1)).sum())
-        if config.input_range == "error":
-            raise CodeRangeError(
-                f"{clipped} input values lie outside [0, 1] (min {low:.4g}, max {high:.4g}); a "
-                "time-to-first-spike code represents [0, 1]. Scale the input to [0, 1] (fold "
-                "any normalisation into the model) or pass TTFSConfig(input_range='clip')."
-            )
-        x = x.clamp(0.0, 1.0)
+    x, clipped = check_unit_input(
+        x,
+        config.input_range,
+        reason="a time-to-first-spike code represents [0, 1]",
+        fix="Scale the input to [0, 1] (fold any normalisation into the model) or pass "
+        "TTFSConfig(input_range='clip').",
+    )
     codes = x * config.levels
     return codes.add_(0.5).floor_(), clipped
 
