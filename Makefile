@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench peers clean
+.PHONY: install demo test lint bench bench-quick peers clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,plot,nir]'
+	# Norse (the NIR interop test) with --no-deps: its own requirements would pull a CUDA
+	# build of torch and torchvision, which it does not need to load NIR graphs.
+	$(BIN)/pip install -q nirtorch
+	$(BIN)/pip install -q --no-deps norse
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,12 +37,28 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-# Long runs (tens of minutes on 2 cores); trained models are cached in benchmarks/models/.
+# Long runs (hours on 2 cores; set ONESPIKE_DATA): each writes benchmarks/results/NAME.*,
+# trained models are cached in benchmarks/models/. rate.py trains the networks hybrid.py
+# converts, ttfs.py those hardware.py prices. summary.py then writes BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ttfs.py
 	$(BIN)/python benchmarks/ttfs_optimise.py
 	$(BIN)/python benchmarks/rate.py
+	$(BIN)/python benchmarks/hybrid.py
 	$(BIN)/python benchmarks/hardware.py
+	$(BIN)/python benchmarks/summary.py
+
+# CI-sized runs of every benchmark (--quick: 1 epoch, small subsets, few T; minutes on 2
+# cores) into $(QUICK) (NAME-quick.*; models cached in $(QUICK)/models/, never mixed with
+# the full ones), then $(QUICK)/BENCHMARKS.md. `rm -rf $(QUICK)` retrains from scratch.
+QUICK := runs/bench-quick
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/ttfs.py --quick --threads 1 --out $(QUICK)
+	$(BIN)/python benchmarks/ttfs_optimise.py --quick --threads 1 --out $(QUICK)
+	$(BIN)/python benchmarks/rate.py --quick --threads 1 --out $(QUICK)
+	$(BIN)/python benchmarks/hybrid.py --quick --threads 1 --out $(QUICK)
+	$(BIN)/python benchmarks/hardware.py --quick --out $(QUICK)
+	$(BIN)/python benchmarks/summary.py --results $(QUICK) --out $(QUICK)/BENCHMARKS.md
 
 peers: $(STAMP)
 	$(BIN)/pip install -q -e '.[peers]'

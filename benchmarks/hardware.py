@@ -13,6 +13,10 @@ PE scaling from 1 to 64 per core, the same budget at 7 nm, and a Loihi-style est
 Quartz's Loihi measurements. Writes ``benchmarks/results/hardware.json`` (one record per
 network and architecture), ``hardware.meta.json``, ``hardware.md`` and ``hardware.png``.
 
+``--quick`` (CI-sized) prices the one-epoch networks of ``ttfs.py --quick`` (trained here if
+missing) on 200 test images with rate run lengths up to 64, and writes ``hardware-quick.*``
+into ``--out`` (default ``runs/bench-quick``).
+
 Usage::
 
     ONESPIKE_DATA=../shared/datasets python benchmarks/hardware.py [--quick]
@@ -39,6 +43,7 @@ from onespike.data import Dataset, batches, load_dataset
 from onespike.io import load_model
 from onespike.simulate.rate import simulate_checkpoints
 from onespike.train import evaluate
+from ttfs import models_dir, out_dir, trained
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -46,6 +51,7 @@ MODELS = ROOT / "models"
 NETWORKS = (("mlp", "mnist-mlp-e10"), ("quartz-convnet", "mnist-quartz-convnet-e15"))
 TTFS_STEPS = 16
 RATE_STEPS = (4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
+QUICK_RATE_STEPS = (4, 8, 16, 32, 64)
 PES = (1, 2, 4, 8, 16, 32, 64)
 YOSO_POWER_RATIO = 1.46  # Srivatsa et al., arXiv 2006.09982, abstract
 BATCH = 500
@@ -188,8 +194,9 @@ def benchmark_network(
     calibration: Dataset,
     config: hw.AcceleratorConfig,
     rate_steps: tuple[int, ...],
+    models: Path = MODELS,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    model, _ = load_model(MODELS / directory)
+    model, _ = load_model(models / directory)
     model.eval()
     ann_accuracy = evaluate(model, test)
     graph = onespike.extract(model, test.images[:2])
@@ -453,19 +460,34 @@ def plot(reports: list[tuple[str, hw.HardwareReport]], path: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="first 1000 test images (CI)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--quick", action="store_true", help="small subsets (CI)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results directory (default: see module doc)"
+    )
     args = parser.parse_args()
+    args.out = out_dir(args.out, args.quick)
     threads = 1
     torch.set_num_threads(threads)
-    test = load_dataset("mnist", "test", limit=1000 if args.quick else None)
-    calibration = load_dataset("mnist", "train", limit=5000)
+    test = load_dataset("mnist", "test", limit=200 if args.quick else None)
+    calibration = load_dataset("mnist", "train", limit=1000 if args.quick else 5000)
     config = hw.AcceleratorConfig()
     rows: list[dict[str, Any]] = []
     timings = {}
     bars: list[tuple[str, hw.HardwareReport]] = []
-    for name, directory in NETWORKS:
-        mine, info = benchmark_network(name, directory, test, calibration, config, RATE_STEPS)
+    networks: tuple[tuple[str, str], ...] = NETWORKS
+    rate_steps: tuple[int, ...] = RATE_STEPS
+    models = MODELS
+    if args.quick:  # the networks of ttfs.py --quick: 1 epoch on 6,000 training images
+        models = models_dir(args.out, args.quick)
+        networks = tuple((name, f"mnist-{name}-e1") for name, _ in NETWORKS)
+        rate_steps = QUICK_RATE_STEPS
+        subset = load_dataset("mnist", "train", limit=6000)
+        for name, _ in NETWORKS:
+            trained(name, subset, test, 1, models=models)
+    for name, directory in networks:
+        mine, info = benchmark_network(
+            name, directory, test, calibration, config, rate_steps, models
+        )
         rows += mine
         timings[name] = info["seconds"]
         bars += [(f"{name}\n{r.architecture}", r) for r in info["reports"]]

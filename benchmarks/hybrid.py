@@ -21,6 +21,11 @@ Writes ``benchmarks/results/hybrid.json`` (one row per dataset, T and before/aft
 :func:`row_extras`), ``hybrid.meta.json`` (machine, threads, budget, verdicts) and
 ``hybrid.md``.
 
+``--quick`` (CI-sized) runs on the one-epoch ConvNets of ``rate.py --quick`` (trained here if
+missing), T in 2 and 5, 500 validation and 200 test images, STDB for 1 epoch on 500 images, and
+writes ``hybrid-quick.*``, checkpoints and fine-tuned networks into ``--out`` (default
+``runs/bench-quick``).
+
 Usage::
 
     ONESPIKE_DATA=../shared/datasets python benchmarks/hybrid.py [--threads 2] [--only mnist]
@@ -50,6 +55,7 @@ from onespike.metrics import HOROWITZ_45NM, count_ops
 from onespike.network import SpikingNetwork
 from onespike.stdb import STDBConfig, finetune_stdb, save_hybrid
 from onespike.train import evaluate
+from ttfs import models_dir, out_dir, trained
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -64,6 +70,8 @@ NETWORKS = {
     "mnist": "mnist-train55k-convnet-bn-e12",
     "fashion-mnist": "fashion-mnist-train55k-convnet-bn-e8",
 }
+QUICK_STEPS = (2, 5)
+QUICK_TRAIN = 6000  # rate.py --quick: its ConvNets train 1 epoch on the first 6,000 images
 
 
 def head(ds: Dataset, n: int) -> Dataset:
@@ -190,23 +198,36 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def quick_model(dataset: str, train_part: Dataset, test: Dataset, models: Path) -> Any:
+    """The one-epoch ConvNet of ``rate.py --quick`` (same subset and cache key), trained if
+    missing."""
+    subset = replace(head(train_part, QUICK_TRAIN), name=f"{dataset}-quick6k")
+    return trained("convnet-bn", subset, test, 1, models=models)[0]
+
+
 def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> list[dict[str, Any]]:
     full = load_dataset(dataset, "train")
     train_part, validation = split_validation(full, HELD_OUT / len(full), seed=0)
-    if not (MODELS / NETWORKS[dataset] / "model.json").exists():
+    models = models_dir(args.out, args.quick)
+    checkpoints = args.out / "checkpoints" if args.quick else CHECKPOINTS
+    if not args.quick and not (MODELS / NETWORKS[dataset] / "model.json").exists():
         raise SystemExit(
             f"{MODELS / NETWORKS[dataset]} is missing: run benchmarks/rate.py first (it trains "
             "the ConvNets every method of the comparison shares)"
         )
     data = head(train_part, args.samples)
     test = load_dataset(dataset, "test", limit=args.limit)
-    model, _ = load_model(MODELS / NETWORKS[dataset])
+    if args.quick:
+        validation = head(validation, 500)
+        model = quick_model(dataset, train_part, test, models)
+    else:
+        model, _ = load_model(MODELS / NETWORKS[dataset])
     model.eval()
     ann_accuracy = evaluate(model, test)
     graph = onespike.extract(model, test.images[:2])
-    graph = onespike.normalize(graph, batches(head(train_part, 5000), 500))
+    graph = onespike.normalize(graph, batches(head(train_part, 1000 if args.quick else 5000), 500))
     share = first_layer_mac_share(graph)
-    probe = test.images[:64]
+    probe = test.images[: 16 if args.quick else 64]
     rows: list[dict[str, Any]] = []
     for steps in args.steps:
         init, tried = choose_init(graph, steps, head(validation, INIT_VALIDATION))
@@ -219,7 +240,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
                     net,
                     data,
                     config,
-                    checkpoint_dir=CHECKPOINTS / f"{dataset}-T{steps}",
+                    checkpoint_dir=checkpoints / f"{dataset}-T{steps}",
                     progress=args.progress,
                 )
                 net = result.net
@@ -231,7 +252,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
                 }
                 extra["validation_accuracy"] = evaluate_snn(net, validation).accuracy
                 save_hybrid(
-                    MODELS / f"{dataset}-convnet-bn-hybrid-T{steps}",
+                    models / f"{dataset}-convnet-bn-hybrid-T{steps}",
                     net,
                     extra={"dataset": dataset, "stdb": extra["stdb"]},
                 )
@@ -263,17 +284,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="datasets to run")
-    parser.add_argument("--steps", type=int, nargs="*", default=list(STEPS))
-    parser.add_argument("--samples", type=int, default=20000, help="STDB training images")
+    parser.add_argument("--steps", type=int, nargs="*", default=None, help="T (default 1..8)")
+    parser.add_argument("--samples", type=int, default=None, help="STDB training images")
     parser.add_argument("--epochs", type=int, default=2, help="STDB epochs")
     parser.add_argument("--lr", type=float, default=1e-3, help="STDB peak learning rate")
     parser.add_argument("--limit", type=int, default=None, help="test images (default: all)")
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results directory (default: see module doc)"
+    )
+    parser.add_argument("--quick", action="store_true", help="small subsets, 1 epoch (CI)")
     args = parser.parse_args()
+    args.out = out_dir(args.out, args.quick)
+    if args.steps is None:
+        args.steps = list(QUICK_STEPS if args.quick else STEPS)
+    if args.samples is None:
+        args.samples = 500 if args.quick else 20000
+    if args.quick:
+        args.epochs = 1
+        args.limit = args.limit or 200
     torch.set_num_threads(args.threads)
     config = STDBConfig(epochs=args.epochs, lr=args.lr)
-    path = args.out / "hybrid.json"
+    suffix = "-quick" if args.quick else ""
+    path = args.out / f"hybrid{suffix}.json"
     rows: list[dict[str, Any]] = []
     if path.exists():  # keep the rows this run does not redo
         redo = set(args.only or NETWORKS)
@@ -290,7 +323,7 @@ def main() -> int:
         rows.sort(key=lambda r: (list(NETWORKS).index(r["dataset"]), r["steps"], r["finetuned"]))
         atomic_write_json(path, rows)
     notes = verdicts(rows)
-    meta = {
+    meta: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": platform.machine(),
@@ -312,10 +345,13 @@ def main() -> int:
         "seconds": time.perf_counter() - started,
         "verdicts": notes,
     }
-    atomic_write_json(args.out / "hybrid.meta.json", meta)
+    if args.quick:
+        meta["quick"] = True
+        meta["models"] = {d: f"{d}-quick6k-convnet-bn-e1" for d in NETWORKS}
+    atomic_write_json(args.out / f"hybrid{suffix}.meta.json", meta)
     table = markdown(rows)
     bullets = "\n".join(f"- {v}" for v in notes)
-    atomic_write_text(args.out / "hybrid.md", f"{table}\n{bullets}\n")
+    atomic_write_text(args.out / f"hybrid{suffix}.md", f"{table}\n{bullets}\n")
     print(table)
     print("\n".join(notes))
     return 0

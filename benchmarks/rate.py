@@ -20,6 +20,9 @@ recorded for the plot. With the ``peers`` extra installed, the same trained ANNs
 converted by SpikingJelly's ann2snn and by sinabs and simulated at the same T.
 
 Writes ``benchmarks/results/rate.json``, ``rate.meta.json``, ``rate.md`` and ``rate.png``.
+``--quick`` (CI-sized: 1 epoch on 6,000 training images, 200 test and 100 validation images,
+T in 4, 8 and 32, options chosen at T = 32) writes ``rate-quick.*`` into ``--out`` (default
+``runs/bench-quick``) and caches its models in ``OUT/models/``.
 
 Usage::
 
@@ -49,10 +52,11 @@ from onespike.binary import binary_weight, is_binary
 from onespike.data import Dataset, batches, load_dataset, split_validation
 from onespike.evaluate import SNNEvaluation, evaluate_snn, evaluate_snn_steps, summarize
 from onespike.train import evaluate
-from ttfs import trained
+from ttfs import models_dir, out_dir, trained
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (4, 8, 16, 32, 64, 128, 256)
+QUICK_STEPS = (4, 8, 32)
 SCALES = (1.0, 0.7, 0.5, 0.35)
 PATIENCES = (2, 4, 8)
 # Training epochs per (dataset, model, binary); the ConvNets trained for fewer epochs fit the
@@ -77,12 +81,14 @@ def steps_within(curve: list[float], target: float) -> int | None:
     return next((t for t, acc in enumerate(curve, start=1) if acc >= target), None)
 
 
-def choose_scale(graph: onespike.Graph, val: Dataset, target: float) -> dict[str, Any]:
+def choose_scale(
+    graph: onespike.Graph, val: Dataset, target: float, selection_steps: int = SELECTION_STEPS
+) -> dict[str, Any]:
     """The threshold scale, then the initial membrane, that reach ``target`` in fewest steps."""
 
     def steps_for(scale: float, start: float) -> int | None:
         config = onespike.RateConfig(
-            steps=SELECTION_STEPS, threshold_scale=scale, initial_membrane=start
+            steps=selection_steps, threshold_scale=scale, initial_membrane=start
         )
         return steps_within(
             evaluate_snn(onespike.convert(graph, config), val).accuracy_by_steps(), target
@@ -102,12 +108,16 @@ def choose_scale(graph: onespike.Graph, val: Dataset, target: float) -> dict[str
 
 
 def choose_patience(
-    graph: onespike.Graph, val: Dataset, target: float, options: dict[str, Any]
+    graph: onespike.Graph,
+    val: Dataset,
+    target: float,
+    options: dict[str, Any],
+    selection_steps: int = SELECTION_STEPS,
 ) -> dict[str, Any]:
     """The early-exit patience with the lowest mean latency that keeps ``target``."""
     tried = []
     for patience in PATIENCES:
-        config = onespike.RateConfig(steps=SELECTION_STEPS, early_exit=patience, **options)
+        config = onespike.RateConfig(steps=selection_steps, early_exit=patience, **options)
         evaluation = evaluate_snn(onespike.convert(graph, config), val)
         tried.append(
             {
@@ -224,10 +234,11 @@ def rows_for(
     graph: onespike.Graph,
     test: Dataset,
     base: dict[str, Any],
+    grid: tuple[int, ...] = STEPS,
 ) -> tuple[list[dict[str, Any]], list[float]]:
-    net = onespike.convert(graph, replace(config, steps=max(STEPS)))
+    net = onespike.convert(graph, replace(config, steps=max(grid)))
     started = time.perf_counter()
-    by_steps = evaluate_snn_steps(net, test, STEPS, batch_size=500, progress=True)
+    by_steps = evaluate_snn_steps(net, test, grid, batch_size=500, progress=True)
     seconds = time.perf_counter() - started
     rows = []
     for steps, evaluation in by_steps.items():
@@ -240,7 +251,7 @@ def rows_for(
             simulate_s=seconds,
         )
         rows.append(row)
-    return rows, by_steps[max(STEPS)].accuracy_by_steps()
+    return rows, by_steps[max(grid)].accuracy_by_steps()
 
 
 def record(
@@ -352,8 +363,12 @@ def main() -> int:
     parser.add_argument(
         "--merge", action="store_true", help="combine rate-mlp.* and rate-convnet-bn.* parts"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results directory (default: see module doc)"
+    )
     args = parser.parse_args()
+    args.out = out_dir(args.out, args.quick)
+    grid = QUICK_STEPS if args.quick else STEPS
     torch.set_num_threads(args.threads)
     suffix = ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
     if args.merge:
@@ -374,7 +389,7 @@ def main() -> int:
             test_limit = 2 * args.test_limit if model_name == "mlp" else args.test_limit
             val_limit = 1000 if model_name == "mlp" else 500
             if args.quick:
-                test_limit, val_limit = 500, 300
+                test_limit, val_limit = 200, 100
             test = load_dataset(dataset, "test", limit=test_limit)
             val_part = replace(val, images=val.images[:val_limit], labels=val.labels[:val_limit])
             for binary in (False, True):
@@ -390,7 +405,14 @@ def main() -> int:
                         labels=rest.labels[:6000],
                     )
                 )
-                model, _ = trained(model_name, train_part, test, epochs, **options)
+                model, _ = trained(
+                    model_name,
+                    train_part,
+                    test,
+                    epochs,
+                    models=models_dir(args.out, args.quick),
+                    **options,
+                )
                 model.eval()
                 ann_accuracy = evaluate(model, test)
                 ann_val = evaluate(model, val_part)
@@ -406,13 +428,14 @@ def main() -> int:
                     for p in (100.0, 99.99)
                 }
                 target_val = ann_val - 0.01
-                scale = choose_scale(graphs[99.99], val_part, target_val)
-                ee_plain = choose_patience(graphs[99.99], val_part, target_val, {})
+                selection = max(grid) if args.quick else SELECTION_STEPS
+                scale = choose_scale(graphs[99.99], val_part, target_val, selection)
+                ee_plain = choose_patience(graphs[99.99], val_part, target_val, {}, selection)
                 tuned = {
                     "threshold_scale": scale["threshold_scale"],
                     "initial_membrane": scale["initial_membrane"],
                 }
-                ee_opt = choose_patience(graphs[99.99], val_part, target_val, tuned)
+                ee_opt = choose_patience(graphs[99.99], val_part, target_val, tuned, selection)
                 variants = {
                     "plain-max": (100.0, onespike.RateConfig(binary=binary, initial_membrane=0.0)),
                     "plain": (99.99, onespike.RateConfig(binary=binary)),
@@ -434,7 +457,9 @@ def main() -> int:
                 target = ann_accuracy - 0.01
                 reached: dict[str, float | None] = {}
                 for variant, (percentile, config) in variants.items():
-                    variant_rows, curve = rows_for(variant, config, graphs[percentile], test, base)
+                    variant_rows, curve = rows_for(
+                        variant, config, graphs[percentile], test, base, grid
+                    )
                     for row in variant_rows:
                         row["percentile"] = percentile
                     rows.extend(variant_rows)
@@ -469,7 +494,7 @@ def main() -> int:
                 summaries.append(summary)
                 for peer, curve_fn in PEERS.items():
                     try:
-                        curve = curve_fn(model, calibration, test, max(STEPS))
+                        curve = curve_fn(model, calibration, test, max(grid))
                     except ImportError as exc:
                         peers_missing.append(f"{peer}: not installed ({exc.name})")
                         continue
@@ -479,7 +504,7 @@ def main() -> int:
                         )
                         continue
                     curves.append({**base, "method": peer, "label": peer, "accuracy": curve})
-                    for steps in STEPS:
+                    for steps in grid:
                         rows.append(
                             {
                                 **base,

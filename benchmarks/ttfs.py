@@ -8,6 +8,10 @@ ANN's forward pass on the same batch, interleaved in the same run. Writes
 ``benchmarks/results/ttfs.json`` (one record per network, T and rectifier setting),
 ``ttfs.meta.json`` (machine, threads, command, verdicts) and ``ttfs.md`` (the table).
 
+``--quick`` (CI-sized: 6,000 training images, 1 epoch, 500 test images, T in 4 and 16) writes
+``ttfs-quick.*`` into ``--out`` (default ``runs/bench-quick``) and caches its models in
+``OUT/models/``, apart from the full ones.
+
 Usage::
 
     ONESPIKE_DATA=../shared/datasets python benchmarks/ttfs.py [--threads 2] [--quick]
@@ -40,17 +44,51 @@ RESULTS = ROOT / "results"
 MODELS = ROOT / "models"
 STEPS = (4, 8, 16, 32)
 EPOCHS = {"mlp": 10, "quartz-convnet": 15}
+# --quick: where the CI-sized runs write by default, and their T.
+QUICK_OUT = ROOT.parent / "runs" / "bench-quick"
+QUICK_STEPS = (4, 16)
+
+
+def out_dir(out: Path | None, quick: bool) -> Path:
+    """The results directory: ``--out``, else ``benchmarks/results`` (full) or ``QUICK_OUT``."""
+    if out is not None:
+        return out
+    return QUICK_OUT if quick else RESULTS
+
+
+def models_dir(out: Path, quick: bool) -> Path:
+    """Where trained models are cached: ``benchmarks/models`` for full runs; for ``--quick``
+    runs ``OUT/models``, so that their one-epoch models never mix with the full ones."""
+    return out / "models" if quick else MODELS
 
 
 def trained(
-    name: str, train_ds: Dataset, test_ds: Dataset, epochs: int, **options: Any
+    name: str,
+    train_ds: Dataset,
+    test_ds: Dataset,
+    epochs: int,
+    *,
+    models: Path = MODELS,
+    **options: Any,
 ) -> tuple[Any, float]:
-    """Train ``name`` on ``train_ds`` (or reuse the saved model of an identical run)."""
+    """Train ``name`` on ``train_ds`` (or reuse the saved model of an identical run).
+
+    Args:
+        name: architecture (see :func:`onespike.models.build_model`).
+        train_ds: training data; its name is part of the cache key.
+        test_ds: test data, for the accuracy saved with the model.
+        epochs: training epochs.
+        models: the cache directory (``benchmarks/models`` unless a quick run says otherwise).
+        options: architecture options, also part of the cache key.
+
+    Returns:
+        The model and its test accuracy.
+    """
     tag = "".join(
         f"-{k}{'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
         for k, v in sorted(options.items())
     )
-    directory = MODELS / f"{train_ds.name}-{name}-e{epochs}{tag}"
+    directory = models / f"{train_ds.name}-{name}-e{epochs}{tag}"
     if (directory / "model.json").exists():
         model, meta = load_model(directory)
         return model, float(meta["accuracy"])
@@ -106,23 +144,28 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small subsets, 1 epoch (CI)")
     parser.add_argument("--percentile", type=float, default=99.99)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results directory (default: see module doc)"
+    )
     args = parser.parse_args()
+    args.out = out_dir(args.out, args.quick)
     torch.set_num_threads(args.threads)
-    limit = 2000 if args.quick else None
+    limit = 500 if args.quick else None
     train_ds = load_dataset("mnist", "train", limit=6000 if args.quick else None)
     test_ds = load_dataset("mnist", "test", limit=limit)
-    calibration = load_dataset("mnist", "train", limit=5000)
+    calibration = load_dataset("mnist", "train", limit=1000 if args.quick else 5000)
+    grid = QUICK_STEPS if args.quick else STEPS
+    repeats, check = (3, 8) if args.quick else (15, 64)
     rows: list[dict[str, Any]] = []
     verdicts: list[str] = []
     for name in ("mlp", "quartz-convnet"):
         epochs = 1 if args.quick else EPOCHS[name]
-        model, _ = trained(name, train_ds, test_ds, epochs)
+        model, _ = trained(name, train_ds, test_ds, epochs, models=models_dir(args.out, args.quick))
         model.eval()
         ann_accuracy = evaluate(model, test_ds)
         graph = onespike.extract(model, test_ds.images[:2])
         graph = onespike.normalize(graph, batches(calibration, 500), percentile=args.percentile)
-        for steps, rectifier in [(t, r) for t in STEPS for r in (True, False)]:
+        for steps, rectifier in [(t, r) for t in grid for r in (True, False)]:
             net = onespike.convert(graph, onespike.TTFSConfig(steps=steps, rectifier=rectifier))
             evaluation = evaluate_snn(net, test_ds, batch_size=1000, progress=True)
             row = summarize(
@@ -135,12 +178,14 @@ def main() -> int:
                 ann_graph=graph,
                 energy_model="45nm",
             )
-            ratio, ann_s, snn_s = throughput_ratio(model, net, test_ds.images[:1000], repeats=15)
+            ratio, ann_s, snn_s = throughput_ratio(
+                model, net, test_ds.images[:1000], repeats=repeats
+            )
             row["rectifier"] = rectifier
             row["sim_throughput_ratio_vs_ann"] = ratio
             row["ann_forward_s_per_1000"] = ann_s
             row["snn_closed_form_s_per_1000"] = snn_s
-            row["stepped_check"] = agreement(net, test_ds.images[:64])
+            row["stepped_check"] = agreement(net, test_ds.images[:check])
             rows.append(row)
             print(
                 f"{name} T={steps} rectifier={rectifier}: ANN {ann_accuracy:.4f} "

@@ -7,9 +7,13 @@ float64, both the fine-tuned ANN's exact forward and its SNN, so that "no conver
 tested without float32 rounding ties. Writes ``benchmarks/results/ttfs_optimise.json`` after
 every network, ``ttfs_optimise.meta.json``, ``ttfs_optimise.md`` and ``ttfs_optimise.png``.
 
+``--quick`` (CI-sized: 1 training epoch on 6,000 images, 1 fine-tuning epoch on 2,000, 500
+test images, T in 2 and 8) writes ``ttfs_optimise-quick.*`` into ``--out`` (default
+``runs/bench-quick``) and caches its models in ``OUT/models/``.
+
 Usage::
 
-    ONESPIKE_DATA=../shared/datasets python benchmarks/ttfs_optimise.py [--only mlp]
+    ONESPIKE_DATA=../shared/datasets python benchmarks/ttfs_optimise.py [--only mlp] [--quick]
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from onespike.evaluate import SNNEvaluation, evaluate_snn, summarize
 from onespike.network import SpikingNetwork
 from onespike.optimize import optimize_for_ttfs
 from onespike.train import evaluate
-from ttfs import throughput_ratio, trained
+from ttfs import models_dir, out_dir, throughput_ratio, trained
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (2, 4, 8, 16)
+QUICK_STEPS = (2, 8)
 # (dataset, model, training epochs, label in the results, fine-tuning epochs, fine-tuning lr,
 #  model options)
 NETWORKS: tuple[tuple[str, str, int, str, int, float, dict[str, Any]], ...] = (
@@ -190,10 +195,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="labels of networks to run")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results directory (default: see module doc)"
+    )
+    parser.add_argument("--quick", action="store_true", help="small subsets, 1 epoch (CI)")
     args = parser.parse_args()
+    args.out = out_dir(args.out, args.quick)
     torch.set_num_threads(args.threads)
-    path = args.out / "ttfs_optimise.json"
+    suffix = "-quick" if args.quick else ""
+    grid = QUICK_STEPS if args.quick else STEPS
+    path = args.out / f"ttfs_optimise{suffix}.json"
     rows: list[dict[str, Any]] = []
     if args.only and path.exists():  # keep the other networks' rows
         import json
@@ -202,16 +213,20 @@ def main() -> int:
     for dataset, name, epochs, label, finetune_epochs, finetune_lr, options in NETWORKS:
         if args.only and label not in args.only:
             continue
-        train_ds = load_dataset(dataset, "train")
-        test_ds = load_dataset(dataset, "test")
-        model, _ = trained(name, train_ds, test_ds, epochs, **options)
+        if args.quick:
+            epochs, finetune_epochs = 1, 1
+        train_ds = load_dataset(dataset, "train", limit=6000 if args.quick else None)
+        test_ds = load_dataset(dataset, "test", limit=500 if args.quick else None)
+        model, _ = trained(
+            name, train_ds, test_ds, epochs, models=models_dir(args.out, args.quick), **options
+        )
         model.eval()
         ann_accuracy = evaluate(model, test_ds)
-        calibration = load_dataset(dataset, "train", limit=5000)
+        calibration = load_dataset(dataset, "train", limit=1000 if args.quick else 5000)
         base = onespike.extract(model, test_ds.images[:2])
         base = onespike.normalize(base, batches(calibration, 500))
         probe = test_ds.images[:500]
-        for steps in STEPS:
+        for steps in grid:
             net = onespike.convert(base, onespike.TTFSConfig(steps=steps))
             evaluation = evaluate_snn(net, test_ds, batch_size=1000)
             rows.append(
@@ -222,7 +237,14 @@ def main() -> int:
             print(f"{label} T={steps} plain: {evaluation.accuracy:.4f}", flush=True)
 
             result = optimize_for_ttfs(
-                model, train_ds, steps=steps, epochs=finetune_epochs, lr=finetune_lr, progress=False
+                model,
+                replace(train_ds, images=train_ds.images[:2000], labels=train_ds.labels[:2000])
+                if args.quick
+                else train_ds,
+                steps=steps,
+                epochs=finetune_epochs,
+                lr=finetune_lr,
+                progress=False,
             )
             tuned = result.net.double().eval()
             test64 = as_double(test_ds)
@@ -253,7 +275,7 @@ def main() -> int:
             )
         atomic_write_json(path, rows)
     notes = verdicts(rows)
-    meta = {
+    meta: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": platform.machine(),
@@ -267,13 +289,19 @@ def main() -> int:
         "model_options": {n[3]: n[6] for n in NETWORKS},
         "verdicts": notes,
     }
-    atomic_write_json(args.out / "ttfs_optimise.meta.json", meta)
+    if args.quick:
+        meta["quick"] = True
+        meta["training_epochs"] = dict.fromkeys(meta["training_epochs"], 1)
+        for setting in meta["finetune"].values():
+            setting["epochs"] = 1
+    atomic_write_json(args.out / f"ttfs_optimise{suffix}.meta.json", meta)
     table = markdown(rows)
     atomic_write_text(
-        args.out / "ttfs_optimise.md", table + "\n" + "\n".join(f"- {v}" for v in notes) + "\n"
+        args.out / f"ttfs_optimise{suffix}.md",
+        table + "\n" + "\n".join(f"- {v}" for v in notes) + "\n",
     )
     try:
-        plot(rows, args.out / "ttfs_optimise.png")
+        plot(rows, args.out / f"ttfs_optimise{suffix}.png")
     except ImportError:
         print("matplotlib is not installed (the 'plot' extra): no plot written")
     print(table)

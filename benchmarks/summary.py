@@ -1,0 +1,752 @@
+"""Write BENCHMARKS.md from the JSON results of one results directory.
+
+Reads ``NAME.json`` and ``NAME.meta.json`` (or the ``NAME-quick.*`` files of a ``--quick``
+run) for every benchmark in ``BENCHMARKS`` and writes one page: the runs (machine, threads,
+date, command of each, from the meta files), a comparison of every method on the networks
+that ``rate.py`` trains (other networks are named as such in the table), and one table per
+method with its verdicts. Every number on the page is read from those files; nothing is typed
+here. A missing or unreadable file is reported on the page, not raised. The page is written
+atomically (a reader sees the old page or the new one).
+
+Usage::
+
+    python benchmarks/summary.py                       # benchmarks/results -> BENCHMARKS.md
+    python benchmarks/summary.py --results runs/bench-quick --out runs/bench-quick/BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onespike._fs import atomic_write_text
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+PAGE = ROOT.parent / "BENCHMARKS.md"
+# (file stem, section title, script): the order of the page.
+BENCHMARKS = (
+    ("ttfs", "Exact TTFS conversion (Quartz)", "ttfs.py"),
+    ("ttfs_optimise", "TTFS-aware optimisation (YOSO)", "ttfs_optimise.py"),
+    ("rate", "Rate coding, full-precision and binary weights (Lu & Sengupta)", "rate.py"),
+    ("hybrid", "Single-spike hybrid encoding with STDB (Datta et al.)", "hybrid.py"),
+    ("hardware", "Hardware models", "hardware.py"),
+)
+# Accuracy within this many points of the ANN selects a row for the comparison.
+WITHIN_POINTS = 1.0
+
+
+# loading ---------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    """The rows and meta data of one benchmark, or why they could not be read."""
+
+    stem: str
+    title: str
+    script: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the rows could be read."""
+        return self.problem is None
+
+
+def load(results: Path, stem: str, title: str, script: str) -> Result:
+    """Read ``stem.json`` (else ``stem-quick.json``) and its meta file from ``results``."""
+    result = Result(stem, title, script)
+    for suffix in ("", "-quick"):
+        path = results / f"{stem}{suffix}.json"
+        if not path.exists():
+            continue
+        result.path = path
+        try:
+            result.rows = json.loads(path.read_text())
+            meta_path = results / f"{stem}{suffix}.meta.json"
+            result.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        except (OSError, ValueError) as exc:
+            result.problem = f"unreadable: {exc}"
+        if not isinstance(result.rows, list):
+            result.problem = "unreadable: the file does not hold a list of rows"
+        return result
+    result.problem = f"missing: no `{stem}.json` or `{stem}-quick.json`"
+    return result
+
+
+# formatting ------------------------------------------------------------------------------------
+def _missing(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def pct(x: Any, digits: int = 2) -> str:
+    """A fraction as a percentage, ``-`` where there is none."""
+    return "-" if _missing(x) else f"{100 * x:.{digits}f}%"
+
+
+def num(x: Any, digits: int = 3) -> str:
+    """A real number with ``digits`` decimals, ``-`` where there is none."""
+    return "-" if _missing(x) else f"{x:.{digits}f}"
+
+
+def count(x: Any) -> str:
+    """A count with thousands separators, ``-`` where there is none."""
+    return "-" if _missing(x) else f"{x:,.0f}"
+
+
+def steps_cell(x: Any) -> str:
+    """A latency in steps: integers as such, means with one decimal."""
+    if _missing(x):
+        return "-"
+    return str(int(x)) if float(x).is_integer() else f"{x:.1f}"
+
+
+def table(head: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """Markdown table lines."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def bullets(items: Iterable[str]) -> list[str]:
+    """Markdown list lines."""
+    return [f"- {item}" for item in items]
+
+
+def verdicts(result: Result) -> list[str]:
+    """The verdicts a benchmark recorded in its meta file, as a list."""
+    notes = result.meta.get("verdicts") or []
+    return ["", "Verdicts (from the meta file):", "", *bullets(notes)] if notes else []
+
+
+# the runs --------------------------------------------------------------------------------------
+def runs_section(results: list[Result], page_dir: Path) -> list[str]:
+    """Machine, threads, date and command of every run, from the meta files."""
+    body = []
+    for r in results:
+        if not r.ok:
+            body.append([r.script, r.problem or "", "-", "-", "-", "-", "-"])
+            continue
+        parts = r.meta.get("parts") or [r.meta]  # rate.py --merge keeps its parts' meta
+        for part in parts:
+            body.append(
+                [
+                    r.script,
+                    f"[{r.path.name if r.path else ''}]({link(r.path, page_dir)})",
+                    str(part.get("date", "-")),
+                    str(part.get("machine", "-")),
+                    str(part.get("cpu_count", "-")),
+                    str(part.get("torch_threads", "-")),
+                    f"`{part['command']}`" if "command" in part else "-",
+                ]
+            )
+    head = ["benchmark", "results", "date (UTC)", "machine", "CPUs", "torch threads", "command"]
+    return ["## Runs", "", *table(head, body)]
+
+
+def link(path: Path | None, page_dir: Path) -> str:
+    """``path`` relative to the page's directory (links work from the page)."""
+    return "" if path is None else Path(os.path.relpath(path, page_dir)).as_posix()
+
+
+# the comparison --------------------------------------------------------------------------------
+def architecture(row: dict[str, Any]) -> str:
+    """The architecture of a row: ``ttfs_optimise.py`` labels its wider Fashion-MNIST ConvNet
+    ``fashion-convnet-bn``; every other benchmark names the architecture itself."""
+    model = str(row.get("model", "?"))
+    if row.get("dataset") == "fashion-mnist" and model.startswith("fashion-"):
+        return model.removeprefix("fashion-")
+    return model
+
+
+def selected(
+    rows: list[dict[str, Any]], accuracy: Callable[[dict[str, Any]], float]
+) -> dict[str, Any] | None:
+    """The row of fewest steps whose SNN is within ``WITHIN_POINTS`` of ``accuracy(row)``,
+    else the most accurate row (fewest steps on ties)."""
+    if not rows:
+        return None
+    good = [r for r in rows if 100 * (accuracy(r) - r["snn_accuracy"]) <= WITHIN_POINTS]
+    if good:
+        return min(good, key=lambda r: (r["steps"], r.get("mean_latency_steps") or 0))
+    return max(rows, key=lambda r: (r["snn_accuracy"], -r["steps"]))
+
+
+def _ann(r: dict[str, Any]) -> float:
+    """The accuracy a row is compared with: its own ANN's."""
+    return float(r["ann_accuracy"])
+
+
+def spiking_cells(r: dict[str, Any], *, mean_latency: bool = False) -> list[str]:
+    """T, accuracies, latency, spikes, synops, MACs, energy of a summarize() row."""
+    latency = r.get("mean_latency_steps") if mean_latency else r.get("latency_steps")
+    return [
+        str(r["steps"]),
+        pct(r.get("ann_accuracy")),
+        pct(r.get("snn_accuracy")),
+        steps_cell(latency),
+        num(r.get("spikes_per_neuron")),
+        count(r.get("synops")),
+        count(r.get("snn_macs")),
+        num(r.get("energy_ratio_vs_ann")),
+        "-",
+    ]
+
+
+def training_set(meta: dict[str, Any]) -> str:
+    """What a TTFS benchmark trained on: the full training set, or a ``--quick`` subset."""
+    return "quick training subset" if meta.get("quick") else "full training set"
+
+
+def describe_ttfs_optimise(meta: dict[str, Any], label: str) -> str:
+    """The network of a ``ttfs_optimise.py`` row, from its meta file."""
+    epochs = (meta.get("training_epochs") or {}).get(label)
+    options = (meta.get("model_options") or {}).get(label) or {}
+    words = [f"other: ttfs_optimise.py's, {training_set(meta)}"]
+    if epochs is not None:
+        words.append(f"{epochs} epoch{'' if epochs == 1 else 's'}")
+    words += [f"{k} {v}" for k, v in options.items()]
+    return ", ".join(words)
+
+
+def comparison_rows(found: dict[str, Result]) -> tuple[list[list[str]], list[str]]:
+    """One table of every method per (dataset, architecture), and notes on what is absent."""
+    groups: dict[tuple[str, str], list[list[str]]] = {}
+    seen: dict[tuple[str, str], set[str]] = {}
+
+    def add(row: dict[str, Any], script: str, cells: list[str]) -> None:
+        key = (str(row.get("dataset")), architecture(row))
+        groups.setdefault(key, []).append([key[0], key[1], *cells, count(row.get("samples"))])
+        seen.setdefault(key, set()).add(script)
+
+    def from_rate(rate: Result) -> None:
+        mine = [r for r in rate.rows if r.get("method") == "rate"]
+        for dataset, model in dict.fromkeys((r["dataset"], r["model"]) for r in mine):
+            fp = [
+                r
+                for r in mine
+                if (r["dataset"], r["model"]) == (dataset, model) and not r["binary"]
+            ]
+            if fp:
+                first = fp[0]
+                add(
+                    first,
+                    "rate.py",
+                    [
+                        "ANN (fp32)",
+                        "shared: rate.py's",
+                        "-",
+                        pct(first["ann_accuracy"]),
+                        pct(first["ann_accuracy"]),
+                        "1 pass",
+                        "-",
+                        "0",
+                        count(first.get("ann_macs")),
+                        num(1.0),
+                        "-",
+                    ],
+                )
+            for binary, variant in ((False, "plain"), (False, "optimised"), (True, "optimised")):
+                rows = [
+                    r
+                    for r in mine
+                    if (r["dataset"], r["model"], bool(r["binary"]), r.get("variant"))
+                    == (dataset, model, binary, variant)
+                ]
+                row = selected(rows, _ann)
+                if row is None:
+                    continue
+                weights = "binary" if binary else "fp32"
+                add(
+                    row,
+                    "rate.py",
+                    [
+                        f"rate, {weights}, {variant}",
+                        f"shared: rate.py's{' binary' if binary else ''}",
+                        *spiking_cells(row, mean_latency=bool(row.get("early_exit"))),
+                    ],
+                )
+
+    def from_hybrid(hybrid: Result) -> None:
+        tuned = [r for r in hybrid.rows if r.get("finetuned")]
+        for dataset in dict.fromkeys(r["dataset"] for r in tuned):
+            rows = [r for r in tuned if r["dataset"] == dataset]
+            best = selected(rows, _ann)
+            marked = [r for r in rows if r.get("marked") and r is not best]
+            for pick in [best, *marked] if best is not None else marked:
+                cells = spiking_cells(pick)
+                cells[4] = num(pick.get("hidden_spikes_per_neuron"))
+                add(
+                    pick,
+                    "hybrid.py",
+                    [
+                        "hybrid + STDB" + (" (marked T)" if pick.get("marked") else ""),
+                        "shared: rate.py's",
+                        *cells,
+                    ],
+                )
+
+    def from_ttfs(ttfs: Result) -> None:
+        for model in dict.fromkeys(r["model"] for r in ttfs.rows):
+            rows = [r for r in ttfs.rows if r["model"] == model and not r.get("rectifier")]
+            row = selected(rows, _ann)
+            if row is not None:
+                add(
+                    row,
+                    "ttfs.py",
+                    [
+                        "TTFS, no rectifier",
+                        f"other: ttfs.py's, {training_set(ttfs.meta)}",
+                        *spiking_cells(row),
+                    ],
+                )
+
+    def from_ttfs_optimise(optimise: Result) -> None:
+        for label in dict.fromkeys(r["model"] for r in optimise.rows):
+            for method in ("ttfs", "ttfs-optimised"):
+                rows = [r for r in optimise.rows if r["model"] == label and r["method"] == method]
+                row = selected(rows, _ann)
+                if row is not None:
+                    add(
+                        row,
+                        "ttfs_optimise.py",
+                        [
+                            "TTFS" if method == "ttfs" else "TTFS-aware fine-tuned",
+                            describe_ttfs_optimise(optimise.meta, label),
+                            *spiking_cells(row),
+                        ],
+                    )
+
+    def from_hardware(hardware: Result) -> None:
+        ann_energy = {
+            r["model"]: r["energy_per_inference_j"]
+            for r in hardware.rows
+            if r.get("architecture") == "dense-ann"
+        }
+        for row in hardware.rows:
+            counts = row.get("counts_per_inference") or {}
+            energy = row["energy_per_inference_j"]
+            versus = energy / ann_energy[row["model"]] if row["model"] in ann_energy else None
+            add(
+                row,
+                "hardware.py",
+                [
+                    f"{row['method']} on {row['architecture']}",
+                    f"other: ttfs.py's, {training_set(hardware.meta)}",
+                    str(row["steps"] or "-"),
+                    pct(row.get("ann_accuracy")),
+                    pct(row.get("snn_accuracy")),
+                    steps_cell(row.get("latency_steps")) if row["steps"] else "1 pass",
+                    "-",
+                    count(counts.get("synops")),
+                    count(counts.get("macs")),
+                    "-",
+                    f"{1e6 * energy:,.2f} ({num(versus, 2)}x dense ANN)",
+                ],
+            )
+
+    builders: dict[str, Callable[[Result], None]] = {
+        "rate": from_rate,
+        "hybrid": from_hybrid,
+        "ttfs": from_ttfs,
+        "ttfs_optimise": from_ttfs_optimise,
+        "hardware": from_hardware,
+    }
+    notes = []
+    for stem, build in builders.items():
+        result = found.get(stem)
+        if result is None or not result.ok:
+            continue
+        try:
+            build(result)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            notes.append(f"{result.script}: rows without the expected fields ({exc!r})")
+    scripts = [s for _, _, s in BENCHMARKS]
+    body: list[list[str]] = []
+    datasets = list(dict.fromkeys(d for d, _ in groups))
+    models = list(dict.fromkeys(m for _, m in groups))
+    for key in sorted(groups, key=lambda k: (datasets.index(k[0]), models.index(k[1]))):
+        body += groups[key]
+        absent = [script for script in scripts if script not in seen[key]]
+        if absent:
+            notes.append(f"{key[0]} / {key[1]}: no rows from {', '.join(absent)}")
+    return body, notes
+
+
+def comparison_section(found: dict[str, Result]) -> list[str]:
+    """The table of every method on the shared networks, with how its rows were chosen."""
+    head = [
+        "dataset",
+        "architecture",
+        "method",
+        "network",
+        "T",
+        "ANN acc.",
+        "SNN acc.",
+        "latency (steps)",
+        "spikes/neuron",
+        "synops",
+        "MACs",
+        "energy vs ANN (45 nm)",
+        "hardware energy/inf. (uJ)",
+        "test images",
+    ]
+    body, notes = comparison_rows(found)
+    missing = [f"`{r.stem}.json` ({r.script}): {r.problem}" for r in found.values() if not r.ok]
+    lines = [
+        "## All methods on the same networks",
+        "",
+        "The shared networks are the ones `rate.py` trains (the training set less a held-out "
+        "validation split); `hybrid.py` converts the same ConvNets. `ttfs.py` and "
+        "`ttfs_optimise.py` trained their own networks on the full training set "
+        "(`hardware.py` prices `ttfs.py`'s), of the same architectures unless the network "
+        "column names other options: their rows say `other` and are comparable in kind, not "
+        "to the last digit. The last column gives the test images behind each row. Each "
+        "method's row is its run of fewest time steps (among the T it recorded) whose SNN "
+        "comes within "
+        f"{WITHIN_POINTS:g} point of its own ANN (else its most accurate run): rate coding "
+        "with onespike's default conversion (`plain`) and with threshold scaling and early "
+        "exit (`optimised`, latency = mean steps), hybrid after STDB fine-tuning (plus the "
+        "paper's marked T), TTFS without rectifier events (same accuracy, fewer spikes). For "
+        "hybrid rows, spikes/neuron counts hidden neurons. Energy vs ANN: compute energy at "
+        "45 nm (Horowitz, ISSCC 2014) of the SNN over that of its ANN. Hardware energy: one "
+        "inference on the accelerator models of `hardware.py` (one silicon budget for all "
+        "three architectures), and its ratio to the dense MAC array running the ANN.",
+        "",
+        *table(head, body),
+    ]
+    if notes or missing:
+        lines += ["", "Not in this table:", "", *bullets(notes), *bullets(missing)]
+    return lines
+
+
+# one section per method ------------------------------------------------------------------------
+def ttfs_section(r: Result) -> list[str]:
+    """Every row of ``ttfs.py``."""
+    head = [
+        "model",
+        "T",
+        "rectifier",
+        "ANN acc.",
+        "SNN acc.",
+        "spikes/neuron",
+        "synops",
+        "ANN MACs",
+        "energy vs ANN",
+        "latency (steps)",
+        "sim. throughput vs ANN",
+        "stepped = closed form",
+    ]
+    body = []
+    for x in r.rows:
+        check = x.get("stepped_check") or {}
+        same = check.get("identical_spikes", check.get("identical_spike_times"))
+        body.append(
+            [
+                x["model"],
+                str(x["steps"]),
+                "on" if x.get("rectifier") else "off",
+                pct(x["ann_accuracy"]),
+                pct(x["snn_accuracy"]),
+                num(x["spikes_per_neuron"]),
+                count(x["synops"]),
+                count(x["ann_macs"]),
+                num(x["energy_ratio_vs_ann"]),
+                steps_cell(x["latency_steps"]),
+                f"{num(x.get('sim_throughput_ratio_vs_ann'), 2)}x",
+                f"{pct(same, 1)} of spikes ({check.get('samples', '-')} images)",
+            ]
+        )
+    return table(head, body)
+
+
+def ttfs_optimise_section(r: Result) -> list[str]:
+    """Every row of ``ttfs_optimise.py``."""
+    head = [
+        "dataset",
+        "model",
+        "method",
+        "T",
+        "ANN acc.",
+        "fine-tuned ANN",
+        "SNN acc.",
+        "clipped",
+        "spikes/neuron",
+        "energy vs ANN",
+        "latency (steps)",
+    ]
+    body = [
+        [
+            x["dataset"],
+            x["model"],
+            x["method"],
+            str(x["steps"]),
+            pct(x["ann_accuracy"]),
+            pct(x.get("finetuned_ann_accuracy")),
+            pct(x["snn_accuracy"]),
+            pct(x.get("early_spike_fraction"), 3),
+            num(x["spikes_per_neuron"]),
+            num(x["energy_ratio_vs_ann"]),
+            steps_cell(x["latency_steps"]),
+        ]
+        for x in r.rows
+    ]
+    return table(head, body)
+
+
+def rate_section(r: Result) -> list[str]:
+    """Steps to within 1 point per variant, then every variant and peer at a few T."""
+    variants = ("plain-max", "plain", "threshold-scale", "early-exit", "optimised")
+    summaries = r.meta.get("summaries") or []
+    lines = []
+    if summaries:
+        head = [
+            "dataset",
+            "model",
+            "weights",
+            "ANN acc.",
+            *variants,
+            "speed-up vs plain-max",
+        ]
+        body = [
+            [
+                s["dataset"],
+                s["model"],
+                "binary" if s["binary"] else "fp32",
+                pct(s["ann_accuracy"]),
+                *(
+                    "not reached"
+                    if s["steps_within_1pt"].get(v) is None
+                    else steps_cell(s["steps_within_1pt"][v])
+                    for v in variants
+                ),
+                "-"
+                if s.get("speedup_vs_plain_max") is None
+                else f"{s['speedup_vs_plain_max']:.1f}x",
+            ]
+            for s in summaries
+        ]
+        lines += [
+            "Time steps for each variant to come within 1 point of the ANN (early exit: mean "
+            "steps), on the test subsets recorded in the meta file's summaries.",
+            "",
+            *table(head, body),
+            "",
+        ]
+    present = sorted({x["steps"] for x in r.rows})
+    shown = [t for t in present if t in (8, 32, 128)] or present
+    middle = shown[len(shown) // 2]
+    keys = dict.fromkeys(
+        (x["dataset"], x["model"], bool(x["binary"]), str(x.get("variant", x["method"])))
+        for x in r.rows
+    )
+    by_key = {
+        (
+            x["dataset"],
+            x["model"],
+            bool(x["binary"]),
+            str(x.get("variant", x["method"])),
+            x["steps"],
+        ): x
+        for x in r.rows
+    }
+    head = [
+        "dataset",
+        "model",
+        "weights",
+        "variant / peer",
+        *(f"acc. T={t}" for t in shown),
+        f"mean latency (T={middle})",
+        f"spikes/neuron (T={middle})",
+        f"synops (T={middle})",
+        f"energy vs ANN (T={middle})",
+    ]
+    body = []
+    for key in keys:
+        at = by_key.get((*key, middle), {})
+        body.append(
+            [
+                key[0],
+                key[1],
+                "binary" if key[2] else "fp32",
+                key[3],
+                *(pct(by_key.get((*key, t), {}).get("snn_accuracy")) for t in shown),
+                steps_cell(at.get("mean_latency_steps")),
+                num(at.get("spikes_per_neuron")),
+                count(at.get("synops")),
+                num(at.get("energy_ratio_vs_ann")),
+            ]
+        )
+    lines += [
+        f"Every variant and peer at T in {', '.join(map(str, shown))} (every T is in the "
+        "JSON); peers report accuracy only.",
+        "",
+        *table(head, body),
+    ]
+    missing = r.meta.get("peers_missing") or []
+    if missing:
+        lines += ["", "Peers not run:", "", *bullets(missing)]
+    return lines
+
+
+def hybrid_section(r: Result) -> list[str]:
+    """Every row of ``hybrid.py``, before and after STDB."""
+    head = [
+        "dataset",
+        "T",
+        "STDB",
+        "ANN acc.",
+        "SNN acc.",
+        "spikes/hidden neuron",
+        "max spikes/neuron",
+        "SNN MACs",
+        "synops",
+        "energy vs ANN",
+        "threshold init",
+    ]
+    body = [
+        [
+            x["dataset"],
+            f"**{x['steps']}**" if x.get("marked") else str(x["steps"]),
+            "after" if x.get("finetuned") else "before",
+            pct(x["ann_accuracy"]),
+            pct(x["snn_accuracy"]),
+            num(x.get("hidden_spikes_per_neuron")),
+            str(x.get("max_spikes_per_neuron", "-")),
+            count(x.get("snn_macs")),
+            count(x.get("synops")),
+            num(x.get("energy_ratio_vs_ann")),
+            str(x.get("threshold_init", "-")),
+        ]
+        for x in r.rows
+    ]
+    return ["The marked T (bold) is the paper's setting.", "", *table(head, body)]
+
+
+def hardware_section(r: Result) -> list[str]:
+    """The budget and every architecture's row of ``hardware.py``."""
+    head = [
+        "model",
+        "architecture",
+        "acc.",
+        "T",
+        "time steps",
+        "energy/inf. (uJ)",
+        "latency (us)",
+        "avg. power (mW)",
+        "EDP (J s)",
+        "utilisation",
+        "bottleneck",
+    ]
+    body = [
+        [
+            x["model"],
+            x["architecture"],
+            pct(x["snn_accuracy"]),
+            str(x["steps"] or "-"),
+            steps_cell(x["latency_steps"]),
+            f"{1e6 * x['energy_per_inference_j']:,.2f}",
+            f"{1e6 * x['latency_s']:,.2f}",
+            f"{1e3 * x['average_power_w']:.1f}",
+            f"{x['edp_js']:.3e}",
+            pct(x["utilisation"], 0),
+            str(x["bottleneck"]),
+        ]
+        for x in r.rows
+    ]
+    config = r.meta.get("config") or {}
+    budget = (
+        f"Budget: {config['cores']} cores x {config['pes']} PEs at "
+        f"{config['clock_hz'] / 1e6:g} MHz, technology {config.get('tech', '-')} "
+        f"({r.meta.get('tech_source', '-')})."
+        if {"cores", "pes", "clock_hz"} <= set(config)
+        else "Budget: not recorded in the meta file."
+    )
+    return [budget, "", *table(head, body)]
+
+
+SECTIONS: dict[str, Callable[[Result], list[str]]] = {
+    "ttfs": ttfs_section,
+    "ttfs_optimise": ttfs_optimise_section,
+    "rate": rate_section,
+    "hybrid": hybrid_section,
+    "hardware": hardware_section,
+}
+
+
+def method_section(r: Result, page_dir: Path) -> list[str]:
+    """The section of one benchmark: where its numbers come from, its table, its verdicts."""
+    lines = [f"## {r.title}", ""]
+    if not r.ok or r.path is None:
+        return [*lines, f"`{r.stem}.json` {r.problem}; run `python benchmarks/{r.script}`."]
+    extras = [p for p in (r.path.with_suffix(".md"), r.path.with_suffix(".png")) if p.exists()]
+    source = f"From [{r.path.name}]({link(r.path, page_dir)}) (`benchmarks/{r.script}`)"
+    if extras:
+        source += "; see also " + ", ".join(f"[{p.name}]({link(p, page_dir)})" for p in extras)
+    lines += [source + ".", ""]
+    try:
+        lines += SECTIONS[r.stem](r)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        lines += [f"The rows do not have the expected fields ({exc!r}): no table."]
+    return lines + verdicts(r)
+
+
+def render(results_dir: Path, page: Path) -> str:
+    """The whole page for the results in ``results_dir``, with links relative to ``page``."""
+    found = {stem: load(results_dir, stem, title, script) for stem, title, script in BENCHMARKS}
+    page_dir = page.resolve().parent
+    quick = any(r.meta.get("quick") for r in found.values()) or any(
+        r.path is not None and r.path.stem.endswith("-quick") for r in found.values()
+    )
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `benchmarks/summary.py` from the JSON files "
+        + (
+            "in this directory"
+            if results_dir.resolve() == page_dir
+            else f"in `{link(results_dir.resolve(), page_dir)}`"
+        )
+        + "; every number below is read from them. `make bench` reruns every "
+        "benchmark and regenerates this page; `make bench-quick` does a CI-sized run into "
+        "`runs/bench-quick/`.",
+    ]
+    if quick:
+        lines += [
+            "",
+            "**Quick (CI-sized) results**: one-epoch models, small test subsets, few T. They "
+            "check that every benchmark runs end to end; their numbers say nothing about the "
+            "methods.",
+        ]
+    lines += ["", *runs_section(list(found.values()), page_dir), ""]
+    try:
+        lines += comparison_section(found)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        lines += ["## All methods on the same networks", "", f"Not built: {exc!r}."]
+    for r in found.values():
+        lines += ["", *method_section(r, page_dir)]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    """Parse the arguments and write the page."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument("--out", type=Path, default=PAGE, help="the page to write")
+    args = parser.parse_args()
+    atomic_write_text(args.out, render(args.results, args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
