@@ -29,7 +29,7 @@ from torch import Tensor
 
 from onespike.convert.config import HybridConfig
 from onespike.graph import max_pool
-from onespike.network import Population, SpikingNetwork
+from onespike.network import Population, SpikingNetwork, pre_activation
 from onespike.neurons import (
     SingleSpikeParams,
     fire_once,
@@ -189,13 +189,8 @@ def run_layers(
                 s, fired = fire_once(candidates[t], fired)
                 spikes.append(s)
         else:
-            z: Tensor | None = None
-            for proj in pop.projections:
-                part = proj.apply(trains[proj.source].flatten(0, 1)).unflatten(0, (steps, batch))
-                z = part if z is None else z + part
-            assert z is not None
-            if pop.bias is not None:
-                z = z + pop.bias.to(dtype)
+            flat = {source: trains[source].flatten(0, 1) for source in pop.sources}
+            z = pre_activation(pop, flat).unflatten(0, (steps, batch))
             params = SingleSpikeParams(_threshold(pop, dtype), float(config.leak), crossing)
             state = single_spike_initial_state((batch, *pop.shape), dtype)
             for t in range(steps):
@@ -308,15 +303,8 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
                     candidates = max_pool(pop.pool, values[pop.sources[0]])
                     spikes, fired[pop.name] = fire_once(candidates, fired[pop.name])
                 else:
-                    z: Tensor | None = None
-                    for proj in pop.projections:
-                        part = proj.apply(values[proj.source])
-                        z = part if z is None else z + part
-                    assert z is not None
-                    if pop.bias is not None:
-                        z = z + pop.bias.to(dtype)
                     spikes, states[pop.name] = single_spike_step(
-                        z, states[pop.name], params[pop.name]
+                        pre_activation(pop, values), states[pop.name], params[pop.name]
                     )
                 values[pop.name] = spikes
                 happened = spikes > 0
