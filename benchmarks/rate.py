@@ -12,12 +12,19 @@ training images, and convert with :class:`onespike.RateConfig`. Variants:
   membranes starting at half the threshold;
 - ``threshold-scale``: ``plain`` with the threshold scale chosen on the validation split;
 - ``early-exit``: ``plain`` with the early-exit patience chosen on the validation split;
-- ``optimised``: the chosen threshold scale and initial membrane, and early exit.
+- ``optimised``: early exit with the threshold scale and patience chosen together on the
+  validation split (the pair with the lowest mean latency that stays within 1 point of the
+  ANN there), and the initial membrane chosen for ``threshold-scale``.
 
 Every variant is simulated once per test batch up to T = 256 with records at T in 4 .. 256
 (:func:`onespike.evaluate.evaluate_snn_steps`), and accuracy at every T from 1 to 256 is
 recorded for the plot. With the ``peers`` extra installed, the same trained ANNs are
-converted by SpikingJelly's ann2snn and by sinabs and simulated at the same T.
+converted by SpikingJelly's ann2snn and by sinabs and simulated at the same T; each peer row
+holds the exact McNemar test of ``plain`` against it on the same test images
+(:func:`onespike.evaluate.paired_test`), so that a deficit of a few images is told apart from
+a real one. The MLPs are tested on the whole test set (10,000 images) and choose options on
+the 5,000 held-out images; the ConvNets, about 20x slower per step, on the first 2,000 test
+images (``--test-limit``) and 1,000 held-out images.
 
 Writes ``benchmarks/results/rate.json``, ``rate.meta.json``, ``rate.md`` and ``rate.png``.
 ``--quick`` (CI-sized: 1 epoch on 6,000 training images, 200 test and 100 validation images,
@@ -27,6 +34,9 @@ T in 4, 8 and 32, options chosen at T = 32) writes ``rate-quick.*`` into ``--out
 Usage::
 
     ONESPIKE_DATA=../shared/datasets python benchmarks/rate.py [--threads 2] [--quick]
+    # or in parts, side by side, then merged:
+    python benchmarks/rate.py --threads 1 --only convnet-bn --dataset mnist
+    python benchmarks/rate.py --merge
 """
 
 from __future__ import annotations
@@ -50,7 +60,13 @@ import onespike
 from onespike._fs import atomic_write, atomic_write_json, atomic_write_text
 from onespike.binary import binary_weight, is_binary
 from onespike.data import Dataset, batches, load_dataset, split_validation
-from onespike.evaluate import SNNEvaluation, evaluate_snn, evaluate_snn_steps, summarize
+from onespike.evaluate import (
+    SNNEvaluation,
+    evaluate_snn,
+    evaluate_snn_steps,
+    paired_test,
+    summarize,
+)
 from onespike.train import evaluate
 from ttfs import models_dir, out_dir, trained
 
@@ -58,7 +74,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (4, 8, 16, 32, 64, 128, 256)
 QUICK_STEPS = (4, 8, 32)
 SCALES = (1.0, 0.7, 0.5, 0.35)
-PATIENCES = (2, 4, 8)
+PATIENCES = (2, 3, 4, 6)
 # Training epochs per (dataset, model, binary); the ConvNets trained for fewer epochs fit the
 # time budget of a 2-core machine.
 EPOCHS = {
@@ -111,24 +127,40 @@ def choose_patience(
     graph: onespike.Graph,
     val: Dataset,
     target: float,
-    options: dict[str, Any],
+    options: list[dict[str, Any]],
     selection_steps: int = SELECTION_STEPS,
 ) -> dict[str, Any]:
-    """The early-exit patience with the lowest mean latency that keeps ``target``."""
+    """The early-exit patience, and the entry of ``options`` (threshold scale and initial
+    membrane) it runs with, that keep ``target`` at the lowest mean latency.
+
+    Choosing them together matters: a lower threshold scale settles the prediction sooner but
+    noisier, so its best patience is often longer than the one the unscaled thresholds need.
+    Without a pair that keeps ``target``, the most accurate pair is taken.
+    """
     tried = []
-    for patience in PATIENCES:
-        config = onespike.RateConfig(steps=selection_steps, early_exit=patience, **options)
-        evaluation = evaluate_snn(onespike.convert(graph, config), val)
-        tried.append(
-            {
-                "early_exit": patience,
-                "accuracy": evaluation.accuracy,
-                "mean_latency_steps": evaluation.mean_latency_steps,
-            }
-        )
+    for option in options:
+        for patience in PATIENCES:
+            config = onespike.RateConfig(steps=selection_steps, early_exit=patience, **option)
+            evaluation = evaluate_snn(onespike.convert(graph, config), val)
+            tried.append(
+                {
+                    **option,
+                    "early_exit": patience,
+                    "accuracy": evaluation.accuracy,
+                    "mean_latency_steps": evaluation.mean_latency_steps,
+                }
+            )
     good = [t for t in tried if t["accuracy"] >= target]
-    best = min(good, key=lambda t: t["mean_latency_steps"]) if good else tried[-1]
-    return {"early_exit": best["early_exit"], "tried": tried}
+    best = (
+        min(good, key=lambda t: t["mean_latency_steps"])
+        if good
+        else max(tried, key=lambda t: t["accuracy"])
+    )
+    return {
+        "early_exit": best["early_exit"],
+        "options": {k: best[k] for k in options[0]},
+        "tried": tried,
+    }
 
 
 def plain_copy(model: nn.Module) -> nn.Module:
@@ -159,7 +191,7 @@ def plain_copy(model: nn.Module) -> nn.Module:
 
 def spikingjelly_curve(
     model: nn.Module, calibration: Dataset, test: Dataset, steps: int
-) -> list[float]:
+) -> tuple[list[float], torch.Tensor]:
     """Accuracy after every step of SpikingJelly's ann2snn conversion (99.99% percentile)."""
     from spikingjelly.activation_based import ann2snn, functional
 
@@ -188,7 +220,9 @@ def flat_sequential(model: nn.Module) -> nn.Sequential:
     return nn.Sequential(*leaves).eval()
 
 
-def sinabs_curve(model: nn.Module, calibration: Dataset, test: Dataset, steps: int) -> list[float]:
+def sinabs_curve(
+    model: nn.Module, calibration: Dataset, test: Dataset, steps: int
+) -> tuple[list[float], torch.Tensor]:
     """Accuracy after every step of sinabs' conversion (weights normalised at 99.99%)."""
     from sinabs.from_torch import from_model
     from sinabs.utils import normalize_weights
@@ -207,13 +241,19 @@ def sinabs_curve(model: nn.Module, calibration: Dataset, test: Dataset, steps: i
     return accumulated_curve(start, test, steps, batch_size=250)
 
 
-def accumulated_curve(start: Any, test: Dataset, steps: int, *, batch_size: int) -> list[float]:
+def accumulated_curve(
+    start: Any, test: Dataset, steps: int, *, batch_size: int
+) -> tuple[list[float], torch.Tensor]:
     """Accuracy after every step of a peer network fed the image at every step.
 
     ``start(images)`` returns the network ready for a new batch; the prediction after step
     ``t`` is the argmax of its outputs summed over steps ``1 .. t``.
+
+    Returns:
+        The accuracy after every step, and per-sample correctness ``(steps, samples)``.
     """
-    correct = torch.zeros(steps, dtype=torch.int64)
+    hits = torch.zeros((steps, len(test)), dtype=torch.bool)
+    done = 0
     with torch.no_grad():
         for images, labels in batches(test, batch_size):
             snn = start(images)
@@ -221,8 +261,9 @@ def accumulated_curve(start: Any, test: Dataset, steps: int, *, batch_size: int)
             for t in range(steps):
                 out = snn(images)
                 total = out if total is None else total + out
-                correct[t] += (total.argmax(dim=1) == labels).sum()
-    return [int(c) / len(test) for c in correct]
+                hits[t, done : done + len(labels)] = total.argmax(dim=1) == labels
+            done += len(labels)
+    return [int(h.sum()) / len(test) for h in hits], hits
 
 
 PEERS = {"spikingjelly-rate": spikingjelly_curve, "sinabs-rate": sinabs_curve}
@@ -235,7 +276,7 @@ def rows_for(
     test: Dataset,
     base: dict[str, Any],
     grid: tuple[int, ...] = STEPS,
-) -> tuple[list[dict[str, Any]], list[float]]:
+) -> tuple[list[dict[str, Any]], list[float], dict[int, torch.Tensor]]:
     net = onespike.convert(graph, replace(config, steps=max(grid)))
     started = time.perf_counter()
     by_steps = evaluate_snn_steps(net, test, grid, batch_size=500, progress=True)
@@ -251,7 +292,8 @@ def rows_for(
             simulate_s=seconds,
         )
         rows.append(row)
-    return rows, by_steps[max(grid)].accuracy_by_steps()
+    hits = {t: e.hits for t, e in by_steps.items() if e.hits is not None}
+    return rows, by_steps[max(grid)].accuracy_by_steps(), hits
 
 
 def record(
@@ -352,13 +394,22 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small subsets, 1 epoch (CI)")
     parser.add_argument(
-        "--test-limit", type=int, default=1000, help="ConvNet test images (MLP: twice as many)"
+        "--test-limit",
+        type=int,
+        default=2000,
+        help="ConvNet test images (the MLPs use the whole test set)",
     )
     parser.add_argument(
         "--only",
         choices=("mlp", "convnet-bn"),
         default=None,
         help="run one architecture; writes rate-ARCH.* for --merge",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=("mnist", "fashion-mnist"),
+        default=None,
+        help="run one dataset (with --only); writes rate-ARCH-DATASET.* for --merge",
     )
     parser.add_argument(
         "--merge", action="store_true", help="combine rate-mlp.* and rate-convnet-bn.* parts"
@@ -370,7 +421,13 @@ def main() -> int:
     args.out = out_dir(args.out, args.quick)
     grid = QUICK_STEPS if args.quick else STEPS
     torch.set_num_threads(args.threads)
-    suffix = ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
+    if args.dataset and not args.only:
+        parser.error("--dataset needs --only: parts are merged per architecture and dataset")
+    suffix = (
+        ("-quick" if args.quick else "")
+        + (f"-{args.only}" if args.only else "")
+        + (f"-{args.dataset}" if args.dataset else "")
+    )
     if args.merge:
         return merge(args.out, suffix)
     rows: list[dict[str, Any]] = []
@@ -378,7 +435,7 @@ def main() -> int:
     summaries: list[dict[str, Any]] = []
     peers_missing: list[str] = []
     models = ("mlp", "convnet-bn") if args.only is None else (args.only,)
-    for dataset in ("mnist", "fashion-mnist"):
+    for dataset in ("mnist", "fashion-mnist") if args.dataset is None else (args.dataset,):
         full = load_dataset(dataset, "train")
         rest, val = split_validation(full, VALIDATION / len(full), seed=0)
         rest = replace(rest, name=f"{dataset}-train55k")
@@ -386,8 +443,8 @@ def main() -> int:
         for model_name in models:
             # Test and validation subsets sized for a 2-core machine (the ConvNets simulate
             # ~20x slower per step than the MLP); the sizes are recorded in the summaries.
-            test_limit = 2 * args.test_limit if model_name == "mlp" else args.test_limit
-            val_limit = 1000 if model_name == "mlp" else 500
+            test_limit: int | None = None if model_name == "mlp" else args.test_limit
+            val_limit = VALIDATION if model_name == "mlp" else 1000
             if args.quick:
                 test_limit, val_limit = 200, 100
             test = load_dataset(dataset, "test", limit=test_limit)
@@ -430,12 +487,21 @@ def main() -> int:
                 target_val = ann_val - 0.01
                 selection = max(grid) if args.quick else SELECTION_STEPS
                 scale = choose_scale(graphs[99.99], val_part, target_val, selection)
-                ee_plain = choose_patience(graphs[99.99], val_part, target_val, {}, selection)
+                ee_plain = choose_patience(graphs[99.99], val_part, target_val, [{}], selection)
                 tuned = {
                     "threshold_scale": scale["threshold_scale"],
                     "initial_membrane": scale["initial_membrane"],
                 }
-                ee_opt = choose_patience(graphs[99.99], val_part, target_val, tuned, selection)
+                ee_opt = choose_patience(
+                    graphs[99.99],
+                    val_part,
+                    target_val,
+                    [
+                        {"threshold_scale": s, "initial_membrane": scale["initial_membrane"]}
+                        for s in SCALES
+                    ],
+                    selection,
+                )
                 variants = {
                     "plain-max": (100.0, onespike.RateConfig(binary=binary, initial_membrane=0.0)),
                     "plain": (99.99, onespike.RateConfig(binary=binary)),
@@ -450,16 +516,19 @@ def main() -> int:
                     "optimised": (
                         99.99,
                         onespike.RateConfig(
-                            binary=binary, early_exit=ee_opt["early_exit"], **tuned
+                            binary=binary, early_exit=ee_opt["early_exit"], **ee_opt["options"]
                         ),
                     ),
                 }
                 target = ann_accuracy - 0.01
                 reached: dict[str, float | None] = {}
+                plain_hits: dict[int, torch.Tensor] = {}
                 for variant, (percentile, config) in variants.items():
-                    variant_rows, curve = rows_for(
+                    variant_rows, curve, hits = rows_for(
                         variant, config, graphs[percentile], test, base, grid
                     )
+                    if variant == "plain":
+                        plain_hits = hits
                     for row in variant_rows:
                         row["percentile"] = percentile
                     rows.extend(variant_rows)
@@ -494,7 +563,7 @@ def main() -> int:
                 summaries.append(summary)
                 for peer, curve_fn in PEERS.items():
                     try:
-                        curve = curve_fn(model, calibration, test, max(grid))
+                        curve, peer_hits = curve_fn(model, calibration, test, max(grid))
                     except ImportError as exc:
                         peers_missing.append(f"{peer}: not installed ({exc.name})")
                         continue
@@ -505,12 +574,21 @@ def main() -> int:
                         continue
                     curves.append({**base, "method": peer, "label": peer, "accuracy": curve})
                     for steps in grid:
+                        paired = paired_test(plain_hits[steps], peer_hits[steps - 1])
                         rows.append(
                             {
                                 **base,
                                 "method": peer,
                                 "steps": steps,
                                 "snn_accuracy": curve[steps - 1],
+                                "samples": len(test),
+                                # The exact McNemar test of onespike's plain conversion
+                                # against this peer on the same test images.
+                                "paired_vs_plain": {
+                                    "only_onespike": paired.only_first,
+                                    "only_peer": paired.only_second,
+                                    "p_value": paired.p_value,
+                                },
                             }
                         )
                 atomic_write_json(args.out / f"rate{suffix}.json", rows)
@@ -548,13 +626,24 @@ def merge(out: Path, suffix: str) -> int:
     """Combine the per-architecture parts into ``rate.*``."""
     rows: list[dict[str, Any]] = []
     meta: dict[str, Any] = {"parts": [], "summaries": [], "curves": [], "peers_missing": []}
+    parts = []
     for arch in ("mlp", "convnet-bn"):
-        part = out / f"rate{suffix}-{arch}.json"
-        if not part.exists():
-            print(f"missing {part}: run benchmarks/rate.py --only {arch} first", file=sys.stderr)
+        whole = out / f"rate{suffix}-{arch}.json"
+        split = [out / f"rate{suffix}-{arch}-{d}.json" for d in ("mnist", "fashion-mnist")]
+        if all(p.exists() for p in split):
+            parts += split
+        elif whole.exists():
+            parts.append(whole)
+        else:
+            print(
+                f"missing {whole}: run benchmarks/rate.py --only {arch} (or --only {arch} "
+                "--dataset D for both datasets) first",
+                file=sys.stderr,
+            )
             return 1
+    for part in parts:
         rows += json.loads(part.read_text())
-        part_meta = json.loads((out / f"rate{suffix}-{arch}.meta.json").read_text())
+        part_meta = json.loads(part.with_suffix(".meta.json").read_text())
         for key in ("summaries", "curves", "peers_missing"):
             meta[key] += part_meta[key]
         meta["parts"].append(
@@ -562,6 +651,12 @@ def merge(out: Path, suffix: str) -> int:
         )
     write(out, suffix, rows, meta)
     return 0
+
+
+def _p_value(row: dict[str, Any], variant: str) -> float | None:
+    """The paired test's p-value of a peer row against ``plain`` (other variants: None)."""
+    paired = row.get("paired_vs_plain") if variant == "plain" else None
+    return None if paired is None else float(paired["p_value"])
 
 
 def evaluate_targets(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> list[str]:
@@ -624,8 +719,17 @@ def evaluate_targets(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
             ]
             listed = ", ".join(
                 f"{r['dataset']}/{r['model']}/{'bin' if r['binary'] else 'fp'} T={r['steps']} "
-                f"({100 * mine:.2f}% vs {100 * r['snn_accuracy']:.2f}%)"
+                f"({100 * mine:.2f}% vs {100 * r['snn_accuracy']:.2f}%"
+                + ("" if _p_value(r, variant) is None else f", p={_p_value(r, variant):.2g}")
+                + ")"
                 for r, mine in worse
+            )
+            tested = [_p_value(r, variant) for r, _ in worse if _p_value(r, variant) is not None]
+            significance = (
+                f"; significant at p < 0.05 (exact McNemar test on the same test images) at "
+                f"{sum(p < 0.05 for p in tested if p is not None)} of them"
+                if tested
+                else ""
             )
             lead = max(
                 ours[(r["dataset"], r["model"], r["binary"], r["steps"])] - r["snn_accuracy"]
@@ -640,8 +744,8 @@ def evaluate_targets(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
                     "met"
                     if not worse
                     else f"NOT met at {len(worse)} of {len(theirs)} (largest deficit "
-                    f"{100 * max(r['snn_accuracy'] - mine for r, mine in worse):.2f} points): "
-                    f"{listed}"
+                    f"{100 * max(r['snn_accuracy'] - mine for r, mine in worse):.2f} points"
+                    f"{significance}): {listed}"
                 )
             )
     return verdicts

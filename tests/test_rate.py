@@ -311,6 +311,31 @@ def test_evaluation_at_several_steps_equals_separate_evaluations() -> None:
         assert evaluation.total_steps == expected.total_steps
         assert evaluation.ops.to_dict() == expected.ops.to_dict()
         assert evaluation.accuracy_by_steps() == expected.accuracy_by_steps()
+        assert evaluation.hits is not None
+        assert expected.hits is not None
+        assert torch.equal(evaluation.hits, expected.hits)
+        assert int(evaluation.hits.sum()) == evaluation.correct
+        assert evaluation.hits.shape == (50,)
     ttfs = onespike.convert(graph, onespike.TTFSConfig(steps=4))
     with pytest.raises(onespike.ConfigError, match="RateConfig"):
         evaluate_snn_steps(ttfs, data, (2,))
+
+
+def test_paired_test_by_hand() -> None:
+    from onespike.evaluate import paired_test
+
+    # 3 samples only the first gets right, 1 only the second: 4 discordant, split 3:1.
+    first = torch.tensor([1, 1, 1, 0, 1, 0, 1], dtype=torch.bool)
+    second = torch.tensor([0, 0, 0, 1, 1, 0, 1], dtype=torch.bool)
+    result = paired_test(first, second)
+    assert (result.only_first, result.only_second) == (3, 1)
+    # P(X <= 1) for X ~ Bin(4, 1/2) is 5/16; two-sided: 10/16.
+    assert result.p_value == pytest.approx(10 / 16)
+    assert paired_test(second, first).p_value == result.p_value
+    # 10 discordant samples, all won by the first: 2 / 2**10.
+    lopsided = paired_test(torch.ones(10, dtype=torch.bool), torch.zeros(10, dtype=torch.bool))
+    assert lopsided.p_value == pytest.approx(2 / 1024)
+    # Identical classifiers: no discordant sample, no evidence of a difference.
+    assert paired_test(first, first).p_value == 1.0
+    with pytest.raises(onespike.ShapeError, match="same test samples"):
+        paired_test(first, second[:3])

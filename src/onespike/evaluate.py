@@ -8,6 +8,7 @@ the CLI prints and the benchmarks write.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from onespike.convert import RateConfig, TTFSConfig, convert
 from onespike.data import Dataset, batches
-from onespike.errors import ConfigError
+from onespike.errors import ConfigError, ShapeError
 from onespike.graph import Graph
 from onespike.metrics import EnergyModel, OpsReport, count_ops, estimate_energy
 from onespike.network import SpikingNetwork, forward_populations
@@ -27,10 +28,12 @@ from onespike.simulate.ttfs import codes_from_times
 
 __all__ = [
     "LayerDiagnostics",
+    "PairedTest",
     "SNNEvaluation",
     "agreement",
     "evaluate_snn",
     "evaluate_snn_steps",
+    "paired_test",
     "smallest_steps",
     "summarize",
     "ttfs_diagnostics",
@@ -51,6 +54,8 @@ class SNNEvaluation:
             samples exit early).
         step_correct: for methods that record a prediction after every step, the number of
             correct predictions after each step ``1 .. steps`` (``None`` otherwise).
+        hits: whether each sample was classified correctly, in dataset order (boolean, one
+            entry per sample): what :func:`paired_test` compares.
     """
 
     correct: int
@@ -60,6 +65,7 @@ class SNNEvaluation:
     clipped: dict[str, int] = field(default_factory=dict)
     total_steps: int = 0
     step_correct: torch.Tensor | None = None
+    hits: torch.Tensor | None = None
 
     @property
     def accuracy(self) -> float:
@@ -159,9 +165,12 @@ class _Totals:
     steps: int = 0
     total_steps: int = 0
     step_correct: torch.Tensor | None = None
+    hits: list[torch.Tensor] = field(default_factory=list)
 
     def add(self, net: SpikingNetwork, result: SimResult, labels: torch.Tensor) -> None:
-        self.correct += int((result.predictions == labels).sum())
+        hits = result.predictions == labels
+        self.hits.append(hits)
+        self.correct += int(hits.sum())
         batch_ops = count_ops(net, result)
         self.ops = batch_ops if self.ops is None else self.ops + batch_ops
         for name, count in result.clipped.items():
@@ -169,8 +178,10 @@ class _Totals:
         self.steps = result.steps
         self.total_steps += result.total_steps()
         if result.step_predictions is not None:
-            hits = (result.step_predictions == labels.unsqueeze(0)).sum(dim=1)
-            self.step_correct = hits if self.step_correct is None else self.step_correct + hits
+            per_step = (result.step_predictions == labels.unsqueeze(0)).sum(dim=1)
+            self.step_correct = (
+                per_step if self.step_correct is None else self.step_correct + per_step
+            )
 
     def evaluation(self, dataset: Dataset) -> SNNEvaluation:
         if self.ops is None:
@@ -183,7 +194,57 @@ class _Totals:
             self.clipped,
             self.total_steps,
             self.step_correct,
+            torch.cat(self.hits),
         )
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Two classifiers compared on the same samples (exact McNemar test).
+
+    Attributes:
+        only_first: samples the first classifier gets right and the second wrong.
+        only_second: samples the second gets right and the first wrong.
+        p_value: two-sided exact p-value of "both are equally accurate": the probability, if
+            each discordant sample were a fair coin, of a split at least as uneven.
+    """
+
+    only_first: int
+    only_second: int
+    p_value: float
+
+
+def paired_test(first: torch.Tensor, second: torch.Tensor) -> PairedTest:
+    """Whether two classifiers' accuracies on the same samples differ beyond chance.
+
+    Only the samples on which they disagree carry information: with ``b`` of them won by the
+    first and ``c`` by the second, the exact McNemar test (McNemar, Psychometrika 1947, doi
+    10.1007/BF02295996) takes ``b ~ Binomial(b + c, 1/2)`` under equal accuracy and returns
+    ``min(1, 2 P(X <= min(b, c)))``. A deficit of a few samples on a test set of thousands
+    usually has ``p`` far above 0.05: it is not evidence that one is less accurate.
+
+    Args:
+        first: per-sample correctness of the first classifier (boolean, one entry per sample,
+            e.g. :attr:`SNNEvaluation.hits`).
+        second: the same for the second, on the same samples in the same order.
+
+    Returns:
+        The discordant counts and the p-value.
+
+    Raises:
+        ShapeError: the two do not hold one entry per sample of the same samples.
+    """
+    if first.shape != second.shape or first.dim() != 1:
+        raise ShapeError(
+            f"paired_test needs two 1-D per-sample correctness vectors of one length, got "
+            f"shapes {tuple(first.shape)} and {tuple(second.shape)}; compare results on the "
+            "same test samples"
+        )
+    a, b = first.bool(), second.bool()
+    only_first, only_second = int((a & ~b).sum()), int((b & ~a).sum())
+    n, k = only_first + only_second, min(only_first, only_second)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
+    return PairedTest(only_first, only_second, min(1.0, 2 * tail))
 
 
 def agreement(net: SpikingNetwork, images: torch.Tensor) -> dict[str, Any]:
