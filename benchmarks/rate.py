@@ -10,11 +10,14 @@ training images, and convert with :class:`onespike.RateConfig`. Variants:
   baseline of the speed-up;
 - ``plain``: onespike's defaults: thresholds on the 99.99th percentile (Rueckauer et al. 2017),
   membranes starting at half the threshold;
-- ``threshold-scale``: ``plain`` with the threshold scale chosen on the validation split;
+- ``threshold-scale``: ``plain`` with the threshold scale chosen on the validation split
+  (every choice there aims at 1 point below the ANN less a 0.5-point margin,
+  ``SELECTION_MARGIN``);
 - ``early-exit``: ``plain`` with the early-exit patience chosen on the validation split;
 - ``optimised``: early exit with the threshold scale and patience chosen together on the
   validation split (the pair with the lowest mean latency that stays within 1 point of the
-  ANN there), and the initial membrane chosen for ``threshold-scale``.
+  ANN there, less a 0.5-point margin), and the initial membrane chosen for
+  ``threshold-scale``.
 
 Every variant is simulated once per test batch up to T = 256 with records at T in 4 .. 256
 (:func:`onespike.evaluate.evaluate_snn_steps`), and accuracy at every T from 1 to 256 is
@@ -90,6 +93,11 @@ EPOCHS = {
 VARIANTS = ("plain-max", "plain", "threshold-scale", "early-exit", "optimised")
 VALIDATION = 5000
 SELECTION_STEPS = 64
+# Options are chosen to come within 1 point of the ANN less this margin on the validation
+# split: the fastest of 16 (scale, patience) pairs that only just reaches the target there is
+# an optimistic pick, and in the full run without a margin the binary Fashion-MNIST MLP's
+# pick (88.64% on validation, target 88.60%) fell 0.31 points short on the test set.
+SELECTION_MARGIN = 0.005
 
 
 def steps_within(curve: list[float], target: float) -> int | None:
@@ -484,7 +492,7 @@ def main() -> int:
                     p: onespike.normalize(extracted, batches(calibration, 500), percentile=p)
                     for p in (100.0, 99.99)
                 }
-                target_val = ann_val - 0.01
+                target_val = ann_val - 0.01 + SELECTION_MARGIN
                 selection = max(grid) if args.quick else SELECTION_STEPS
                 scale = choose_scale(graphs[99.99], val_part, target_val, selection)
                 ee_plain = choose_patience(graphs[99.99], val_part, target_val, [{}], selection)
