@@ -121,7 +121,9 @@ def test_bad_steps_is_a_clear_error(tmp_path: Path) -> None:
     assert "steps >= 2" in result.output
 
 
-def test_ttfs_aware_training_then_lossless_run(tmp_path: Path) -> None:
+def test_ttfs_aware_training_then_lossless_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = CliRunner()
     args = ["train", "--dataset", "digits", "--epochs", "3", "--ttfs-aware", "--steps", "4"]
     args += ["--finetune-epochs", "2", "--finetune-lr", "1e-3", "--out", str(tmp_path)]
@@ -139,6 +141,28 @@ def test_ttfs_aware_training_then_lossless_run(tmp_path: Path) -> None:
     assert record["steps"] == 4  # the T the model was tuned for
     assert record["snn_accuracy"] == record["finetuned_ann_accuracy"]
     assert "fine-tuned ANN (exact)" in result.output
+
+    # export reports the ANN's accuracy and nothing else: one pass over the test set, not a
+    # second one for the fine-tuned ANN.
+    pytest.importorskip("nir")
+    from onespike import cli
+
+    passes: list[object] = []
+
+    def counted(model: object, *args: object, **kwargs: object) -> float:
+        passes.append(model)
+        return float(evaluate(model, *args, **kwargs))
+
+    evaluate = cli.evaluate
+    monkeypatch.setattr(cli, "evaluate", counted)
+    export = ["export", "--dataset", "digits", "--model-file", str(tmp_path / "model-ttfs")]
+    export += ["--method", "ttfs", "--output", str(tmp_path / "net.nir")]
+    result = runner.invoke(main, export, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    from onespike.nir_io import from_nir
+
+    assert from_nir(tmp_path / "net.nir").config.steps == 4
+    assert len(passes) == 1
 
 
 def test_target_accuracy_picks_the_smallest_steps(trained_run: tuple[Path, str]) -> None:

@@ -724,13 +724,16 @@ def _evaluation_network(
     data_dir: Path | None,
     make_config: Callable[[int], Any],
     choose_steps: Callable[[Graph], tuple[int, dict[str, Any]]] | None = None,
+    measure_finetuned: bool = True,
 ) -> tuple[SpikingNetwork, Graph, int, dict[str, Any]]:
-    """The network ``run`` and ``evaluate`` convert (TTFS-aware and fine-tuned hybrid models
-    included).
+    """The network ``run``, ``evaluate`` and ``export`` convert (TTFS-aware and fine-tuned
+    hybrid models included).
 
     Args:
         choose_steps: picks T (and extra record fields) from the normalised graph when the
             user asked for a target accuracy instead of a T.
+        measure_finetuned: evaluate a TTFS-aware model's ANN on the test set for the record
+            (``export`` writes no record and skips that pass).
 
     Returns:
         The network, the ANN graph, T, and extra fields for the results record.
@@ -748,7 +751,8 @@ def _evaluation_network(
             click.echo(f"warning: model fine-tuned for T={aware.steps}, run at T={steps}", err=True)
         run_steps = steps or aware.steps
         graph = aware.to_graph(train_ds.images[:2])
-        extras["finetuned_ann_accuracy"] = evaluate(aware, test_ds)
+        if measure_finetuned:
+            extras["finetuned_ann_accuracy"] = evaluate(aware, test_ds)
     else:
         graph = extract(model, train_ds.images[:2])
         calibration = load_dataset(
@@ -1219,6 +1223,7 @@ def export_command(
         percentile=percentile,
         data_dir=data_dir,
         make_config=method_config,
+        measure_finetuned=False,
     )
     try:
         path = write_nir(output, net)
