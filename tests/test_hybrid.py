@@ -258,6 +258,9 @@ def test_stdb_lowers_the_loss_and_resumes_exactly(
             checkpoint_dir=tmp_path,
             progress=False,
         )
+    (tmp_path / "stdb.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(onespike.CorruptFileError, match=r"stdb\.json is not valid JSON.*resume"):
+        finetune_stdb(net, subset, config, checkpoint_dir=tmp_path, progress=False)
 
 
 def test_finetuned_network_saves_and_reloads_identically(
@@ -288,6 +291,9 @@ def test_finetuned_network_saves_and_reloads_identically(
         load_hybrid(tmp_path)
     with pytest.raises(onespike.MissingFileError, match="save_hybrid"):
         load_hybrid(tmp_path / "nowhere")
+    (tmp_path / "network.json").write_text('{"format": "onespike-hybrid"')
+    with pytest.raises(onespike.CorruptFileError, match=r"network\.json is not valid JSON.*save_"):
+        load_hybrid(tmp_path)
 
 
 def test_bad_values_raise_clear_errors() -> None:

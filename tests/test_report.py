@@ -251,7 +251,7 @@ def test_missing_and_empty_run_dirs_name_the_fix(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "cannot be read as JSON"),
+        ("{not json", "is not valid JSON"),
         ('{"format": "something else"}', "not an onespike run record"),
         ('{"format": "onespike-run-record", "version": 99}', "version 99"),
         ('{"format": "onespike-run-record", "version": 1, "summary": {}}', "lacks 'dataset'"),

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one) and the
+one reader of onespike's JSON files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_json",
+]
+
+
+def read_json(path: Path, fix: str = "") -> Any:
+    """The parsed content of the JSON file ``path``.
+
+    Args:
+        path: the file.
+        fix: what the user can do about a broken file, appended to the error.
+
+    Raises:
+        CorruptFileError: the file cannot be read or is not valid JSON (UTF-8).
+    """
+    from onespike.errors import CorruptFileError
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(
+            f"{path} is not valid JSON ({exc})" + (f"; {fix}" if fix else "")
+        ) from exc
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:

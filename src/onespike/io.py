@@ -28,7 +28,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from onespike._fs import atomic_write_bytes, atomic_write_json
+from onespike._fs import atomic_write_bytes, atomic_write_json, read_json
 from onespike.errors import (
     ChecksumError,
     ConfigError,
@@ -309,10 +309,7 @@ def _read_safetensors(
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(f"{path} is not valid JSON: {exc}") from exc
+    meta = read_json(path)
     if not isinstance(meta, dict):
         raise CorruptFileError(f"{path} must hold a JSON object, got {type(meta).__name__}")
     missing = [k for k in _REQUIRED_KEYS if k not in meta]

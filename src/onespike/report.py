@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from onespike._fs import atomic_write_bytes, atomic_write_text
+from onespike._fs import atomic_write_bytes, atomic_write_text, read_json
 from onespike.convert.config import RateConfig
 from onespike.errors import ConfigError, CorruptFileError, MissingFileError, ShapeError
 from onespike.evaluate import SNNEvaluation
@@ -348,13 +348,7 @@ def load_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         )
     records = []
     for path in paths:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptFileError(
-                f"{path} cannot be read as JSON ({exc}); delete it or rewrite it with "
-                f"`onespike run --out {run_dir}`"
-            ) from exc
+        data = read_json(path, f"delete it or rewrite it with `onespike run --out {run_dir}`")
         records.append(_check_record(data, path, run_dir))
     records.sort(key=lambda r: (_METHOD_ORDER.get(str(r["method"]), 9), r["method"], r["steps"]))
     return records
@@ -365,10 +359,7 @@ def _load_hardware(run_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     fix = f"delete it or rewrite it with `onespike hardware --out {run_dir}`"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(f"{path} cannot be read as JSON ({exc}); {fix}") from exc
+    data = read_json(path, fix)
     parts = data.get("energy_by_component_j") if isinstance(data, dict) else None
     if not isinstance(parts, dict) or "static_energy_j" not in data:
         raise CorruptFileError(f"{path} lacks the energy breakdown of a hardware report; {fix}")

@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from onespike._fs import atomic_write_bytes, atomic_write_json
+from onespike._fs import atomic_write_bytes, atomic_write_json, read_json
 from onespike.convert.config import HybridConfig
 from onespike.data import Dataset
 from onespike.errors import ConfigError, CorruptFileError, MissingFileError, OnespikeError
@@ -346,10 +346,7 @@ def _record(net: SpikingNetwork, config: STDBConfig) -> dict[str, Any]:
 def _check_record(directory: Path, record: dict[str, Any], resume: bool) -> None:
     path = directory / STDB_RECORD
     if resume and path.is_file():
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptFileError(f"{path} is not valid JSON: {exc}") from exc
+        saved = read_json(path, "delete the checkpoint directory or pass resume=False")
         if saved != record:
             raise ConfigError(
                 f"the checkpoint in {directory} was started with other STDB or hybrid options "
@@ -597,10 +594,7 @@ def load_hybrid(directory: str | os.PathLike[str]) -> tuple[SpikingNetwork, dict
             f"{path} does not exist; save a hybrid network with onespike.save_hybrid(directory, "
             "net) or `onespike train --method hybrid`"
         )
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(f"{path} is not valid JSON: {exc}") from exc
+    record = read_json(path, "save the network again with onespike.save_hybrid")
     if not isinstance(record, dict) or record.get("format") != _FORMAT_NAME:
         raise CorruptFileError(f"{path} is not a onespike hybrid network description")
     if record.get("format_version") != _FORMAT_VERSION:
