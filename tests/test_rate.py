@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -339,3 +341,89 @@ def test_paired_test_by_hand() -> None:
     assert paired_test(first, first).p_value == 1.0
     with pytest.raises(onespike.ShapeError, match="same test samples"):
         paired_test(first, second[:3])
+
+
+def _bias_only(width: int = 64, bias: float = 0.0625) -> Graph:
+    """4 inputs with zero weights -> ``width`` hidden neurons driven by their bias alone."""
+    return Graph(
+        {
+            "input": Input((4,)),
+            "fc1": Linear(torch.zeros(width, 4), torch.full((width,), bias)),
+            "relu": ReLU(),
+            "fc2": Linear(torch.ones(2, width) / width, torch.zeros(2)),
+            "output": Output(),
+        },
+        [("input", "fc1"), ("fc1", "relu"), ("relu", "fc2"), ("fc2", "output")],
+    )
+
+
+def test_dither_spreads_the_first_spikes_of_identical_neurons() -> None:
+    graph, x = _bias_only(), torch.zeros(1, 4)
+    steps = list(range(1, 17))
+
+    def first_spikes(config: onespike.RateConfig) -> torch.Tensor:
+        net = onespike.convert(graph, config)
+        counts = [r.spike_counts["relu"][0] for r in simulate_checkpoints(net, x, steps)]
+        fired = torch.stack(counts) > 0  # (step, neuron)
+        return torch.where(fired.any(0), fired.float().argmax(0) + 1, 0)
+
+    # Current 1/16 per step from half the threshold: every neuron first fires at step 8.
+    assert first_spikes(onespike.RateConfig(steps=16)).unique().tolist() == [8]
+    # A neuron starting at s in [0.25, 0.75] first fires at step ceil(16 (1 - s)), 4 to 12.
+    spread = first_spikes(onespike.RateConfig(steps=16, dither=0.25))
+    assert spread.min() >= 4
+    assert spread.max() <= 12
+    assert len(spread.unique()) >= 6
+    # After 16 steps the mean count is still the rate: offsets spread spikes, they add none.
+    net = onespike.convert(graph, onespike.RateConfig(steps=16, dither=0.25))
+    assert onespike.simulate(net, x).spike_counts["relu"].mean() == pytest.approx(1.0, abs=0.1)
+
+
+def test_dither_is_seeded_first_layer_only_and_simulators_agree() -> None:
+    from onespike.simulate.rate import _initial_state
+
+    graph = _two_layer(bias=0.125)
+    x = torch.rand((20, 3), generator=torch.Generator().manual_seed(1))
+    config = onespike.RateConfig(steps=12, dither=0.25, seed=5)
+    net = onespike.convert(graph, config)
+    a = onespike.simulate(net, x, method="closed_form")
+    b = onespike.simulate(net, x, method="stepped")
+    again = onespike.simulate(onespike.convert(graph, config), x)
+    for name in a.spike_counts:
+        assert torch.equal(a.spike_counts[name], b.spike_counts[name])
+        assert torch.equal(a.spike_counts[name], again.spike_counts[name])
+    assert torch.equal(a.predictions, b.predictions)
+
+    wide = onespike.convert(_bias_only(), config)
+    hidden = next(p for p in wide.populations if p.name == "relu")
+    starts = _initial_state(hidden, IFParams(1.0, "subtract"), 2, config, torch.float32, "input")
+    assert torch.equal(starts.v[0], starts.v[1])  # the same offsets for every sample
+    assert starts.v.min() >= 0.25
+    assert starts.v.max() <= 0.75
+    other = replace(config, seed=6)
+    assert not torch.equal(
+        starts.v,
+        _initial_state(hidden, IFParams(1.0, "subtract"), 2, other, torch.float32, "input").v,
+    )
+    # A population the input does not drive starts at initial_membrane exactly.
+    deeper = _initial_state(hidden, IFParams(1.0, "subtract"), 2, config, torch.float32, "x")
+    assert torch.equal(deeper.v, torch.full_like(deeper.v, 0.5))
+    # dither=0 is the default conversion.
+    plain = onespike.simulate(onespike.convert(graph, replace(config, dither=0.0)), x)
+    default = onespike.simulate(onespike.convert(graph, onespike.RateConfig(steps=12)), x)
+    assert torch.equal(plain.spike_counts["relu"], default.spike_counts["relu"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"dither": -0.1}, "dither must be a number >= 0"),
+        ({"dither": True}, "dither must be a number >= 0"),
+        ({"dither": 0.6}, "dither <= initial_membrane"),
+        ({"dither": 0.1, "initial_membrane": 0.0}, "dither <= initial_membrane"),
+        ({"dither": 0.3, "initial_membrane": 0.8}, "initial_membrane \\+ dither < 1"),
+    ],
+)
+def test_bad_dither_is_refused(options: dict[str, object], message: str) -> None:
+    with pytest.raises(onespike.ConfigError, match=message):
+        onespike.RateConfig(**options)  # type: ignore[arg-type]

@@ -74,6 +74,15 @@ class RateConfig:
             0.5 makes the spike count round to nearest instead of down (the shift of Bu et al.,
             arXiv 2303.04347), which brings the first steps much closer to the ANN; 0 is the
             classic start of Lu & Sengupta's conversion.
+        dither: the populations the input drives start their membranes at
+            ``initial_membrane + u`` of their threshold, ``u`` uniform in ``[-dither, dither]``,
+            drawn once per neuron from a generator seeded with ``seed`` (the same offsets for
+            every sample, like a chip's fixed offsets). With constant analog input, neurons
+            whose current is the bias alone (a ConvNet's first layer on a black background)
+            otherwise all first fire at the same step, and their common rounding error reaches
+            the next layer undiluted; the offsets spread those first spikes out. Must keep the
+            membranes in ``[0, 1)``: ``dither <= initial_membrane`` and
+            ``initial_membrane + dither < 1``. 0 (the default) draws nothing.
         binary: store hidden layers trained with binary weights (``sign(W) * alpha`` per output
             channel) as synapses of weight exactly +-1, with ``alpha`` folded into thresholds.
         early_exit: the run-time latency optimisation: a sample stops once its prediction has
@@ -89,6 +98,7 @@ class RateConfig:
     seed: int = 0
     threshold_scale: float = 1.0
     initial_membrane: float = 0.5
+    dither: float = 0.0
     binary: bool = False
     early_exit: int = 0
     input_range: Literal["error", "clip"] = "error"
@@ -114,6 +124,15 @@ class RateConfig:
         if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0 <= start < 1:
             raise ConfigError(
                 f"initial_membrane must be a fraction of the threshold in [0, 1), got {start!r}"
+            )
+        dither = self.dither
+        if isinstance(dither, bool) or not isinstance(dither, (int, float)) or not dither >= 0:
+            raise ConfigError(f"dither must be a number >= 0, got {dither!r}")
+        if dither > start or start + dither >= 1:
+            raise ConfigError(
+                f"dither={dither} with initial_membrane={start} would start membranes outside "
+                "[0, 1) of the threshold; use dither <= initial_membrane and "
+                "initial_membrane + dither < 1 (e.g. initial_membrane=0.5, dither=0.25)"
             )
 
 

@@ -10,7 +10,8 @@ order and a spike reaches the next layer in the same step (no synaptic delay). P
   (one draw of the whole batch per step, so a seed reproduces the spikes exactly).
 - **neuron population**: current ``z = sum of projections of this step's source values +
   bias``; integrate-and-fire with the configured reset; membranes start at
-  ``initial_membrane * threshold``.
+  ``initial_membrane * threshold``, plus, in the populations the input drives, a fixed offset
+  per neuron uniform in ``[-dither, dither] * threshold`` drawn from ``RateConfig.seed``.
 - **max pooling** (onespike's rule): a window spikes whenever the largest spike count among
   its neurons grows, so its count equals that largest count after every step and the pooled
   rate is exactly the maximum rate. (Gating the spikes of the neuron with the largest count,
@@ -96,11 +97,23 @@ def _params(pop: Population, config: RateConfig, dtype: torch.dtype) -> IFParams
 
 
 def _initial_state(
-    pop: Population, params: IFParams, batch: int, config: RateConfig, dtype: torch.dtype
+    pop: Population,
+    params: IFParams,
+    batch: int,
+    config: RateConfig,
+    dtype: torch.dtype,
+    input_name: str,
 ) -> IFState:
     v = torch.zeros((batch, *pop.shape), dtype=dtype)
     if config.initial_membrane and not pop.is_output:
-        v = v + params.threshold * config.initial_membrane
+        start: float | Tensor = config.initial_membrane
+        if config.dither and any(p.source == input_name for p in pop.projections):
+            # Offsets drawn per population from its own seeded generator, so every simulator,
+            # batch and population order gives the same ones.
+            generator = torch.Generator().manual_seed(config.seed)
+            u = torch.rand(pop.shape, generator=generator, dtype=torch.float64)
+            start = config.initial_membrane + (2 * u - 1).to(dtype) * config.dither
+        v = v + params.threshold * start
     return IFState(v)
 
 
@@ -120,7 +133,8 @@ def _run(
     generator = torch.Generator().manual_seed(config.seed) if config.input == "poisson" else None
     params = {p.name: _params(p, config, dtype) for p in net.populations if p.kind == "neuron"}
     states = {
-        name: _initial_state(net[name], par, batch, config, dtype) for name, par in params.items()
+        name: _initial_state(net[name], par, batch, config, dtype, inp.name)
+        for name, par in params.items()
     }
     biases = {
         p.name: p.bias.to(dtype)
