@@ -208,6 +208,8 @@ def test_binary_training_and_rate_conversion(tmp_path: Path) -> None:
         "0.5",
         "--early-exit",
         "4",
+        "--dither",
+        "0.125",
         "--check-samples",
         "8",
         "--out",
@@ -231,4 +233,9 @@ def test_rate_options_are_checked_before_training(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0
     assert "threshold_scale" in result.output
+    assert not (tmp_path / "model").exists()
+    args = ["run", "--method", "rate", "--dither", "0.7", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert "dither <= initial_membrane" in result.output
     assert not (tmp_path / "model").exists()

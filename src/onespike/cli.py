@@ -425,6 +425,14 @@ def _saved_hybrid(model_file: Path | None, meta: dict[str, Any]) -> Any:
     help="Rate: membranes start at this fraction of the threshold.",
 )
 @click.option(
+    "--dither",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Rate: seeded fixed offsets, uniform in [-DITHER, DITHER], on the first layer's "
+    "initial membranes (see docs/rate.md).",
+)
+@click.option(
     "--early-exit",
     type=int,
     default=0,
@@ -478,6 +486,7 @@ def run_command(
     input_code: str,
     threshold_scale: float,
     initial_membrane: float,
+    dither: float,
     early_exit: int,
     target_accuracy: float | None,
     no_rectifier: bool,
@@ -499,6 +508,7 @@ def run_command(
         input_code=input_code,
         threshold_scale=threshold_scale,
         initial_membrane=initial_membrane,
+        dither=dither,
         binary=binary,
         early_exit=early_exit,
     )
@@ -655,6 +665,7 @@ _RUN_METHOD_OPTIONS = (
     "input_code",
     "threshold_scale",
     "initial_membrane",
+    "dither",
     "early_exit",
     "no_rectifier",
     "energy_model",
@@ -692,6 +703,7 @@ def _spiking_config(
     initial_membrane: float,
     binary: bool,
     early_exit: int,
+    dither: float = 0.0,
 ) -> TTFSConfig | RateConfig | HybridConfig:
     """The config of ``--method`` with T = ``steps`` from the options of ``run``."""
     if method == "ttfs":
@@ -705,6 +717,7 @@ def _spiking_config(
         input=input_code,  # type: ignore[arg-type]
         threshold_scale=threshold_scale,
         initial_membrane=initial_membrane,
+        dither=dither,
         binary=binary,
         early_exit=early_exit,
     )
@@ -833,6 +846,7 @@ def evaluate_command(
     input_code: str,
     threshold_scale: float,
     initial_membrane: float,
+    dither: float,
     early_exit: int,
     no_rectifier: bool,
     energy_model: str,
@@ -863,6 +877,7 @@ def evaluate_command(
         input_code=input_code,
         threshold_scale=threshold_scale,
         initial_membrane=initial_membrane,
+        dither=dither,
         binary=binary,
         early_exit=early_exit,
     )
