@@ -171,6 +171,18 @@ def _train_model(
     return model, accuracy, spec
 
 
+def _calibrated_graph(model: torch.nn.Module, train_ds: Dataset, **normalize_options: Any) -> Graph:
+    """The model's graph, normalised on the first ``CALIBRATION_SAMPLES`` training images
+    (sliced from ``train_ds``, the whole training split, rather than read again)."""
+    graph = extract(model, train_ds.images[:2])
+    calibration = replace(
+        train_ds,
+        images=train_ds.images[:CALIBRATION_SAMPLES],
+        labels=train_ds.labels[:CALIBRATION_SAMPLES],
+    )
+    return normalize(graph, batches(calibration, 500), **normalize_options)
+
+
 def _obtain_model(
     model_file: Path | None, train_ds: Dataset, test_ds: Dataset, **train_args: Any
 ) -> tuple[torch.nn.Module, float, ModelSpec, dict[str, Any]]:
@@ -275,7 +287,6 @@ def train_command(
             accuracy,
             train_ds,
             test_ds,
-            data_dir=data_dir,
             steps=steps or 5,
             config=STDBConfig(
                 epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed
@@ -314,7 +325,6 @@ def _train_hybrid(
     train_ds: Dataset,
     test_ds: Dataset,
     *,
-    data_dir: Path | None,
     steps: int,
     config: STDBConfig,
     samples: int | None,
@@ -322,9 +332,7 @@ def _train_hybrid(
 ) -> None:
     """Convert to a hybrid network, fine-tune it with STDB, save it in ``out/model-hybrid``."""
     model.eval()
-    graph = extract(model, train_ds.images[:2])
-    calibration = load_dataset(train_ds.name, "train", data_dir=data_dir, limit=CALIBRATION_SAMPLES)
-    graph = normalize(graph, batches(calibration, 500))
+    graph = _calibrated_graph(model, train_ds)
     net = convert(graph, HybridConfig(steps=steps))
     converted = evaluate_snn(net, test_ds).accuracy
     data = train_ds
@@ -559,7 +567,6 @@ def run_command(
         steps=steps,
         readout=readout,
         percentile=percentile,
-        data_dir=data_dir,
         make_config=method_config,
         choose_steps=None if target_accuracy is None else choose_steps,
     )
@@ -734,7 +741,6 @@ def _evaluation_network(
     steps: int | None,
     readout: str,
     percentile: float,
-    data_dir: Path | None,
     make_config: Callable[[int], Any],
     choose_steps: Callable[[Graph], tuple[int, dict[str, Any]]] | None = None,
     measure_finetuned: bool = True,
@@ -767,11 +773,7 @@ def _evaluation_network(
         if measure_finetuned:
             extras["finetuned_ann_accuracy"] = evaluate(aware, test_ds)
     else:
-        graph = extract(model, train_ds.images[:2])
-        calibration = load_dataset(
-            train_ds.name, "train", data_dir=data_dir, limit=CALIBRATION_SAMPLES
-        )
-        graph = normalize(graph, batches(calibration, 500), percentile=percentile)
+        graph = _calibrated_graph(model, train_ds, percentile=percentile)
         if choose_steps is not None:
             steps, chosen = choose_steps(graph)
             extras.update(chosen)
@@ -909,7 +911,6 @@ def evaluate_command(
                     steps=steps,
                     readout=readout,
                     percentile=percentile,
-                    data_dir=data_dir,
                     make_config=make_config,
                 )
             except Exception:
@@ -1047,9 +1048,7 @@ def hardware_command(
         spiking = TTFSConfig(steps=steps or aware.steps, rectifier=not no_rectifier)
         graph = aware.to_graph(train_ds.images[:2])
     else:
-        graph = extract(model, train_ds.images[:2])
-        calibration = load_dataset(dataset, "train", data_dir=data_dir, limit=CALIBRATION_SAMPLES)
-        graph = normalize(graph, batches(calibration, 500), percentile=percentile)
+        graph = _calibrated_graph(model, train_ds, percentile=percentile)
     record: dict[str, Any] = {"dataset": dataset, "model": spec.name, "ann_accuracy": ann_accuracy}
     if ann:
         workload = profile(graph, len(test_ds))
@@ -1236,7 +1235,6 @@ def export_command(
         steps=steps,
         readout=readout,
         percentile=percentile,
-        data_dir=data_dir,
         make_config=method_config,
         measure_finetuned=False,
     )
