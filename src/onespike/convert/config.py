@@ -11,6 +11,11 @@ from onespike.errors import ConfigError
 __all__ = ["HybridConfig", "RateConfig", "TTFSConfig"]
 
 
+def _is_number(value: object) -> bool:
+    """An int or float (``bool`` is an int to Python, not a number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
@@ -118,15 +123,15 @@ class RateConfig:
         if not isinstance(self.binary, bool):
             raise ConfigError(f"binary must be True or False, got {self.binary!r}")
         scale = self.threshold_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        if not _is_number(scale) or not scale > 0:
             raise ConfigError(f"threshold_scale must be a number > 0, got {scale!r}")
         start = self.initial_membrane
-        if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0 <= start < 1:
+        if not _is_number(start) or not 0 <= start < 1:
             raise ConfigError(
                 f"initial_membrane must be a fraction of the threshold in [0, 1), got {start!r}"
             )
         dither = self.dither
-        if isinstance(dither, bool) or not isinstance(dither, (int, float)) or not dither >= 0:
+        if not _is_number(dither) or not dither >= 0:
             raise ConfigError(f"dither must be a number >= 0, got {dither!r}")
         if dither > start or start + dither >= 1:
             raise ConfigError(
@@ -175,15 +180,10 @@ class HybridConfig:
                 f"steps={self.steps}: the hybrid code needs at least 1 time step (the analog one)"
             )
         leak = self.leak
-        if isinstance(leak, bool) or not isinstance(leak, (int, float)) or not 0 < leak <= 1:
+        if not _is_number(leak) or not 0 < leak <= 1:
             raise ConfigError(f"leak must be a number in (0, 1] (1 = no leak), got {leak!r}")
         scale = self.threshold_scale
-        if (
-            isinstance(scale, bool)
-            or not isinstance(scale, (int, float))
-            or not math.isfinite(scale)
-            or not scale > 0
-        ):
+        if not _is_number(scale) or not math.isfinite(scale) or not scale > 0:
             raise ConfigError(f"threshold_scale must be a finite number > 0, got {scale!r}")
         _check_choice("input_code", self.input_code, ("ttfs", "none"))
         _check_choice("readout", self.readout, ("membrane", "first_spike"))
