@@ -721,21 +721,21 @@ def evaluate_targets(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
             if not theirs:
                 continue
             worse = [
-                (r, ours[(r["dataset"], r["model"], r["binary"], r["steps"])])
+                (r, ours[(r["dataset"], r["model"], r["binary"], r["steps"])], _p_value(r, variant))
                 for r in theirs
                 if ours[(r["dataset"], r["model"], r["binary"], r["steps"])] < r["snn_accuracy"]
             ]
             listed = ", ".join(
                 f"{r['dataset']}/{r['model']}/{'bin' if r['binary'] else 'fp'} T={r['steps']} "
                 f"({100 * mine:.2f}% vs {100 * r['snn_accuracy']:.2f}%"
-                + ("" if _p_value(r, variant) is None else f", p={_p_value(r, variant):.2g}")
+                + ("" if p is None else f", p={p:.2g}")
                 + ")"
-                for r, mine in worse
+                for r, mine, p in worse
             )
-            tested = [_p_value(r, variant) for r, _ in worse if _p_value(r, variant) is not None]
+            tested = [p for _, _, p in worse if p is not None]
             significance = (
                 f"; significant at p < 0.05 (exact McNemar test on the same test images) at "
-                f"{sum(p < 0.05 for p in tested if p is not None)} of them"
+                f"{sum(p < 0.05 for p in tested)} of them"
                 if tested
                 else ""
             )
@@ -752,7 +752,7 @@ def evaluate_targets(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
                     "met"
                     if not worse
                     else f"NOT met at {len(worse)} of {len(theirs)} (largest deficit "
-                    f"{100 * max(r['snn_accuracy'] - mine for r, mine in worse):.2f} points"
+                    f"{100 * max(r['snn_accuracy'] - mine for r, mine, _ in worse):.2f} points"
                     f"{significance}): {listed}"
                 )
             )

@@ -1,5 +1,5 @@
-"""Atomic file writes (a reader sees the old file or the new one, never half of one) and the
-one reader of onespike's JSON files."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one) and a
+JSON reader that names the broken file and the fix."""
 
 from __future__ import annotations
 
