@@ -343,6 +343,19 @@ def test_paired_test_by_hand() -> None:
         paired_test(first, second[:3])
 
 
+def test_holm_adjustment_by_hand() -> None:
+    from onespike.evaluate import holm_adjusted
+
+    # Sorted: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06, kept monotone), 0.5 (x1).
+    assert holm_adjusted([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    # A later, smaller product never lowers the running maximum; products cap at 1.
+    assert holm_adjusted([0.4, 0.3, 0.001]) == pytest.approx([0.6, 0.6, 0.003])
+    assert holm_adjusted([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+    assert holm_adjusted([]) == []
+    with pytest.raises(onespike.ConfigError, match=r"\[0, 1\]"):
+        holm_adjusted([0.1, float("nan")])
+
+
 def _bias_only(width: int = 64, bias: float = 0.0625) -> Graph:
     """4 inputs with zero weights -> ``width`` hidden neurons driven by their bias alone."""
     return Graph(
