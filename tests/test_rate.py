@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import onespike
-from onespike.graph import Graph, Input, Linear, MaxPool2d, Output, ReLU
+from onespike.convert.config import DEFAULT_DITHER
+from onespike.graph import Conv2d, Flatten, Graph, Input, Linear, MaxPool2d, Output, ReLU
 from onespike.neurons import IFParams, IFState, accumulate_step, if_step
 from onespike.simulate.rate import pool_spikes, simulate_checkpoints
 from tests.helpers import cnn_graphs, mlp_graphs, with_dyadic_scales
@@ -370,26 +371,74 @@ def _bias_only(width: int = 64, bias: float = 0.0625) -> Graph:
     )
 
 
+def _bias_only_conv(channels: int = 2, bias: float = 0.0625) -> Graph:
+    """A zero-weight 3x3 convolution on an 8x8 image: 2 x 6 x 6 neurons driven by the bias."""
+    return Graph(
+        {
+            "input": Input((1, 8, 8)),
+            "conv": Conv2d(torch.zeros(channels, 1, 3, 3), torch.full((channels,), bias)),
+            "relu": ReLU(),
+            "flat": Flatten(),
+            "fc": Linear(torch.ones(2, channels * 36) / (channels * 36), torch.zeros(2)),
+            "output": Output(),
+        },
+        [
+            ("input", "conv"),
+            ("conv", "relu"),
+            ("relu", "flat"),
+            ("flat", "fc"),
+            ("fc", "output"),
+        ],
+    )
+
+
+def _first_spikes(graph: Graph, x: torch.Tensor, config: onespike.RateConfig) -> torch.Tensor:
+    """Step (1-based) of each hidden neuron's first spike in sample 0; 0 if it never fires."""
+    net = onespike.convert(graph, config)
+    steps = list(range(1, config.steps + 1))
+    counts = [r.spike_counts["relu"][0].flatten() for r in simulate_checkpoints(net, x, steps)]
+    fired = torch.stack(counts) > 0  # (step, neuron)
+    return torch.where(fired.any(0), fired.float().argmax(0) + 1, 0)
+
+
 def test_dither_spreads_the_first_spikes_of_identical_neurons() -> None:
-    graph, x = _bias_only(), torch.zeros(1, 4)
-    steps = list(range(1, 17))
-
-    def first_spikes(config: onespike.RateConfig) -> torch.Tensor:
-        net = onespike.convert(graph, config)
-        counts = [r.spike_counts["relu"][0] for r in simulate_checkpoints(net, x, steps)]
-        fired = torch.stack(counts) > 0  # (step, neuron)
-        return torch.where(fired.any(0), fired.float().argmax(0) + 1, 0)
-
-    # Current 1/16 per step from half the threshold: every neuron first fires at step 8.
-    assert first_spikes(onespike.RateConfig(steps=16)).unique().tolist() == [8]
+    dense, x = _bias_only(), torch.zeros(1, 4)
+    # Current 1/16 per step from half the threshold: every neuron first fires at step 8. The
+    # default dither leaves dense layers alone.
+    assert _first_spikes(dense, x, onespike.RateConfig(steps=16)).unique().tolist() == [8]
+    assert _first_spikes(dense, x, onespike.RateConfig(steps=16, dither=0.0)).unique().tolist() == [
+        8
+    ]
     # A neuron starting at s in [0.25, 0.75] first fires at step ceil(16 (1 - s)), 4 to 12.
-    spread = first_spikes(onespike.RateConfig(steps=16, dither=0.25))
+    spread = _first_spikes(dense, x, onespike.RateConfig(steps=16, dither=0.25))
     assert spread.min() >= 4
     assert spread.max() <= 12
     assert len(spread.unique()) >= 6
     # After 16 steps the mean count is still the rate: offsets spread spikes, they add none.
-    net = onespike.convert(graph, onespike.RateConfig(steps=16, dither=0.25))
+    net = onespike.convert(dense, onespike.RateConfig(steps=16, dither=0.25))
     assert onespike.simulate(net, x).spike_counts["relu"].mean() == pytest.approx(1.0, abs=0.1)
+
+
+def test_default_dither_acts_on_convolutions_the_input_drives() -> None:
+    conv, x = _bias_only_conv(), torch.zeros(1, 1, 8, 8)
+    # Default: s in [0.35, 0.65], first spikes at ceil(16 (1 - s)), steps 6 to 11.
+    default = _first_spikes(conv, x, onespike.RateConfig(steps=16))
+    assert default.min() >= 6
+    assert default.max() <= 11
+    assert len(default.unique()) >= 4
+    explicit = _first_spikes(conv, x, onespike.RateConfig(steps=16, dither=DEFAULT_DITHER))
+    assert torch.equal(default, explicit)
+    assert _first_spikes(conv, x, onespike.RateConfig(steps=16, dither=0.0)).unique().tolist() == [
+        8
+    ]
+    # Starting at 0.1 of the threshold leaves no room for 0.15: no offsets, all at step 15
+    # (0.1 + 15 / 16 >= 1 > 0.1 + 14 / 16).
+    low = onespike.RateConfig(steps=16, initial_membrane=0.1)
+    assert _first_spikes(conv, x, low).unique().tolist() == [15]
+    assert low.dither_for(convolutional=True) == 0.0
+    assert onespike.RateConfig().dither_for(convolutional=True) == DEFAULT_DITHER == 0.15
+    assert onespike.RateConfig().dither_for(convolutional=False) == 0.0
+    assert onespike.RateConfig(dither=0.25).dither_for(convolutional=False) == 0.25
 
 
 def test_dither_is_seeded_first_layer_only_and_simulators_agree() -> None:

@@ -435,10 +435,10 @@ def _saved_hybrid(model_file: Path | None, meta: dict[str, Any]) -> Any:
 @click.option(
     "--dither",
     type=float,
-    default=0.0,
-    show_default=True,
-    help="Rate: seeded fixed offsets, uniform in [-DITHER, DITHER], on the first layer's "
-    "initial membranes (see docs/rate.md).",
+    default=None,
+    help="Rate: seeded fixed offsets, uniform in [-DITHER, DITHER], on the initial membranes "
+    "of the layers the input drives (default: 0.15 on convolutions, none on dense layers; "
+    "see docs/rate.md).",
 )
 @click.option(
     "--early-exit",
@@ -494,7 +494,7 @@ def run_command(
     input_code: str,
     threshold_scale: float,
     initial_membrane: float,
-    dither: float,
+    dither: float | None,
     early_exit: int,
     target_accuracy: float | None,
     no_rectifier: bool,
@@ -710,7 +710,7 @@ def _spiking_config(
     initial_membrane: float,
     binary: bool,
     early_exit: int,
-    dither: float = 0.0,
+    dither: float | None = None,
 ) -> TTFSConfig | RateConfig | HybridConfig:
     """The config of ``--method`` with T = ``steps`` from the options of ``run``."""
     if method == "ttfs":
@@ -848,7 +848,7 @@ def evaluate_command(
     input_code: str,
     threshold_scale: float,
     initial_membrane: float,
-    dither: float,
+    dither: float | None,
     early_exit: int,
     no_rectifier: bool,
     energy_model: str,

@@ -11,7 +11,8 @@ order and a spike reaches the next layer in the same step (no synaptic delay). P
 - **neuron population**: current ``z = sum of projections of this step's source values +
   bias``; integrate-and-fire with the configured reset; membranes start at
   ``initial_membrane * threshold``, plus, in the populations the input drives, a fixed offset
-  per neuron uniform in ``[-dither, dither] * threshold`` drawn from ``RateConfig.seed``.
+  per neuron uniform in ``[-dither, dither] * threshold`` drawn from ``RateConfig.seed``
+  (by default only in convolutions: :meth:`RateConfig.dither_for`).
 - **max pooling** (onespike's rule): a window spikes whenever the largest spike count among
   its neurons grows, so its count equals that largest count after every step and the pooled
   rate is exactly the maximum rate. (Gating the spikes of the neuron with the largest count,
@@ -41,7 +42,7 @@ from torch import Tensor
 
 from onespike.convert.config import RateConfig
 from onespike.errors import ConfigError
-from onespike.graph import MaxPool2d, max_pool
+from onespike.graph import Conv2d, MaxPool2d, max_pool
 from onespike.network import Population, SpikingNetwork
 from onespike.neurons import IFParams, IFState, accumulate_step, if_step
 from onespike.simulate._input import check_unit_input
@@ -107,12 +108,15 @@ def _initial_state(
     v = torch.zeros((batch, *pop.shape), dtype=dtype)
     if config.initial_membrane and not pop.is_output:
         start: float | Tensor = config.initial_membrane
-        if config.dither and any(p.source == input_name for p in pop.projections):
+        from_input = [p for p in pop.projections if p.source == input_name]
+        convolutional = any(isinstance(op, Conv2d) for p in from_input for op in p.ops)
+        dither = config.dither_for(convolutional) if from_input else 0.0
+        if dither:
             # Offsets drawn per population from its own seeded generator, so every simulator,
             # batch and population order gives the same ones.
             generator = torch.Generator().manual_seed(config.seed)
             u = torch.rand(pop.shape, generator=generator, dtype=torch.float64)
-            start = config.initial_membrane + (2 * u - 1).to(dtype) * config.dither
+            start = config.initial_membrane + (2 * u - 1).to(dtype) * dither
         v = v + params.threshold * start
     return IFState(v)
 
