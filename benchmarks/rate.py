@@ -9,7 +9,8 @@ training images, and convert with :class:`onespike.RateConfig`. Variants:
   starting at 0: the plain conversion of Lu & Sengupta (doi 10.3389/fnins.2020.00535) and the
   baseline of the speed-up;
 - ``plain``: onespike's defaults: thresholds on the 99.99th percentile (Rueckauer et al. 2017),
-  membranes starting at half the threshold;
+  membranes starting at half the threshold, offsets of up to 0.15 on a first convolution's
+  (``RateConfig.dither``; rows record the amount as ``dither``);
 - ``threshold-scale``: ``plain`` with the threshold scale chosen on the validation split
   (every choice there aims at 1 point below the ANN less a 0.5-point margin,
   ``SELECTION_MARGIN``);
@@ -25,7 +26,9 @@ recorded for the plot. With the ``peers`` extra installed, the same trained ANNs
 converted by SpikingJelly's ann2snn and by sinabs and simulated at the same T; each peer row
 holds the exact McNemar test of ``plain`` against it on the same test images
 (:func:`onespike.evaluate.paired_test`), so that a deficit of a few images is told apart from
-a real one. The MLPs are tested on the whole test set (10,000 images) and choose options on
+a real one; the verdict also counts the deficits that stay significant after Holm's correction
+for testing every point (:func:`onespike.evaluate.holm_adjusted`). The MLPs are tested on
+the whole test set (10,000 images) and choose options on
 the 5,000 held-out images; the ConvNets, about 20x slower per step, on the first 2,000 test
 images (``--test-limit``) and 1,000 held-out images.
 
@@ -67,9 +70,11 @@ from onespike.evaluate import (
     SNNEvaluation,
     evaluate_snn,
     evaluate_snn_steps,
+    holm_adjusted,
     paired_test,
     summarize,
 )
+from onespike.graph import Conv2d
 from onespike.train import evaluate
 from ttfs import models_dir, out_dir, trained
 
@@ -286,6 +291,11 @@ def rows_for(
     grid: tuple[int, ...] = STEPS,
 ) -> tuple[list[dict[str, Any]], list[float], dict[int, torch.Tensor]]:
     net = onespike.convert(graph, replace(config, steps=max(grid)))
+    inputs = {p.name for p in net.populations if p.kind == "input"}
+    first = [p for p in net.populations if any(q.source in inputs for q in p.projections)]
+    convolutional = any(
+        isinstance(op, Conv2d) for p in first for q in p.projections for op in q.ops
+    )
     started = time.perf_counter()
     by_steps = evaluate_snn_steps(net, test, grid, batch_size=500, progress=True)
     seconds = time.perf_counter() - started
@@ -296,6 +306,8 @@ def rows_for(
             variant=variant,
             threshold_scale=config.threshold_scale,
             initial_membrane=config.initial_membrane,
+            # The offsets applied to the first layer's initial membranes (RateConfig.dither).
+            dither=config.dither_for(convolutional) if config.initial_membrane else 0.0,
             early_exit=config.early_exit,
             simulate_s=seconds,
         )
@@ -733,9 +745,17 @@ def evaluate_targets(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
                 for r, mine, p in worse
             )
             tested = [p for _, _, p in worse if p is not None]
+            # Holm's adjustment over every point compared with this peer: the family is all
+            # of them, not only the deficits, since any of them could have been one.
+            family = [(id(r), _p_value(r, variant)) for r in theirs]
+            known = [(key, p) for key, p in family if p is not None]
+            keys = [k for k, _ in known]
+            adjusted = dict(zip(keys, holm_adjusted([p for _, p in known]), strict=True))
             significance = (
                 f"; significant at p < 0.05 (exact McNemar test on the same test images) at "
-                f"{sum(p < 0.05 for p in tested)} of them"
+                f"{sum(p < 0.05 for p in tested)} of them, and at "
+                f"{sum(adjusted[id(r)] < 0.05 for r, _, p in worse if p is not None)} after "
+                f"Holm's correction for testing {len(known)} points"
                 if tested
                 else ""
             )
