@@ -74,7 +74,7 @@ from onespike.evaluate import (
     paired_test,
     summarize,
 )
-from onespike.graph import Conv2d
+from onespike.simulate.rate import input_dither
 from onespike.train import evaluate
 from ttfs import models_dir, out_dir, trained
 
@@ -291,11 +291,9 @@ def rows_for(
     grid: tuple[int, ...] = STEPS,
 ) -> tuple[list[dict[str, Any]], list[float], dict[int, torch.Tensor]]:
     net = onespike.convert(graph, replace(config, steps=max(grid)))
-    inputs = {p.name for p in net.populations if p.kind == "input"}
-    first = [p for p in net.populations if any(q.source in inputs for q in p.projections)]
-    convolutional = any(
-        isinstance(op, Conv2d) for p in first for q in p.projections for op in q.ops
-    )
+    inputs = [p.name for p in net.populations if p.kind == "input"]
+    # The offsets applied to the first layer's initial membranes (RateConfig.dither).
+    dither = max(input_dither(p, config, name) for p in net.populations for name in inputs)
     started = time.perf_counter()
     by_steps = evaluate_snn_steps(net, test, grid, batch_size=500, progress=True)
     seconds = time.perf_counter() - started
@@ -306,8 +304,7 @@ def rows_for(
             variant=variant,
             threshold_scale=config.threshold_scale,
             initial_membrane=config.initial_membrane,
-            # The offsets applied to the first layer's initial membranes (RateConfig.dither).
-            dither=config.dither_for(convolutional) if config.initial_membrane else 0.0,
+            dither=dither,
             early_exit=config.early_exit,
             simulate_s=seconds,
         )

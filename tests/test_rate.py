@@ -13,7 +13,7 @@ import onespike
 from onespike.convert.config import DEFAULT_DITHER
 from onespike.graph import Conv2d, Flatten, Graph, Input, Linear, MaxPool2d, Output, ReLU
 from onespike.neurons import IFParams, IFState, accumulate_step, if_step
-from onespike.simulate.rate import pool_spikes, simulate_checkpoints
+from onespike.simulate.rate import input_dither, pool_spikes, simulate_checkpoints
 from tests.helpers import cnn_graphs, mlp_graphs, with_dyadic_scales
 
 
@@ -439,6 +439,14 @@ def test_default_dither_acts_on_convolutions_the_input_drives() -> None:
     assert onespike.RateConfig().dither_for(convolutional=True) == DEFAULT_DITHER == 0.15
     assert onespike.RateConfig().dither_for(convolutional=False) == 0.0
     assert onespike.RateConfig(dither=0.25).dither_for(convolutional=False) == 0.25
+    # Per population: the first convolution only, never deeper layers or the output.
+    config = onespike.RateConfig()
+    net = onespike.convert(conv, config)
+    amounts = {p.name: input_dither(p, config, "input") for p in net.populations}
+    assert amounts["relu"] == DEFAULT_DITHER
+    assert all(a == 0.0 for name, a in amounts.items() if name != "relu")
+    dense_net = onespike.convert(_bias_only(), config)
+    assert all(input_dither(p, config, "input") == 0.0 for p in dense_net.populations)
 
 
 def test_dither_is_seeded_first_layer_only_and_simulators_agree() -> None:

@@ -97,6 +97,19 @@ def _params(pop: Population, config: RateConfig, dtype: torch.dtype) -> IFParams
     return IFParams(threshold, config.reset)
 
 
+def input_dither(pop: Population, config: RateConfig, input_name: str) -> float:
+    """The amplitude of ``pop``'s fixed offsets on its initial membranes, in thresholds.
+
+    Non-zero only for a spiking population the input ``input_name`` drives, when membranes do
+    not start at 0; :meth:`RateConfig.dither_for` resolves the default by whether the input
+    reaches it through a convolution.
+    """
+    from_input = [p for p in pop.projections if p.source == input_name]
+    if not from_input or not config.initial_membrane or pop.is_output:
+        return 0.0
+    return config.dither_for(any(isinstance(op, Conv2d) for p in from_input for op in p.ops))
+
+
 def _initial_state(
     pop: Population,
     params: IFParams,
@@ -108,9 +121,7 @@ def _initial_state(
     v = torch.zeros((batch, *pop.shape), dtype=dtype)
     if config.initial_membrane and not pop.is_output:
         start: float | Tensor = config.initial_membrane
-        from_input = [p for p in pop.projections if p.source == input_name]
-        convolutional = any(isinstance(op, Conv2d) for p in from_input for op in p.ops)
-        dither = config.dither_for(convolutional) if from_input else 0.0
+        dither = input_dither(pop, config, input_name)
         if dither:
             # Offsets drawn per population from its own seeded generator, so every simulator,
             # batch and population order gives the same ones.
