@@ -74,11 +74,6 @@ QUICK_STEPS = (2, 5)
 QUICK_TRAIN = 6000  # rate.py --quick: its ConvNets train 1 epoch on the first 6,000 images
 
 
-def head(ds: Dataset, n: int) -> Dataset:
-    """The first ``n`` samples of ``ds``."""
-    return replace(ds, images=ds.images[:n], labels=ds.labels[:n])
-
-
 def choose_init(
     graph: onespike.Graph, steps: int, validation: Dataset
 ) -> tuple[float, dict[float, float]]:
@@ -201,7 +196,7 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
 def quick_model(dataset: str, train_part: Dataset, test: Dataset, models: Path) -> Any:
     """The one-epoch ConvNet of ``rate.py --quick`` (same subset and cache key), trained if
     missing."""
-    subset = replace(head(train_part, QUICK_TRAIN), name=f"{dataset}-quick6k")
+    subset = replace(train_part.head(QUICK_TRAIN), name=f"{dataset}-quick6k")
     return trained("convnet-bn", subset, test, 1, models=models)[0]
 
 
@@ -215,22 +210,22 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
             f"{MODELS / NETWORKS[dataset]} is missing: run benchmarks/rate.py first (it trains "
             "the ConvNets every method of the comparison shares)"
         )
-    data = head(train_part, args.samples)
+    data = train_part.head(args.samples)
     test = load_dataset(dataset, "test", limit=args.limit)
     if args.quick:
-        validation = head(validation, 500)
+        validation = validation.head(500)
         model = quick_model(dataset, train_part, test, models)
     else:
         model, _ = load_model(MODELS / NETWORKS[dataset])
     model.eval()
     ann_accuracy = evaluate(model, test)
     graph = onespike.extract(model, test.images[:2])
-    graph = onespike.normalize(graph, batches(head(train_part, 1000 if args.quick else 5000), 500))
+    graph = onespike.normalize(graph, batches(train_part.head(1000 if args.quick else 5000), 500))
     share = first_layer_mac_share(graph)
     probe = test.images[: 16 if args.quick else 64]
     rows: list[dict[str, Any]] = []
     for steps in args.steps:
-        init, tried = choose_init(graph, steps, head(validation, INIT_VALIDATION))
+        init, tried = choose_init(graph, steps, validation.head(INIT_VALIDATION))
         net = onespike.convert(graph, onespike.HybridConfig(steps=steps, threshold_scale=init))
         for finetuned in (False, True):
             extra: dict[str, Any] = {"init_validation_accuracy": tried}

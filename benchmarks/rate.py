@@ -456,7 +456,7 @@ def main() -> int:
         full = load_dataset(dataset, "train")
         rest, val = split_validation(full, VALIDATION / len(full), seed=0)
         rest = replace(rest, name=f"{dataset}-train55k")
-        calibration = replace(rest, images=rest.images[:5000], labels=rest.labels[:5000])
+        calibration = rest.head(5000)
         for model_name in models:
             # Test and validation subsets sized for a 2-core machine (the ConvNets simulate
             # ~20x slower per step than the MLP); the sizes are recorded in the summaries.
@@ -465,19 +465,12 @@ def main() -> int:
             if args.quick:
                 test_limit, val_limit = 200, 100
             test = load_dataset(dataset, "test", limit=test_limit)
-            val_part = replace(val, images=val.images[:val_limit], labels=val.labels[:val_limit])
+            val_part = val.head(val_limit)
             for binary in (False, True):
                 options = {"binary": True} if binary else {}
                 epochs = 1 if args.quick else EPOCHS[(dataset, model_name, binary)]
                 train_part = (
-                    rest
-                    if not args.quick
-                    else replace(
-                        rest,
-                        name=f"{dataset}-quick6k",
-                        images=rest.images[:6000],
-                        labels=rest.labels[:6000],
-                    )
+                    rest if not args.quick else replace(rest.head(6000), name=f"{dataset}-quick6k")
                 )
                 model, _ = trained(
                     model_name,

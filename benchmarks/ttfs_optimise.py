@@ -238,9 +238,7 @@ def main() -> int:
 
             result = optimize_for_ttfs(
                 model,
-                replace(train_ds, images=train_ds.images[:2000], labels=train_ds.labels[:2000])
-                if args.quick
-                else train_ds,
+                train_ds.head(2000) if args.quick else train_ds,
                 steps=steps,
                 epochs=finetune_epochs,
                 lr=finetune_lr,

@@ -177,6 +177,12 @@ def test_digits_is_deterministic_and_limit_keeps_the_first() -> None:
     assert torch.equal(small.images, full.images[:10])
     assert torch.equal(small.labels, full.labels[:10])
     assert len(load_dataset("digits", "test", limit=10_000)) == 360
+    # Dataset.head: the same first samples as a limited load, images and labels together.
+    head = full.head(10)
+    assert torch.equal(head.images, small.images)
+    assert torch.equal(head.labels, small.labels)
+    assert (head.name, head.split, head.num_classes) == (full.name, full.split, full.num_classes)
+    assert len(full.head(10_000)) == 360
 
 
 @pytest.mark.parametrize(

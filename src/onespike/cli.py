@@ -175,12 +175,7 @@ def _calibrated_graph(model: torch.nn.Module, train_ds: Dataset, **normalize_opt
     """The model's graph, normalised on the first ``CALIBRATION_SAMPLES`` training images
     (sliced from ``train_ds``, the whole training split, rather than read again)."""
     graph = extract(model, train_ds.images[:2])
-    calibration = replace(
-        train_ds,
-        images=train_ds.images[:CALIBRATION_SAMPLES],
-        labels=train_ds.labels[:CALIBRATION_SAMPLES],
-    )
-    return normalize(graph, batches(calibration, 500), **normalize_options)
+    return normalize(graph, batches(train_ds.head(CALIBRATION_SAMPLES), 500), **normalize_options)
 
 
 def _obtain_model(
@@ -337,7 +332,7 @@ def _train_hybrid(
     converted = evaluate_snn(net, test_ds).accuracy
     data = train_ds
     if samples is not None:
-        data = replace(train_ds, images=train_ds.images[:samples], labels=train_ds.labels[:samples])
+        data = train_ds.head(samples)
     click.echo(
         f"STDB fine-tuning of the T={steps} hybrid network on {len(data)} images, "
         f"{config.epochs} epochs",

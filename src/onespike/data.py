@@ -136,12 +136,16 @@ class Dataset:
             raise ShapeError(
                 f"dataset {self.name!r} ({self.split}): {tuple(images.shape)} images but "
                 f"{tuple(labels.shape)} labels; images and labels need one row per sample. "
-                "Slice both together (e.g. dataclasses.replace(ds, images=ds.images[:n], "
-                "labels=ds.labels[:n]))"
+                "Slice both together (e.g. ds.head(n))"
             )
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def head(self, n: int) -> Dataset:
+        """The first ``n`` samples (all of them if there are fewer), images and labels
+        together."""
+        return replace(self, images=self.images[:n], labels=self.labels[:n])
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
