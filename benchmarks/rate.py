@@ -33,6 +33,12 @@ the 5,000 held-out images; the ConvNets, about 20x slower per step, on the first
 images (``--test-limit``) and 1,000 held-out images.
 
 Writes ``benchmarks/results/rate.json``, ``rate.meta.json``, ``rate.md`` and ``rate.png``.
+
+``--variants`` and ``--peers`` run a subset (options are chosen on the validation split only
+for the variants run), and ``--label NAME`` names the outputs ``rate-NAME*``. The peer
+comparison on whole test sets, ``rate-peers.*``, runs ``plain`` and the peers alone, which
+lets the ConvNets use all 10,000 test images (``--test-limit 10000``): on their first 2,000,
+single points move by a few tenths either way.
 ``--quick`` (CI-sized: 1 epoch on 6,000 training images, 200 test and 100 validation images,
 T in 4, 8 and 32, options chosen at T = 32) writes ``rate-quick.*`` into ``--out`` (default
 ``runs/bench-quick``) and caches its models in ``OUT/models/``.
@@ -43,6 +49,11 @@ Usage::
     # or in parts, side by side, then merged:
     python benchmarks/rate.py --threads 1 --only convnet-bn --dataset mnist
     python benchmarks/rate.py --merge
+    # onespike's default conversion against the peers on whole test sets (rate-peers.*):
+    python benchmarks/rate.py --label peers --variants plain --only mlp
+    python benchmarks/rate.py --label peers --variants plain --peers spikingjelly-rate \
+        --test-limit 10000 --only convnet-bn --dataset mnist   # and fashion-mnist
+    python benchmarks/rate.py --label peers --merge
 """
 
 from __future__ import annotations
@@ -96,6 +107,7 @@ EPOCHS = {
     ("fashion-mnist", "convnet-bn", True): 8,
 }
 VARIANTS = ("plain-max", "plain", "threshold-scale", "early-exit", "optimised")
+ARCHITECTURES = ("mlp", "convnet-bn")
 VALIDATION = 5000
 SELECTION_STEPS = 64
 # Options are chosen to come within 1 point of the ANN less this margin on the validation
@@ -378,7 +390,8 @@ def markdown(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> str
         "|" + "---|" * 10,
     ]
     for s in summaries:
-        cells = [_steps_cell(s["steps_within_1pt"].get(k)) for k in VARIANTS]
+        reached = s["steps_within_1pt"]
+        cells = [_steps_cell(reached[k]) if k in reached else "not run" for k in VARIANTS]
         speed = s.get("speedup_vs_plain_max")
         lines.append(
             f"| {s['dataset']} | {s['model']} | {'binary' if s['binary'] else 'fp32'} | "
@@ -429,7 +442,28 @@ def main() -> int:
         help="run one dataset (with --only); writes rate-ARCH-DATASET.* for --merge",
     )
     parser.add_argument(
-        "--merge", action="store_true", help="combine rate-mlp.* and rate-convnet-bn.* parts"
+        "--merge",
+        action="store_true",
+        help="combine the rate-mlp.* and rate-convnet-bn.* parts (with --only: that one's)",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        help="onespike variants to run (default: all; peers are compared with plain)",
+    )
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        choices=tuple(PEERS),
+        default=list(PEERS),
+        help="peer converters to run (default: all installed; none: no peers)",
+    )
+    parser.add_argument(
+        "--label",
+        default="",
+        help="name part of the outputs, e.g. peers: rate-peers-ARCH-DATASET.*",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="results directory (default: see module doc)"
@@ -440,18 +474,25 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     if args.dataset and not args.only:
         parser.error("--dataset needs --only: parts are merged per architecture and dataset")
+    if args.label and not args.label.replace("-", "").isalnum():
+        parser.error(f"--label {args.label!r}: use letters, digits and '-' only")
+    if args.peers and "plain" not in args.variants:
+        parser.error("peers are compared with plain: add plain to --variants, or pass --peers")
+    prefix = (f"-{args.label}" if args.label else "") + ("-quick" if args.quick else "")
+    if args.merge:
+        if args.dataset:
+            parser.error("--merge combines both datasets: leave out --dataset")
+        return merge(args.out, prefix, (args.only,) if args.only else ARCHITECTURES)
     suffix = (
-        ("-quick" if args.quick else "")
+        prefix
         + (f"-{args.only}" if args.only else "")
         + (f"-{args.dataset}" if args.dataset else "")
     )
-    if args.merge:
-        return merge(args.out, suffix)
     rows: list[dict[str, Any]] = []
     curves: list[dict[str, Any]] = []
     summaries: list[dict[str, Any]] = []
     peers_missing: list[str] = []
-    models = ("mlp", "convnet-bn") if args.only is None else (args.only,)
+    models = ARCHITECTURES if args.only is None else (args.only,)
     for dataset in ("mnist", "fashion-mnist") if args.dataset is None else (args.dataset,):
         full = load_dataset(dataset, "train")
         rest, val = split_validation(full, VALIDATION / len(full), seed=0)
@@ -496,40 +537,49 @@ def main() -> int:
                 }
                 target_val = ann_val - 0.01 + SELECTION_MARGIN
                 selection = max(grid) if args.quick else SELECTION_STEPS
-                scale = choose_scale(graphs[99.99], val_part, target_val, selection)
-                ee_plain = choose_patience(graphs[99.99], val_part, target_val, [{}], selection)
-                tuned = {
-                    "threshold_scale": scale["threshold_scale"],
-                    "initial_membrane": scale["initial_membrane"],
-                }
-                ee_opt = choose_patience(
-                    graphs[99.99],
-                    val_part,
-                    target_val,
-                    [
-                        {"threshold_scale": s, "initial_membrane": scale["initial_membrane"]}
-                        for s in SCALES
-                    ],
-                    selection,
-                )
-                variants = {
+                # The options are chosen on the validation split only for the variants run.
+                chosen: dict[str, Any] = {}
+                variants: dict[str, tuple[float, onespike.RateConfig]] = {
                     "plain-max": (100.0, onespike.RateConfig(binary=binary, initial_membrane=0.0)),
                     "plain": (99.99, onespike.RateConfig(binary=binary)),
-                    "threshold-scale": (
+                }
+                if {"threshold-scale", "optimised"} & set(args.variants):
+                    scale = choose_scale(graphs[99.99], val_part, target_val, selection)
+                    chosen["chosen_threshold_scale"] = scale
+                    tuned = {
+                        "threshold_scale": scale["threshold_scale"],
+                        "initial_membrane": scale["initial_membrane"],
+                    }
+                    variants["threshold-scale"] = (
                         99.99,
                         onespike.RateConfig(binary=binary, **tuned),
-                    ),
-                    "early-exit": (
+                    )
+                if "early-exit" in args.variants:
+                    ee_plain = choose_patience(graphs[99.99], val_part, target_val, [{}], selection)
+                    chosen["chosen_early_exit_plain"] = ee_plain
+                    variants["early-exit"] = (
                         99.99,
                         onespike.RateConfig(binary=binary, early_exit=ee_plain["early_exit"]),
-                    ),
-                    "optimised": (
+                    )
+                if "optimised" in args.variants:
+                    ee_opt = choose_patience(
+                        graphs[99.99],
+                        val_part,
+                        target_val,
+                        [
+                            {"threshold_scale": s, "initial_membrane": tuned["initial_membrane"]}
+                            for s in SCALES
+                        ],
+                        selection,
+                    )
+                    chosen["chosen_early_exit_optimised"] = ee_opt
+                    variants["optimised"] = (
                         99.99,
                         onespike.RateConfig(
                             binary=binary, early_exit=ee_opt["early_exit"], **ee_opt["options"]
                         ),
-                    ),
-                }
+                    )
+                variants = {k: v for k, v in variants.items() if k in args.variants}
                 target = ann_accuracy - 0.01
                 reached: dict[str, float | None] = {}
                 plain_hits: dict[int, torch.Tensor] = {}
@@ -562,16 +612,15 @@ def main() -> int:
                     "samples": len(test),
                     "validation_samples": len(val_part),
                     "steps_within_1pt": reached,
-                    "chosen_threshold_scale": scale,
-                    "chosen_early_exit_plain": ee_plain,
-                    "chosen_early_exit_optimised": ee_opt,
+                    **chosen,
                 }
-                if reached["plain-max"] is not None and reached["optimised"] is not None:
+                if reached.get("plain-max") is not None and reached.get("optimised") is not None:
                     summary["speedup_vs_plain_max"] = reached["plain-max"] / reached["optimised"]
-                if reached["plain"] is not None and reached["optimised"] is not None:
+                if reached.get("plain") is not None and reached.get("optimised") is not None:
                     summary["speedup_vs_plain"] = reached["plain"] / reached["optimised"]
                 summaries.append(summary)
-                for peer, curve_fn in PEERS.items():
+                for peer in args.peers:
+                    curve_fn = PEERS[peer]
                     try:
                         curve, peer_hits = curve_fn(model, calibration, test, max(grid))
                     except ImportError as exc:
@@ -632,12 +681,12 @@ def write(out: Path, suffix: str, rows: list[dict[str, Any]], meta: dict[str, An
     print(notes)
 
 
-def merge(out: Path, suffix: str) -> int:
-    """Combine the per-architecture parts into ``rate.*``."""
+def merge(out: Path, suffix: str, architectures: tuple[str, ...] = ARCHITECTURES) -> int:
+    """Combine the per-architecture parts into ``rate{suffix}.*``."""
     rows: list[dict[str, Any]] = []
     meta: dict[str, Any] = {"parts": [], "summaries": [], "curves": [], "peers_missing": []}
     parts = []
-    for arch in ("mlp", "convnet-bn"):
+    for arch in architectures:
         whole = out / f"rate{suffix}-{arch}.json"
         split = [out / f"rate{suffix}-{arch}-{d}.json" for d in ("mnist", "fashion-mnist")]
         if all(p.exists() for p in split):
@@ -702,6 +751,8 @@ def evaluate_targets(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
     for s in summaries:
         speed = s.get("speedup_vs_plain_max")
         name = f"{s['dataset']}/{s['model']}/{'binary' if s['binary'] else 'fp32'}"
+        if not {"plain-max", "optimised"} <= set(s["steps_within_1pt"]):
+            continue  # a run of some variants only (--variants): no speed-up to judge
         if speed is None:
             verdicts.append(f"{name}: a variant never came within 1 point: {s['steps_within_1pt']}")
             continue
@@ -718,7 +769,7 @@ def evaluate_targets(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
             for r in rows
             if r["method"] == "rate" and r.get("variant") == variant
         }
-        for peer in PEERS:
+        for peer in PEERS if ours else ():
             theirs = [r for r in rows if r["method"] == peer]
             if not theirs:
                 continue

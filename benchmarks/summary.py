@@ -36,6 +36,7 @@ BENCHMARKS = (
     ("ttfs", "Exact TTFS conversion (Quartz)", "ttfs.py"),
     ("ttfs_optimise", "TTFS-aware optimisation (YOSO)", "ttfs_optimise.py"),
     ("rate", "Rate coding, full-precision and binary weights (Lu & Sengupta)", "rate.py"),
+    ("rate-peers", "Rate coding against the peers on whole test sets", "rate.py --label peers"),
     ("hybrid", "Single-spike hybrid encoding with STDB (Datta et al.)", "hybrid.py"),
     ("hardware", "Hardware models", "hardware.py"),
 )
@@ -370,7 +371,7 @@ def comparison_rows(found: dict[str, Result]) -> tuple[list[list[str]], list[str
             build(result)
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             notes.append(f"{result.script}: rows without the expected fields ({exc!r})")
-    scripts = [s for _, _, s in BENCHMARKS]
+    scripts = [s for stem, _, s in BENCHMARKS if stem in builders]
     body: list[list[str]] = []
     datasets = list(dict.fromkeys(d for d, _ in groups))
     models = list(dict.fromkeys(m for _, m in groups))
@@ -674,10 +675,57 @@ def hardware_section(r: Result) -> list[str]:
     return [budget, "", *table(head, body)]
 
 
+def rate_peers_section(r: Result) -> list[str]:
+    """onespike's default rate conversion and every peer at every T, with the paired test."""
+    peers = list(dict.fromkeys(str(x["method"]) for x in r.rows if x["method"] != "rate"))
+    ours = {
+        (x["dataset"], x["model"], bool(x["binary"]), x["steps"]): x
+        for x in r.rows
+        if x["method"] == "rate" and x.get("variant") == "plain"
+    }
+    theirs = {
+        (x["dataset"], x["model"], bool(x["binary"]), x["steps"], x["method"]): x
+        for x in r.rows
+        if x["method"] != "rate"
+    }
+
+    def peer_cell(key: tuple[Any, ...], peer: str) -> str:
+        row = theirs.get((*key, peer))
+        if row is None:
+            return "not run"
+        paired = row.get("paired_vs_plain") or {}
+        p = paired.get("p_value")
+        return pct(row["snn_accuracy"]) + ("" if p is None else f" (p={p:.2g})")
+
+    head = ["dataset", "model", "weights", "T", "test images", "ANN", "onespike plain", *peers]
+    body = [
+        [
+            key[0],
+            key[1],
+            "binary" if key[2] else "fp32",
+            str(key[3]),
+            count(row.get("samples")),
+            pct(row.get("ann_accuracy")),
+            pct(row["snn_accuracy"]),
+            *(peer_cell(key, peer) for peer in peers),
+        ]
+        for key, row in ours.items()
+    ]
+    missing = r.meta.get("peers_missing") or []
+    return [
+        "onespike's default conversion (`plain`) and each peer at every T on the same test "
+        "images; p is the exact McNemar test of the two on those images.",
+        "",
+        *table(head, body),
+        *(["", "Peers not run:", "", *bullets(missing)] if missing else []),
+    ]
+
+
 SECTIONS: dict[str, Callable[[Result], list[str]]] = {
     "ttfs": ttfs_section,
     "ttfs_optimise": ttfs_optimise_section,
     "rate": rate_section,
+    "rate-peers": rate_peers_section,
     "hybrid": hybrid_section,
     "hardware": hardware_section,
 }
