@@ -477,7 +477,9 @@ def main() -> int:
     if args.label and not args.label.replace("-", "").isalnum():
         parser.error(f"--label {args.label!r}: use letters, digits and '-' only")
     if args.peers and "plain" not in args.variants:
-        parser.error("peers are compared with plain: add plain to --variants, or pass --peers")
+        parser.error(
+            "peers are compared with plain: add plain to --variants, or give --peers no names"
+        )
     prefix = (f"-{args.label}" if args.label else "") + ("-quick" if args.quick else "")
     if args.merge:
         if args.dataset:
@@ -769,7 +771,9 @@ def evaluate_targets(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]
             for r in rows
             if r["method"] == "rate" and r.get("variant") == variant
         }
-        for peer in PEERS if ours else ():
+        if not ours:
+            continue  # a run without this variant (--variants)
+        for peer in PEERS:
             theirs = [r for r in rows if r["method"] == peer]
             if not theirs:
                 continue

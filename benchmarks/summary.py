@@ -123,6 +123,12 @@ def bullets(items: Iterable[str]) -> list[str]:
     return [f"- {item}" for item in items]
 
 
+def peers_not_run(result: Result) -> list[str]:
+    """The peers rate.py could not run, as recorded in its meta file (none: no lines)."""
+    missing = result.meta.get("peers_missing") or []
+    return ["", "Peers not run:", "", *bullets(missing)] if missing else []
+
+
 def verdicts(result: Result) -> list[str]:
     """The verdicts a benchmark recorded in its meta file, as a list."""
     notes = result.meta.get("verdicts") or []
@@ -593,10 +599,7 @@ def rate_section(r: Result) -> list[str]:
         "",
         *table(head, body),
     ]
-    missing = r.meta.get("peers_missing") or []
-    if missing:
-        lines += ["", "Peers not run:", "", *bullets(missing)]
-    return lines
+    return lines + peers_not_run(r)
 
 
 def hybrid_section(r: Result) -> list[str]:
@@ -711,13 +714,12 @@ def rate_peers_section(r: Result) -> list[str]:
         ]
         for key, row in ours.items()
     ]
-    missing = r.meta.get("peers_missing") or []
     return [
         "onespike's default conversion (`plain`) and each peer at every T on the same test "
         "images; p is the exact McNemar test of the two on those images.",
         "",
         *table(head, body),
-        *(["", "Peers not run:", "", *bullets(missing)] if missing else []),
+        *peers_not_run(r),
     ]
 
 
