@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,plot,nir]'
+	$(BIN)/pip install -q -e '.[dev,plot,nir,onnx]'
 	# Norse (the NIR interop test) with --no-deps: its own requirements would pull a CUDA
 	# build of torch and torchvision, which it does not need to load NIR graphs.
 	$(BIN)/pip install -q nirtorch
