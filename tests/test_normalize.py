@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 import onespike
-
 from onespike.network import populations
 
 normalize_module = importlib.import_module("onespike.normalize")
