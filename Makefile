@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rate.py --label peers --merge
 	$(BIN)/python benchmarks/hybrid.py
 	$(BIN)/python benchmarks/hardware.py
+	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/summary.py
 
 # CI-sized runs of every benchmark (--quick: 1 epoch, small subsets, few T; minutes on 2
@@ -66,6 +67,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/rate.py --quick --threads 1 --label peers --variants plain --out $(QUICK)
 	$(BIN)/python benchmarks/hybrid.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/hardware.py --quick --out $(QUICK)
+	$(BIN)/python benchmarks/extract.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/summary.py --results $(QUICK) --out $(QUICK)/BENCHMARKS.md
 
 peers: $(STAMP)

@@ -39,6 +39,7 @@ BENCHMARKS = (
     ("rate-peers", "Rate coding against the peers on whole test sets", "rate.py --label peers"),
     ("hybrid", "Single-spike hybrid encoding with STDB (Datta et al.)", "hybrid.py"),
     ("hardware", "Hardware models", "hardware.py"),
+    ("extract", "Extraction and normalisation of real classifiers", "extract.py"),
 )
 # Accuracy within this many points of the ANN selects a row for the comparison.
 WITHIN_POINTS = 1.0
@@ -723,6 +724,25 @@ def rate_peers_section(r: Result) -> list[str]:
     ]
 
 
+def extract_section(r: Result) -> list[str]:
+    """Extraction and normalisation time against the ANN forward, per network."""
+    head = ["model", "graph nodes", "extract / forward", "normalize / forward", "vs ResNet-18"]
+    keys = ("extract_vs_forward", "normalize_vs_forward", "deep_vs_resnet18")
+    body = [
+        [x["model"], str(x["nodes"]), *(f"{x[k]:.2f}x" if k in x else "-" for k in keys)]
+        for x in r.rows
+    ]
+    load = r.meta.get("load_average_before")
+    note = (
+        f"Medians of {r.meta.get('repeats', '-')} interleaved repeats on "
+        f"{r.meta.get('torch_threads', '-')} thread(s); forward: one ANN pass of "
+        f"{r.meta.get('batch', '-')} images; normalize against the forward over the same "
+        f"{r.meta.get('calibration_images', '-')} calibration images; load average before the "
+        f"run {', '.join(f'{v:.2f}' for v in load) if load else '-'}."
+    )
+    return [note, "", *table(head, body)]
+
+
 SECTIONS: dict[str, Callable[[Result], list[str]]] = {
     "ttfs": ttfs_section,
     "ttfs_optimise": ttfs_optimise_section,
@@ -730,6 +750,7 @@ SECTIONS: dict[str, Callable[[Result], list[str]]] = {
     "rate-peers": rate_peers_section,
     "hybrid": hybrid_section,
     "hardware": hardware_section,
+    "extract": extract_section,
 }
 
 

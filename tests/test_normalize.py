@@ -60,13 +60,20 @@ def test_iterators_and_pairs_give_the_same_scales() -> None:
     assert onespike.normalize(graph, pairs).scales == listed
 
 
-def test_beyond_the_numpy_limit_the_same_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
-    graph, data, _ = _net_and_data()
-    exact = onespike.normalize(graph, data, percentile=99.9).scales
-    monkeypatch.setattr(normalize_module, "_NUMPY_LIMIT", 10)
-    large = onespike.normalize(graph, data, percentile=99.9).scales
-    for name, value in exact.items():
-        assert large[name] == pytest.approx(value, rel=1e-6)
+def test_percentile_arithmetic_is_numpys() -> None:
+    """The interpolation from the kept top values equals np.percentile of all values, over
+    sizes, ties, zeros and percentiles where the interpolation weight crosses one half."""
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 5000))
+        values = np.maximum(rng.normal(size=n), 0).astype(np.float32)
+        if trial % 3 == 0:
+            values = np.round(values, 1)  # ties
+        p = float(rng.choice([100.0, 99.99, 99.9, 99.0, 97.5, 90.0, 50.0, float(rng.uniform(1, 100))]))
+        count = n
+        need = count - int(np.floor(normalize_module._virtual_index(count, p)))
+        top = torch.from_numpy(np.sort(values)[::-1][:need].copy())
+        assert normalize_module._percentile(top, count, p) == float(np.percentile(values, p))
 
 
 def test_silent_population_keeps_scale_one_and_bad_calls_are_refused() -> None:

@@ -30,11 +30,6 @@ from onespike.network import populations
 
 __all__ = ["activation_scales", "normalize"]
 
-# Up to this many values per population, the percentile is numpy's own, on an array with the
-# same order statistics (the kept top values, zeros below them): bit for bit
-# np.percentile(all rectified activations). Beyond it the same linear interpolation is
-# computed in float64 without building that array.
-_NUMPY_LIMIT = 1 << 26
 # Block size of the bound on a batch's k-th largest value (see _top_values).
 _BLOCK = 64
 
@@ -72,23 +67,34 @@ def _top_values(values: Tensor, k: int, above: float) -> Tensor:
 
 
 def _percentile(top: Tensor, count: int, percentile: float) -> float:
-    """``np.percentile`` (linear interpolation) of ``count`` values whose largest are ``top``
-    and whose others are all 0 or below the ones needed (rectified activations)."""
-    kept = top.double().numpy()
-    if count <= _NUMPY_LIMIT:
-        full = np.zeros(count, dtype=np.float32)
-        full[: kept.size] = kept
-        return float(np.percentile(full, percentile))
-    index = (count - 1) * percentile / 100.0
-    low = int(np.floor(index))
-    ordered = np.sort(kept)[::-1]  # descending: position r from the top is count - 1 - r
+    """``np.percentile(values, percentile)`` (linear interpolation) of ``count`` rectified
+    values whose largest are ``top``; the others are 0 or below the two order statistics it
+    interpolates between.
 
-    def at(position: int) -> float:
-        rank = count - 1 - position
-        return float(ordered[rank]) if rank < ordered.size else 0.0
+    The arithmetic is numpy's own (index ``(n - 1) * (p / 100)``; ``a + (b - a) g`` below the
+    midpoint, ``b - (b - a)(1 - g)`` from it, in float32), so the result equals np.percentile
+    of all the values (the tests hold it to that), without building them.
+    """
+    virtual = _virtual_index(count, percentile)
+    ordered = np.sort(top.numpy().astype(np.float32))[::-1]  # descending
 
-    a, b = at(low), at(min(low + 1, count - 1))
-    return a + (b - a) * (index - low)
+    def at(position: int) -> np.float32:
+        rank = count - 1 - position  # counted from the largest
+        return ordered[rank] if rank < ordered.size else np.float32(0.0)
+
+    if virtual >= count - 1:
+        return float(at(count - 1))
+    low = int(np.floor(virtual))
+    gamma = float(virtual - low)  # a Python float: numpy then interpolates in float32
+    a, b = at(low), at(low + 1)
+    diff = b - a
+    value = b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+    return float(value)
+
+
+def _virtual_index(count: int, percentile: float) -> float:
+    """numpy's position of the percentile among ``count`` sorted values (linear method)."""
+    return float((count - 1) * np.true_divide(percentile, 100))
 
 
 def activation_scales(
