@@ -14,8 +14,10 @@ them, and every row records their SHA-256 (``weights_sha256``). Parts (``--metho
   ``ttfs_optimise.py``;
 - ``rate``: rate coding up to T = 256 in the variants of ``rate.py``: ``plain-max`` (max
   normalisation, membranes from 0: the baseline), ``plain`` (onespike's defaults) and
-  ``optimised`` (threshold scale, initial membrane and early-exit patience chosen on held-out
-  images with ``rate.py``'s rules);
+  ``optimised`` (threshold scale and initial membrane chosen with ``rate.py``'s
+  ``choose_scale``, then the early-exit patience for them with its ``choose_patience``, on
+  held-out images at ``SELECTION_STEPS``; ``rate.py`` chooses scale and patience jointly,
+  four times the simulations, too many for these networks on 2 cores);
 - ``binary``: (Fashion-MNIST) the same architecture trained with binary hidden weights, its
   ANN and its rate conversion in the same variants;
 - ``hybrid``: single-spike hybrid encoding converted at T = 1..8 (initial threshold chosen on
@@ -26,7 +28,9 @@ Every part is resumable and re-runnable on its own: it writes
 threads, ``os.getloadavg()`` at start and end, sizes) and then merges every part present into
 ``results/deep.json``, ``deep.meta.json`` (verdicts), ``deep.md`` and ``deep.png``; other
 parts' rows are kept. ``--merge`` only merges. Training, TTFS-aware fine-tuning and STDB keep
-per-epoch checkpoints in ``runs/bench-deep/`` (an interrupted run resumes).
+per-epoch checkpoints in ``runs/bench-deep/``: an interrupted part resumes, a finished one
+deletes its fine-tuning checkpoints, so that a rerun (e.g. after a change in onespike's hybrid
+conversion or STDB) fine-tunes afresh.
 
 Simulations that cost one ANN pass per step on every test image are the long pole on a
 2-core machine: rate rows and the hybrid sweep run on the first ``--sim-limit`` test images
@@ -51,6 +55,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -449,16 +454,20 @@ def part_ttfs_aware(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for steps in QUICK["aware"] if ctx.quick else AWARE_STEPS:
         started = time.perf_counter()
+        checkpoints = runs_dir(ctx) / "ttfs-aware" / f"{ctx.dataset}-{ctx.arch}-T{steps}"
         result = optimize_for_ttfs(
             model,
             data,
             steps=steps,
             epochs=ctx.args.finetune_epochs,
             lr=ctx.args.finetune_lr,
-            checkpoint_dir=runs_dir(ctx) / "ttfs-aware" / f"{ctx.dataset}-{ctx.arch}-T{steps}",
+            checkpoint_dir=checkpoints,
             progress=False,
         )
         finetune_seconds = time.perf_counter() - started
+        # Checkpoints resume an interrupted part; a finished one starts afresh next time (its
+        # rows are recorded), so a rerun after a change in onespike fine-tunes again.
+        shutil.rmtree(checkpoints)
         tuned = result.net.double().eval()
         tuned_accuracy = evaluate(tuned, test64)
         graph = tuned.to_graph(test64.images[:2])
@@ -635,13 +644,11 @@ def part_hybrid(ctx: Context) -> list[dict[str, Any]]:
             extra: dict[str, Any] = {"init_held_out_accuracy": tried}
             if finetuned:
                 started = time.perf_counter()
+                checkpoints = runs_dir(ctx) / "stdb" / f"{ctx.dataset}-{ctx.arch}-T{steps}"
                 result = finetune_stdb(
-                    net,
-                    ctx.train.head(samples),
-                    config,
-                    checkpoint_dir=runs_dir(ctx) / "stdb" / f"{ctx.dataset}-{ctx.arch}-T{steps}",
-                    progress=False,
+                    net, ctx.train.head(samples), config, checkpoint_dir=checkpoints, progress=False
                 )
+                shutil.rmtree(checkpoints)  # as for TTFS-aware fine-tuning
                 net = result.net
                 extra["stdb"] = {
                     **asdict(config),
