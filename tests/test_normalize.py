@@ -69,7 +69,8 @@ def test_percentile_arithmetic_is_numpys() -> None:
         values = np.maximum(rng.normal(size=n), 0).astype(np.float32)
         if trial % 3 == 0:
             values = np.round(values, 1)  # ties
-        p = float(rng.choice([100.0, 99.99, 99.9, 99.0, 97.5, 90.0, 50.0, float(rng.uniform(1, 100))]))
+        choices = [100.0, 99.99, 99.9, 99.0, 97.5, 90.0, 50.0, float(rng.uniform(1, 100))]
+        p = float(rng.choice(choices))
         count = n
         need = count - int(np.floor(normalize_module._virtual_index(count, p)))
         top = torch.from_numpy(np.sort(values)[::-1][:need].copy())
