@@ -295,11 +295,19 @@ def test_loihi_estimate_closed_form() -> None:
 
 def test_quartz_loihi_figures_follow_the_notebook_arithmetic() -> None:
     run16 = next(r for r in hw.QUARTZ_LOIHI_MNIST if r.t_max == 16)
-    assert run16.latency_s == pytest.approx(70.23910319961186e-6 * 90)
-    power = (8.381188354488149 + 8.712786553627767) * 1e-3
-    assert run16.total_energy_j == pytest.approx(70.23910319961186e-6 * power * 67)
-    assert run16.edp_js == pytest.approx(run16.total_energy_j * run16.latency_s)
-    assert hw.QUARTZ_MNIST_EDP_UJS["Rate code on Loihi"] == 4.38
+    # biphasic/Quartz-on-Loihi CNN/mnist-EDP-plot.ipynb, probe_4: 91 steps of 53.925 us,
+    # first output spike at step 65, 9.29 / 5.09 mW core dynamic / static power.
+    assert run16.latency_s * 1e3 == pytest.approx(4.907, abs=5e-4)
+    assert run16.dynamic_energy_j * 1e6 == pytest.approx(32.57, abs=5e-3)
+    assert run16.core_energy_j * 1e6 == pytest.approx(50.42, abs=5e-3)
+    assert run16.system_energy_j * 1e6 == pytest.approx(182.46, abs=5e-3)
+    assert run16.edp_js * 1e6 == pytest.approx(0.8954, abs=5e-4)
+    assert run16.error_percent == 0.77
+    errors = {r.t_max: r.error_percent for r in hw.QUARTZ_LOIHI_MNIST}
+    assert errors == {8: 34.86, 16: 0.77, 32: 0.75, 64: 0.74}
+    latencies = [round(r.latency_s * 1e3, 2) for r in hw.QUARTZ_LOIHI_MNIST]
+    assert latencies == [4.90, 4.91, 4.93, 5.77]
+    assert hw.QUARTZ_MNIST_EDP_UJS["Rate code on Loihi (NxTF, Rueckauer et al. 2021)"] == 4.38
 
 
 def test_report_to_dict_is_json() -> None:

@@ -712,6 +712,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _decision(summary: dict[str, Any]) -> str:
+    """TTFS: mean and largest decision time; other methods decide when the run ends."""
+    mean, largest = summary.get("decision_steps_mean"), summary.get("decision_steps_max")
+    if mean is None or largest is None:
+        return "- (read at the end of the run)"
+    return f"{float(mean):.1f} / {float(largest):g}"
+
+
 def _summary_table(records: Sequence[dict[str, Any]]) -> str:
     def row(name: str, cell: Any) -> list[str]:
         return [name, *(cell(r["summary"]) for r in records)]
@@ -737,6 +745,7 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
             lambda s: f"{100 * (float(s['snn_accuracy']) - float(s['ann_accuracy'])):+.2f}",
         ),
         row("latency (time steps)", lambda s: f"{s['latency_steps']}"),
+        row("decision: first output spike (mean / max steps)", _decision),
         row("spikes per neuron", lambda s: f"{float(s['spikes_per_neuron']):.3f}"),
         row("synops / inference", eng("synops")),
         row("all synaptic events / inference", eng("synaptic_events")),
@@ -745,7 +754,10 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
         row("SNN energy / inference", eng("snn_energy_pj", 1e-12, "J")),
         row("ANN energy / inference", eng("ann_energy_pj", 1e-12, "J")),
         row("SNN energy / ANN energy", lambda s: f"{float(s['energy_ratio_vs_ann']):.3f}x"),
-        row("energy model", lambda s: str(s.get("energy_model", "?"))),
+        row(
+            "energy model (what it counts)",
+            lambda s: f"{s.get('energy_model', '?')} ({s.get('energy_counts', 'compute only')})",
+        ),
         row("test samples", lambda s: f"{s['samples']}"),
         row("stepped = closed-form spikes", check),
     ]
