@@ -957,7 +957,9 @@ def write_report(
             "multiplies only where an analog value enters (the first layer of analog or hybrid "
             "input). Right: energy per inference from those counts (in the built-in 45 nm "
             "models, after Horowitz, ISSCC 2014, an add costs 0.9 pJ and a MAC 4.6 pJ); the "
-            "label on each bar is its ratio to the ANN. The dashed line marks the ANN.",
+            "label on each bar is its ratio to the ANN. The dashed line marks the ANN. The "
+            "summary's <i>energy model</i> row says what these figures count: <code>45nm"
+            "</code> prices compute only, <code>45nm-sram</code> every memory access too.",
             _png(plt, _figure_cost(plt, records)),
         ),
     ]
@@ -968,7 +970,17 @@ def write_report(
                 "Hardware energy breakdown",
                 "From <code>hardware.json</code> (<code>onespike hardware --out</code> this "
                 "directory): dynamic energy of one inference on the accelerator model by "
-                "component, plus static (leakage) energy over its latency.",
+                "component, plus static (leakage) energy over its latency. Why this and the "
+                "operation count above disagree: the count prices compute only, where a "
+                "spiking network's accumulates are cheap beside the ANN's MACs; the "
+                "accelerator model also prices every weight read and every neuron-state read "
+                "and write in SRAM, and with streamed weights and one state access per "
+                "synaptic event those dominate (the weight-reads and state bars). A dense "
+                "array keeps partial sums in registers and, with stationary weights, reuses "
+                "each weight across positions; a TTFS design batches the events of a step and "
+                "keeps weights stationary too (<code>AcceleratorConfig(weight_dataflow="
+                "'stationary', event_batching=True, sized_codes=True)</code>). docs/hardware.md "
+                "gives the sweep and where TTFS wins.",
                 _png(plt, _figure_hardware(plt, hardware)),
                 _hardware_table(hardware),
             )
