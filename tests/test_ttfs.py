@@ -63,6 +63,11 @@ def test_stepped_and_closed_form_agree_exactly(data: st.DataObject) -> None:
     assert torch.equal(ref.decision_steps, expected_decision.long())
     readout = config.levels * net.depth
     assert bool((ref.decision_steps > readout).all())  # no output fires before its readout
+    # Every counting convention counts the two simulators' spikes alike.
+    for convention in ("onespike", "quartz", "sinabs"):
+        assert onespike.count_ops(net, fast, convention) == onespike.count_ops(
+            net, ref, convention
+        ), convention
     # Stopping at the decision keeps the class and removes only later output spikes.
     stopped = onespike.simulate(
         onespike.convert(graph, replace(config, stop_at_decision=True)), x, method="stepped"
