@@ -39,7 +39,8 @@ lint: $(STAMP)
 
 # Long runs (hours on 2 cores; set ONESPIKE_DATA): each writes benchmarks/results/NAME.*,
 # trained models are cached in benchmarks/models/. rate.py trains the networks hybrid.py
-# converts, ttfs.py those hardware.py prices. summary.py then writes BENCHMARKS.md.
+# converts, ttfs.py those hardware.py prices (hardware.py also trains rate.py's binary
+# networks if missing); quartz.py trains its own ConvNet. summary.py then writes BENCHMARKS.md.
 # rate.py --label peers repeats onespike's default conversion and the peers on whole test
 # sets (rate.py's ConvNet rows use 2,000 test images); sinabs, far behind on the ConvNets
 # there, is left out of its ConvNet part to keep it near an hour. deep.py starts from the
@@ -55,6 +56,7 @@ bench: $(STAMP)
 		--test-limit 10000 --only convnet-bn
 	$(BIN)/python benchmarks/rate.py --label peers --merge
 	$(BIN)/python benchmarks/hybrid.py
+	$(BIN)/python benchmarks/quartz.py --threads 1
 	$(BIN)/python benchmarks/hardware.py
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/deep.py --threads 1
@@ -70,6 +72,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/rate.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/rate.py --quick --threads 1 --label peers --variants plain --out $(QUICK)
 	$(BIN)/python benchmarks/hybrid.py --quick --threads 1 --out $(QUICK)
+	$(BIN)/python benchmarks/quartz.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/hardware.py --quick --out $(QUICK)
 	$(BIN)/python benchmarks/extract.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/deep.py --quick --threads 1 --out $(QUICK)

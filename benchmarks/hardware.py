@@ -39,11 +39,13 @@ import torch
 import onespike
 from onespike import hardware as hw
 from onespike._fs import atomic_write_json, atomic_write_text
-from onespike.data import Dataset, batches, load_dataset
+from onespike.data import Dataset, batches, load_dataset, split_validation
+from onespike.evaluate import decision_summary
+from onespike.hardware.config import WeightDataflow
 from onespike.io import load_model
 from onespike.simulate.rate import simulate_checkpoints
 from onespike.train import evaluate
-from ttfs import models_dir, out_dir, trained
+from ttfs import EPOCHS, models_dir, out_dir, trained
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -57,16 +59,22 @@ YOSO_POWER_RATIO = 1.46  # Srivatsa et al., arXiv 2006.09982, abstract
 BATCH = 500
 
 
-def ttfs_workload(net: onespike.SpikingNetwork, test: Dataset) -> tuple[hw.Workload, float]:
+def ttfs_workload(
+    net: onespike.SpikingNetwork, test: Dataset
+) -> tuple[hw.Workload, float, dict[str, float]]:
+    """Workload, accuracy and decision-time summary of a TTFS network over ``test``."""
     total: hw.Workload | None = None
     correct = 0
+    decisions = []
     for images, labels in batches(test, BATCH):
         result = onespike.simulate(net, images)
         correct += int((result.predictions == labels).sum())
+        assert result.decision_steps is not None
+        decisions.append(result.decision_steps)
         part = hw.profile(net, result)
         total = part if total is None else total + part
     assert total is not None
-    return total, correct / total.samples
+    return total, correct / total.samples, decision_summary(torch.cat(decisions))
 
 
 def rate_workloads(
@@ -129,6 +137,7 @@ def record(
         "cores": config.cores,
         "tech": config.tech.name,
         "energy_per_inference_j": report.energy_j,
+        "energy_counts": f"hardware model {report.architecture}, {budget(report.config)}",
         "latency_s": report.latency_s,
         "average_power_w": report.average_power_w,
         "edp_js": report.edp_js,
@@ -204,7 +213,7 @@ def benchmark_network(
 
     started = time.perf_counter()
     ttfs_net = onespike.convert(graph, onespike.TTFSConfig(steps=TTFS_STEPS, rectifier=False))
-    ttfs, ttfs_accuracy = ttfs_workload(ttfs_net, test)
+    ttfs, ttfs_accuracy, decision = ttfs_workload(ttfs_net, test)
     print(f"{name}: TTFS T={TTFS_STEPS} accuracy {ttfs_accuracy:.4f}", flush=True)
 
     variants = {}
@@ -252,6 +261,7 @@ def benchmark_network(
             }
         if architecture == "ttfs-accelerator":
             extra["rectifier"] = False
+            extra.update(decision)
         rows.append(
             record(
                 model=name,
@@ -264,7 +274,13 @@ def benchmark_network(
                 extra=extra,
             )
         )
-    return rows, {"model": name, "seconds": seconds, "reports": [r for r, *_ in reports.values()]}
+    info = {
+        "model": name,
+        "seconds": seconds,
+        "reports": [r for r, *_ in reports.values()],
+        "workloads": {"ttfs-accelerator": ttfs, "dense-ann": ann},
+    }
+    return rows, info
 
 
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
@@ -299,6 +315,350 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             f"{100 * rate['utilisation']:.0f}%."
         )
     return out
+
+
+def budget(config: hw.AcceleratorConfig) -> str:
+    """A short label of what a hardware energy figure prices: the budget and its dataflow."""
+    flow = (
+        f"stationary weights ({config.pe_buffer_kb:g} KB per PE)"
+        if config.weight_dataflow == "stationary"
+        else "streamed weights"
+    )
+    options = [flow]
+    if config.event_batching:
+        options.append("events batched per step")
+    if config.sized_codes:
+        options.append("sized codes")
+    return (
+        f"{config.cores}x{config.pes} PEs, {config.weight_sram_kb:g}/{config.state_sram_kb:g}/"
+        f"{config.event_sram_kb:g} KB SRAM per core, {config.tech.name}, " + ", ".join(options)
+    )
+
+
+# The design space swept for the TTFS accelerator and the dense array (4 cores): PEs per core,
+# SRAM macro sizes, the weight dataflow with its PE buffer, and (TTFS) batching, sized codes.
+SWEEP_AXES: dict[str, tuple[Any, ...]] = {
+    "pes": (4, 16, 64),
+    "weight_sram_kb": (64.0, 256.0),
+    "state_sram_kb": (8.0, 32.0),
+    "sized_codes": (False, True),
+}
+DATAFLOWS: tuple[tuple[WeightDataflow, float], ...] = (
+    ("streamed", 1.0),
+    ("stationary", 1.0),
+    ("stationary", 4.0),
+    ("stationary", 16.0),
+)
+QUICK_SWEEP_AXES: dict[str, tuple[Any, ...]] = {
+    "pes": (16,),
+    "weight_sram_kb": (256.0,),
+    "state_sram_kb": (32.0,),
+    "sized_codes": (False, True),
+}
+QUICK_DATAFLOWS: tuple[tuple[WeightDataflow, float], ...] = (
+    ("streamed", 1.0),
+    ("stationary", 4.0),
+)
+# What fixes the silicon: two configs with the same values here are the same budget.
+BUDGET_FIELDS = (
+    "cores",
+    "pes",
+    "weight_sram_kb",
+    "state_sram_kb",
+    "weight_dataflow",
+    "pe_buffer_kb",
+)
+
+
+def point(report: hw.HardwareReport) -> dict[str, Any]:
+    """One swept configuration: its knobs and what it costs."""
+    c = report.config
+    return {
+        "architecture": report.architecture,
+        **{f: getattr(c, f) for f in BUDGET_FIELDS},
+        "event_batching": c.event_batching,
+        "sized_codes": c.sized_codes,
+        "sram_kb": c.sram_kb,
+        "total_pes": c.total_pes,
+        "energy_per_inference_j": report.energy_j,
+        "dynamic_energy_j": report.dynamic_pj * 1e-12,
+        "static_energy_j": report.static_pj * 1e-12,
+        "latency_s": report.latency_s,
+        "energy_by_component_j": {k: report.component_pj(k) * 1e-12 for k in hw.COMPONENTS},
+    }
+
+
+def sweep_network(
+    name: str, workloads: dict[str, hw.Workload], base: hw.AcceleratorConfig, quick: bool
+) -> dict[str, Any]:
+    """Sweep both architectures of one network; Pareto fronts and the same-budget verdict."""
+    axes = QUICK_SWEEP_AXES if quick else SWEEP_AXES
+    reports: list[hw.HardwareReport] = []
+    refused: list[str] = []
+    for architecture, workload in workloads.items():
+        batching = (False, True) if architecture == "ttfs-accelerator" else (False,)
+        for flow, buffer in QUICK_DATAFLOWS if quick else DATAFLOWS:
+            config = replace(base, weight_dataflow=flow, pe_buffer_kb=buffer)
+            got, lost = hw.sweep(
+                workload,
+                config=config,
+                architecture=architecture,
+                axes={**axes, "event_batching": batching},
+            )
+            reports += got
+            refused += [f"{architecture}: {why}" for _, why in lost]
+    front = hw.pareto_front(reports)
+    fronts = {a: hw.pareto_front([r for r in reports if r.architecture == a]) for a in workloads}
+    # Same budget: each architecture with its best free options (batching, sized codes).
+    best: dict[tuple[Any, ...], dict[str, hw.HardwareReport]] = {}
+    for r in reports:
+        key = tuple(getattr(r.config, f) for f in BUDGET_FIELDS)
+        mine = best.setdefault(key, {})
+        if r.architecture not in mine or r.energy_j < mine[r.architecture].energy_j:
+            mine[r.architecture] = r
+    pairs = [m for m in best.values() if len(m) == 2]
+    ratios = [m["dense-ann"].energy_j / m["ttfs-accelerator"].energy_j for m in pairs]
+    wins = [m for m in pairs if m["ttfs-accelerator"].energy_j < m["dense-ann"].energy_j]
+    lowest = {
+        a: min((r for r in reports if r.architecture == a), key=lambda r: r.energy_j)
+        for a in workloads
+    }
+    return {
+        "model": name,
+        "points": [point(r) for r in reports],
+        "refused": refused,
+        "pareto_front": [point(r) for r in front],
+        "pareto_front_by_architecture": {a: [point(r) for r in f] for a, f in fronts.items()},
+        "budgets_compared": len(pairs),
+        "budgets_ttfs_lower_energy": len(wins),
+        "dense_over_ttfs_energy_min": min(ratios) if ratios else None,
+        "dense_over_ttfs_energy_max": max(ratios) if ratios else None,
+        "ttfs_wins": [
+            {f: getattr(m["ttfs-accelerator"].config, f) for f in BUDGET_FIELDS}
+            | {"dense_over_ttfs": m["dense-ann"].energy_j / m["ttfs-accelerator"].energy_j}
+            for m in wins
+        ],
+        "lowest_energy": {a: point(r) for a, r in lowest.items()},
+    }
+
+
+def sweep_statement(s: dict[str, Any]) -> str:
+    """What the sweep says about one network, in numbers."""
+    low = s["lowest_energy"]
+    ttfs, dense = low["ttfs-accelerator"], low["dense-ann"]
+
+    def where(p: dict[str, Any]) -> str:
+        flow = (
+            f"stationary {p['pe_buffer_kb']:g} KB/PE"
+            if p["weight_dataflow"] == "stationary"
+            else "streamed"
+        )
+        extra = ", batched" if p.get("event_batching") else ""
+        extra += ", sized codes" if p["sized_codes"] else ""
+        return (
+            f"{p['cores']}x{p['pes']} PEs, {p['weight_sram_kb']:g}/{p['state_sram_kb']:g} KB, "
+            f"{flow}{extra}"
+        )
+
+    ratio = dense["energy_per_inference_j"] / ttfs["energy_per_inference_j"]
+    verdict = "beats" if ratio > 1 else "does not beat"
+    return (
+        f"{s['model']}: on the same budget TTFS has the lower energy per inference on "
+        f"{s['budgets_ttfs_lower_energy']} of {s['budgets_compared']} budgets (dense / TTFS "
+        f"energy {s['dense_over_ttfs_energy_min']:.2f} to {s['dense_over_ttfs_energy_max']:.2f}). "
+        f"Lowest energy anywhere: TTFS {_us(ttfs['energy_per_inference_j'])} uJ ({where(ttfs)}), "
+        f"dense {_us(dense['energy_per_inference_j'])} uJ ({where(dense)}): TTFS {verdict} the "
+        f"dense array at their best ({ratio:.2f}x)."
+    )
+
+
+def sweep_section(sweeps: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "",
+        "## The design space: TTFS accelerator against the dense array",
+        "",
+        "Swept on 4 cores: PEs per core, weight and state SRAM per core, streamed or "
+        "stationary weights (PE buffer size), sized codes, and for TTFS events batched per "
+        "time step. Same budget: the same cores, PEs, SRAM macros, weight dataflow and PE "
+        "buffers; each architecture with its best of the free options (batching, sized codes). "
+        "Pareto front: no other point has lower or equal energy, latency, SRAM and PEs (the "
+        "area proxy: there is no cited area per PE to add the two).",
+        "",
+    ]
+    for s in sweeps:
+        lines += [f"- {sweep_statement(s)}"]
+    for s in sweeps:
+        lines += [
+            "",
+            f"### {s['model']}: Pareto front ({len(s['pareto_front'])} of {len(s['points'])} "
+            "points)",
+            "",
+            "| architecture | PEs | weight / state SRAM per core (KB) | weights | batched | sized "
+            "| SRAM total (KB) | energy/inf. (uJ) | latency (us) | weight reads | state r/w | "
+            "compute | static |",
+            "|" + "---|" * 13,
+        ]
+        for p in sorted(s["pareto_front"], key=lambda p: p["energy_per_inference_j"]):
+            e = p["energy_by_component_j"]
+            flow = (
+                f"stationary {p['pe_buffer_kb']:g} KB"
+                if p["weight_dataflow"] == "stationary"
+                else "streamed"
+            )
+            lines.append(
+                f"| {p['architecture']} | {p['cores']}x{p['pes']} | {p['weight_sram_kb']:g} / "
+                f"{p['state_sram_kb']:g} | {flow} | {'yes' if p['event_batching'] else 'no'} | "
+                f"{'yes' if p['sized_codes'] else 'no'} | {p['sram_kb']:,.0f} | "
+                f"{_us(p['energy_per_inference_j'])} | {_us(p['latency_s'])} | "
+                f"{_us(e['weight_reads'])} | {_us(e['state_reads_writes'])} | "
+                f"{_us(e['compute'])} | {_us(p['static_energy_j'])} |"
+            )
+    return lines
+
+
+# The binary-weight rate networks of benchmarks/rate.py (hidden layers +-alpha, first and last
+# full precision), trained the way rate.py trains them (55,000 images, models shared in
+# benchmarks/models/), priced on all four architectures.
+BINARY_NETWORKS = (("mlp", 10), ("convnet-bn", 8))
+BINARY_TEST = {"mlp": None, "convnet-bn": 2000}  # rate.py's test subsets
+BINARY_STEPS = (8, 16, 24, 32, 48, 64)
+QUICK_BINARY_STEPS = (8, 16, 32)
+
+
+def best_dataflow(
+    workload: hw.Workload, config: hw.AcceleratorConfig, architecture: str, quick: bool
+) -> hw.HardwareReport:
+    """The lowest-energy report over the dataflow options on the budget's cores, PEs and SRAM
+    macros (streamed or stationary weights with each PE buffer size, batching, sized codes)."""
+    reports = []
+    for flow, buffer in QUICK_DATAFLOWS if quick else DATAFLOWS:
+        got, _ = hw.sweep(
+            workload,
+            config=replace(config, weight_dataflow=flow, pe_buffer_kb=buffer),
+            architecture=architecture,
+            axes={"event_batching": (False, True), "sized_codes": (False, True)},
+        )
+        reports += got
+    return min(reports, key=lambda r: r.energy_j)
+
+
+def binary_networks(
+    config: hw.AcceleratorConfig, quick: bool, out: Path
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The binary rate networks on the rate core and the crossbar, their ANNs on the dense
+    array and as TTFS networks on the TTFS accelerator: on the default budget, and with each
+    architecture's best dataflow."""
+    full = load_dataset("mnist", "train")
+    rest, _ = split_validation(full, 5000 / len(full), seed=0)
+    rest = replace(rest, name="mnist-train55k")
+    calibration = rest.head(5000)
+    steps = QUICK_BINARY_STEPS if quick else BINARY_STEPS
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for name, epochs in BINARY_NETWORKS:
+        test = load_dataset("mnist", "test", limit=200 if quick else BINARY_TEST[name])
+        train_part = replace(rest.head(6000), name="mnist-quick6k") if quick else rest
+        model, _ = trained(
+            name,
+            train_part,
+            test,
+            1 if quick else epochs,
+            models=models_dir(out, quick),
+            binary=True,
+        )
+        model.eval()
+        ann_accuracy = evaluate(model, test)
+        graph = onespike.extract(model, test.images[:2])
+        graph = onespike.normalize(graph, batches(calibration, 500), percentile=99.99)
+        rate_net = onespike.convert(graph, onespike.RateConfig(steps=max(steps), binary=True))
+        by_steps = rate_workloads(rate_net, test, steps)
+        within = [t for t in steps if by_steps[t][1] >= ann_accuracy - 0.01]
+        rate_t = within[0] if within else max(steps, key=lambda t: by_steps[t][1])
+        rate, rate_accuracy = by_steps[rate_t]
+        ttfs_net = onespike.convert(graph, onespike.TTFSConfig(steps=TTFS_STEPS, rectifier=False))
+        ttfs, ttfs_accuracy, decision = ttfs_workload(ttfs_net, test)
+        ann = hw.profile(graph, len(test))
+        binary_layers = [layer.name for layer in rate.layers if layer.binary]
+        for label in ("default", "best dataflow"):
+            for architecture, workload, accuracy, t in (
+                ("in-memory", rate, rate_accuracy, rate_t),
+                ("rate-core", rate, rate_accuracy, rate_t),
+                ("dense-ann", ann, ann_accuracy, 0),
+                ("ttfs-accelerator", ttfs, ttfs_accuracy, TTFS_STEPS),
+            ):
+                report = (
+                    hw.run(workload, config=config, architecture=architecture)
+                    if label == "default"
+                    else best_dataflow(workload, config, architecture, quick)
+                )
+                budget_config = report.config
+                row = {
+                    "model": f"{name}-binary",
+                    "budget": label,
+                    "architecture": architecture,
+                    "method": report.method,
+                    "snn_accuracy": accuracy,
+                    "ann_accuracy": ann_accuracy,
+                    "steps": t,
+                    "samples": workload.samples,
+                    "energy_per_inference_j": report.energy_j,
+                    "energy_counts": f"hardware model {architecture}, {budget(budget_config)}",
+                    "dynamic_energy_j": report.dynamic_pj * 1e-12,
+                    "static_energy_j": report.static_pj * 1e-12,
+                    "energy_by_component_j": {
+                        c: report.component_pj(c) * 1e-12 for c in hw.COMPONENTS
+                    },
+                    "latency_s": report.latency_s,
+                    "binary_layers": binary_layers,
+                    "rate_accuracy_by_steps": {str(k): v[1] for k, v in by_steps.items()},
+                }
+                if architecture == "ttfs-accelerator":
+                    row.update(decision)
+                rows.append(row)
+        mine = {(r["budget"], r["architecture"]): r for r in rows if r["model"] == f"{name}-binary"}
+        for label in ("default", "best dataflow"):
+            energies = {a: mine[(label, a)]["energy_per_inference_j"] for a in hw.ARCHITECTURES}
+            order = sorted(energies, key=energies.__getitem__)
+            notes.append(
+                f"{name}-binary ({label} budget; rate T={rate_t}, "
+                f"{100 * rate_accuracy:.2f}% vs ANN {100 * ann_accuracy:.2f}%; "
+                f"TTFS T={TTFS_STEPS}, {100 * ttfs_accuracy:.2f}%): energy per inference "
+                + ", ".join(f"{a} {_us(energies[a])} uJ" for a in order)
+                + f"; lowest: {order[0]}."
+            )
+    return rows, notes
+
+
+def binary_section(rows: list[dict[str, Any]], notes: list[str]) -> list[str]:
+    lines = [
+        "",
+        "## Binary-weight rate networks on the in-memory architecture",
+        "",
+        "The binary networks of `rate.py` (hidden layers with +-1 synapses, first and last "
+        "layers full precision): the rate-coded SNN on the crossbar architecture (binary layers "
+        "on crossbars of binary cells, a column evaluation 1.27 pJ with its ADC after the "
+        "XNOR-SRAM macro's 403 TOPS/W, Yin et al., JSSC 2020; every tile evaluated at every "
+        "step; the other layers on the digital PEs) and on the rate core, the binary ANN on "
+        "the dense array, and its TTFS conversion on the TTFS accelerator. The default budget, "
+        "and the same cores, PEs and SRAM macros with each architecture's lowest-energy "
+        "dataflow (streamed or stationary weights with 1, 4 or 16 KB PE buffers, batching, "
+        "sized codes; the choice is in each row's `energy_counts`).",
+        "",
+        "| model | budget | architecture | acc. | T | energy/inf. (uJ) | latency (us) | crossbar | "
+        "weight reads | state r/w | neuron updates | static | what it prices |",
+        "|" + "---|" * 13,
+    ]
+    for r in rows:
+        e = r["energy_by_component_j"]
+        lines.append(
+            f"| {r['model']} | {r['budget']} | {r['architecture']} | "
+            f"{100 * r['snn_accuracy']:.2f}% | {r['steps'] or '-'} | "
+            f"{_us(r['energy_per_inference_j'])} | {_us(r['latency_s'])} | {_us(e['crossbar'])} | "
+            f"{_us(e['weight_reads'])} | {_us(e['state_reads_writes'])} | "
+            f"{_us(e['neuron_updates'])} | {_us(r['static_energy_j'])} | {r['energy_counts']} |"
+        )
+    lines += ["", *(f"- {n}" for n in notes)]
+    return lines
 
 
 def _us(x: float) -> str:
@@ -342,8 +702,8 @@ def markdown(rows: list[dict[str, Any]], notes: list[str], config: hw.Accelerato
         "## The counts behind it (per inference)",
         "",
         "| model | architecture | spikes | synops | synaptic events | MACs | neuron updates | "
-        "compute | weight reads | state r/w | neuron updates | routing | static (uJ) |",
-        "|" + "---|" * 13,
+        "compute | weight reads | state r/w | neuron updates | routing | crossbar | static (uJ) |",
+        "|" + "---|" * 14,
     ]
     for r in rows:
         c, e = r["counts_per_inference"], r["energy_by_component_j"]
@@ -422,25 +782,28 @@ def loihi_section(rows: list[dict[str, Any]]) -> list[str]:
         )
     lines += [
         "",
-        "Quartz on Loihi, MNIST ConvNet, as in the authors' public notebooks (see "
-        "`docs/hardware.md`; the paper's text could not be read here):",
+        "Quartz on Loihi, MNIST ConvNet: the nxSDK probes of github.com/biphasic/Quartz-on-"
+        "Loihi `CNN/mnist-EDP-plot.ipynb` (unchanged since May 2021; see `docs/hardware.md`):",
         "",
-        "| t_max | error | steps | time/step (us) | latency (ms) | core dynamic energy to "
-        "decision (uJ) | core dynamic + static (uJ) | EDP (uJ s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| t_max | error | steps | first output spike | time/step (us) | latency (ms) | core "
+        "dynamic to decision (uJ) | core dynamic + static to decision (uJ) | cores + x86, all "
+        "steps (uJ) | EDP (uJ s) |",
+        "|" + "---|" * 10,
     ]
     for q in hw.QUARTZ_LOIHI_MNIST:
         lines.append(
-            f"| {q.t_max} | {q.error_percent}% | {q.steps_per_sample} | {q.time_per_step_us:.1f} | "
-            f"{q.latency_s * 1e3:.2f} | {q.dynamic_energy_j * 1e6:.1f} | "
-            f"{q.total_energy_j * 1e6:.1f} | {q.edp_js * 1e6:.3f} |"
+            f"| {q.t_max} | {q.error_percent}% | {q.steps_per_sample} | {q.first_output_step} | "
+            f"{q.time_per_step_us:.1f} | {q.latency_s * 1e3:.2f} | "
+            f"{q.dynamic_energy_j * 1e6:.1f} | {q.core_energy_j * 1e6:.1f} | "
+            f"{q.system_energy_j * 1e6:.1f} | {q.edp_js * 1e6:.3f} |"
         )
     edp = hw.QUARTZ_MNIST_EDP_UJS
     lines += [
         "",
-        "EDP bars of the Quartz repository's plotting notebook (MNIST, uJ s): "
-        + ", ".join(f"{k} {v:g}" for k, v in edp.items())
-        + ".",
+        "EDP: cores and x86 cores over all steps times the latency, the accounting the "
+        "notebook's plot uses. EDP bars of the Quartz repository's plotting notebook (MNIST, "
+        "uJ s): " + ", ".join(f"{k} {v:g}" for k, v in edp.items()) + "; the rate bar is NxTF's "
+        "result (Rueckauer et al., arXiv 2101.04261), not a rate code Quartz ran.",
     ]
     return lines
 
@@ -458,32 +821,43 @@ def plot(reports: list[tuple[str, hw.HardwareReport]], path: Path) -> str:
     return f"plot written to {path}"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small subsets (CI)")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="results directory (default: see module doc)"
-    )
-    args = parser.parse_args()
-    args.out = out_dir(args.out, args.quick)
-    threads = 1
-    torch.set_num_threads(threads)
+def meta_of(args: argparse.Namespace, test_samples: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "torch_threads": 1,
+        "torch": torch.__version__,
+        "quick": args.quick,
+        "test_samples": test_samples,
+        **extra,
+    }
+
+
+def main_part(args: argparse.Namespace, config: hw.AcceleratorConfig) -> None:
+    """The MLP and Quartz's ConvNet on the default budget, then the design-space sweep."""
     test = load_dataset("mnist", "test", limit=200 if args.quick else None)
     calibration = load_dataset("mnist", "train", limit=1000 if args.quick else 5000)
-    config = hw.AcceleratorConfig()
     rows: list[dict[str, Any]] = []
     timings = {}
     bars: list[tuple[str, hw.HardwareReport]] = []
+    sweeps = []
     networks: tuple[tuple[str, str], ...] = NETWORKS
     rate_steps: tuple[int, ...] = RATE_STEPS
-    models = MODELS
+    models = models_dir(args.out, args.quick)
     if args.quick:  # the networks of ttfs.py --quick: 1 epoch on 6,000 training images
-        models = models_dir(args.out, args.quick)
         networks = tuple((name, f"mnist-{name}-e1") for name, _ in NETWORKS)
         rate_steps = QUICK_RATE_STEPS
         subset = load_dataset("mnist", "train", limit=6000)
         for name, _ in NETWORKS:
             trained(name, subset, test, 1, models=models)
+    else:  # the networks of ttfs.py, trained here if ttfs.py has not cached them
+        full = load_dataset("mnist", "train")
+        for name, directory in NETWORKS:
+            if not (models / directory / "model.json").exists():
+                trained(name, full, test, EPOCHS[name], models=models)
     for name, directory in networks:
         mine, info = benchmark_network(
             name, directory, test, calibration, config, rate_steps, models
@@ -491,31 +865,85 @@ def main() -> int:
         rows += mine
         timings[name] = info["seconds"]
         bars += [(f"{name}\n{r.architecture}", r) for r in info["reports"]]
+        sweeps.append(sweep_network(name, info["workloads"], config, args.quick))
     notes = verdicts(rows)
+    statements = [sweep_statement(s) for s in sweeps]
     suffix = "-quick" if args.quick else ""
     plot_note = plot(bars, args.out / f"hardware{suffix}.png")
-    meta = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads,
-        "torch": torch.__version__,
-        "quick": args.quick,
-        "test_samples": len(test),
-        "ttfs": {"steps": TTFS_STEPS, "rectifier": False},
-        "rate": {"candidate_steps": list(RATE_STEPS), "initial_membrane": [0.0, 0.5]},
-        "config": {**asdict(config), "tech": config.tech.name},
-        "tech_source": config.tech.source,
-        "seconds_per_network": timings,
-        "plot": plot_note,
-        "verdicts": notes,
-    }
+    meta = meta_of(
+        args,
+        len(test),
+        ttfs={"steps": TTFS_STEPS, "rectifier": False},
+        rate={"candidate_steps": list(rate_steps), "initial_membrane": [0.0, 0.5]},
+        config={**asdict(config), "tech": config.tech.name},
+        tech_source=config.tech.source,
+        sweep_axes={
+            k: list(v) for k, v in (QUICK_SWEEP_AXES if args.quick else SWEEP_AXES).items()
+        },
+        sweep_dataflows=[list(d) for d in (QUICK_DATAFLOWS if args.quick else DATAFLOWS)],
+        seconds_per_network=timings,
+        plot=plot_note,
+        verdicts=notes,
+        sweep_verdicts=statements,
+    )
     atomic_write_json(args.out / f"hardware{suffix}.json", rows)
     atomic_write_json(args.out / f"hardware{suffix}.meta.json", meta)
-    text = markdown(rows, notes, config)
+    atomic_write_json(args.out / f"hardware-sweep{suffix}.json", sweeps)
+    atomic_write_json(
+        args.out / f"hardware-sweep{suffix}.meta.json", {**meta, "verdicts": statements}
+    )
+    text = markdown(rows, notes, config) + "\n".join(sweep_section(sweeps)) + "\n"
     atomic_write_text(args.out / f"hardware{suffix}.md", text)
     print(text)
+
+
+def binary_part(args: argparse.Namespace, config: hw.AcceleratorConfig) -> None:
+    """The binary rate networks on the four architectures."""
+    started = time.perf_counter()
+    rows, notes = binary_networks(config, args.quick, args.out)
+    suffix = "-quick" if args.quick else ""
+    meta = meta_of(
+        args,
+        int(rows[0]["samples"]) if rows else 0,
+        test_samples_by_model={r["model"]: r["samples"] for r in rows},
+        config={**asdict(config), "tech": config.tech.name},
+        best_dataflow_options=[list(d) for d in DATAFLOWS],
+        crossbar_source=(
+            "Yin, Jiang, Seo, Seok, XNOR-SRAM, IEEE JSSC 2020, doi 10.1109/JSSC.2019.2963616: "
+            "403 TOPS/W (65 nm, 0.6 V), 256 rows per column evaluation"
+        ),
+        seconds=time.perf_counter() - started,
+        verdicts=notes,
+    )
+    atomic_write_json(args.out / f"hardware-binary{suffix}.json", rows)
+    atomic_write_json(args.out / f"hardware-binary{suffix}.meta.json", meta)
+    text = "\n".join(binary_section(rows, notes)) + "\n"
+    atomic_write_text(args.out / f"hardware-binary{suffix}.md", text)
+    print(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small subsets (CI)")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=("main", "binary"),
+        default=["main", "binary"],
+        help="main: the MLP and ConvNet on the default budget and the design-space sweep "
+        "(hardware.*, hardware-sweep.*); binary: the binary rate networks (hardware-binary.*)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results directory (default: see module doc)"
+    )
+    args = parser.parse_args()
+    args.out = out_dir(args.out, args.quick)
+    torch.set_num_threads(1)
+    config = hw.AcceleratorConfig()
+    if "main" in args.parts:
+        main_part(args, config)
+    if "binary" in args.parts:
+        binary_part(args, config)
     return 0
 
 

@@ -38,9 +38,16 @@ BENCHMARKS = (
     ("rate", "Rate coding, full-precision and binary weights (Lu & Sengupta)", "rate.py"),
     ("rate-peers", "Rate coding against the peers on whole test sets", "rate.py --label peers"),
     ("hybrid", "Single-spike hybrid encoding with STDB (Datta et al.)", "hybrid.py"),
+    ("quartz", "Quartz's MNIST table reproduced (t_max = 16)", "quartz.py"),
     ("hardware", "Hardware models", "hardware.py"),
-    ("extract", "Extraction and normalisation of real classifiers", "extract.py"),
+    (
+        "hardware-sweep",
+        "Hardware design space: TTFS accelerator against the dense array",
+        "hardware.py",
+    ),
+    ("hardware-binary", "Binary-weight rate networks on the in-memory architecture", "hardware.py"),
     ("deep", "Deep networks: ResNet-20 and VGG-11-slim, every method on one network", "deep.py"),
+    ("extract", "Extraction and normalisation of real classifiers", "extract.py"),
 )
 # Accuracy within this many points of the ANN selects a row for the comparison.
 WITHIN_POINTS = 1.0
@@ -393,6 +400,14 @@ def comparison_section(found: dict[str, Result]) -> list[str]:
 
 
 # one section per method ------------------------------------------------------------------------
+def decision_cell(x: dict[str, Any]) -> str:
+    """TTFS decision time (first output spike): mean / max steps, ``-`` where not recorded."""
+    mean, largest = x.get("decision_steps_mean"), x.get("decision_steps_max")
+    if _missing(mean) or _missing(largest):
+        return "-"
+    return f"{mean:.1f} / {largest:g}"
+
+
 def ttfs_section(r: Result) -> list[str]:
     """Every row of ``ttfs.py``."""
     head = [
@@ -406,6 +421,7 @@ def ttfs_section(r: Result) -> list[str]:
         "ANN MACs",
         "energy vs ANN",
         "latency (steps)",
+        "decision mean / max (steps)",
         "sim. throughput vs ANN",
         "stepped = closed form",
     ]
@@ -425,6 +441,7 @@ def ttfs_section(r: Result) -> list[str]:
                 count(x["ann_macs"]),
                 num(x["energy_ratio_vs_ann"]),
                 steps_cell(x["latency_steps"]),
+                decision_cell(x),
                 f"{num(x.get('sim_throughput_ratio_vs_ann'), 2)}x",
                 f"{pct(same, 1)} of spikes ({check.get('samples', '-')} images)",
             ]
@@ -613,7 +630,8 @@ def hardware_section(r: Result) -> list[str]:
             x["architecture"],
             pct(x["snn_accuracy"]),
             str(x["steps"] or "-"),
-            steps_cell(x["latency_steps"]),
+            steps_cell(x["latency_steps"])
+            + ("" if decision_cell(x) == "-" else f" (decision {decision_cell(x)})"),
             f"{1e6 * x['energy_per_inference_j']:,.2f}",
             f"{1e6 * x['latency_s']:,.2f}",
             f"{1e3 * x['average_power_w']:.1f}",
@@ -632,6 +650,111 @@ def hardware_section(r: Result) -> list[str]:
         else "Budget: not recorded in the meta file."
     )
     return [budget, "", *table(head, body)]
+
+
+def quartz_section(r: Result) -> list[str]:
+    """Quartz's results file beside onespike's counts, in Quartz's conventions and onespike's."""
+    head = [
+        "percentile",
+        "acc. Quartz",
+        "acc. onespike",
+        "time steps Quartz",
+        "onespike (Quartz's formula)",
+        "decision mean / p99 / max",
+        "synops Quartz (last 200)",
+        "synops onespike (all / last 200)",
+        "ops Quartz",
+        "ops onespike",
+        "reads Quartz / onespike",
+        "writes Quartz / onespike",
+    ]
+    body = []
+    for x in r.rows:
+        q = x["quartz_reported"]
+        body.append(
+            [
+                f"{x['percentile']:g}",
+                pct(q["accuracy"]),
+                pct(x["snn_accuracy"]),
+                str(q["time_steps"]),
+                f"{x['quartz_formula_time_steps']:.1f}",
+                f"{x['decision_steps_mean']:.1f} / {x['decision_steps_p99']:g} / "
+                f"{x['decision_steps_max']:g}",
+                count(q["synops"]),
+                f"{count(x['quartz_synops'])} / {count(x['quartz_synops_last_batch'])}",
+                count(q["ops"]),
+                count(x["quartz_ops"]),
+                f"{count(q['reads'])} / {count(x['quartz_reads'])}",
+                f"{count(q['writes'])} / {count(x['quartz_writes'])}",
+            ]
+        )
+    meta = r.meta
+    intro = (
+        f"Quartz's ConvNet (Dropout2d({meta.get('dropout', '-')}) before the classifier) "
+        f"trained {meta.get('epochs', '-')} epochs (ANN {pct(meta.get('ann_accuracy'))}), "
+        f"converted at T = 16 with the rectifier, {count(meta.get('test_samples'))} test "
+        "images, beside Quartz's results file (github.com/biphasic/Quartz "
+        "evaluation/mnist/mnist-results.pkl). Quartz-convention counts: "
+        '`count_ops(..., convention="quartz")`; decision: onespike\'s first output spike, '
+        "counted from the first input step. onespike's own counts (synops, energy to the "
+        "decision) are in the linked `quartz.md`."
+    )
+    return [intro, "", *table(head, body)]
+
+
+def hardware_sweep_section(r: Result) -> list[str]:
+    """How many budgets each network's TTFS accelerator wins, and the Pareto fronts' sizes."""
+    head = [
+        "model",
+        "budgets compared",
+        "TTFS lower energy",
+        "dense / TTFS energy",
+        "lowest TTFS (uJ)",
+        "lowest dense (uJ)",
+        "Pareto front (TTFS / dense points)",
+    ]
+    body = []
+    for x in r.rows:
+        low = x["lowest_energy"]
+        front = x["pareto_front"]
+        ttfs = sum(1 for p in front if p["architecture"] == "ttfs-accelerator")
+        body.append(
+            [
+                x["model"],
+                str(x["budgets_compared"]),
+                str(x["budgets_ttfs_lower_energy"]),
+                f"{num(x['dense_over_ttfs_energy_min'], 2)} .. "
+                f"{num(x['dense_over_ttfs_energy_max'], 2)}",
+                f"{1e6 * low['ttfs-accelerator']['energy_per_inference_j']:,.3f}",
+                f"{1e6 * low['dense-ann']['energy_per_inference_j']:,.3f}",
+                f"{ttfs} / {len(front) - ttfs}",
+            ]
+        )
+    return [
+        "Every budget of the sweep (cores, PEs, SRAM macros, weight dataflow, PE buffers) with "
+        "each architecture's best free options (events batched, sized codes); the fronts are "
+        "listed in the linked `hardware.md`.",
+        "",
+        *table(head, body),
+    ]
+
+
+def hardware_binary_section(r: Result) -> list[str]:
+    """Every architecture's energy for the binary rate networks, default and tuned budgets."""
+    head = ["model", "budget", "architecture", "acc.", "T", "energy/inf. (uJ)", "latency (us)"]
+    body = [
+        [
+            x["model"],
+            x["budget"],
+            x["architecture"],
+            pct(x["snn_accuracy"]),
+            str(x["steps"] or "-"),
+            f"{1e6 * x['energy_per_inference_j']:,.3f}",
+            f"{1e6 * x['latency_s']:,.2f}",
+        ]
+        for x in r.rows
+    ]
+    return table(head, body)
 
 
 def rate_peers_section(r: Result) -> list[str]:
@@ -887,9 +1010,12 @@ SECTIONS: dict[str, Callable[[Result], list[str]]] = {
     "rate": rate_section,
     "rate-peers": rate_peers_section,
     "hybrid": hybrid_section,
+    "quartz": quartz_section,
     "hardware": hardware_section,
-    "extract": extract_section,
+    "hardware-sweep": hardware_sweep_section,
+    "hardware-binary": hardware_binary_section,
     "deep": deep_section,
+    "extract": extract_section,
 }
 
 

@@ -125,16 +125,18 @@ def throughput_ratio(
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = (
         "| model | T | rectifier | ANN acc. | SNN acc. | spikes/neuron | synops | ANN MACs | "
-        "energy vs ANN | latency (steps) | sim. throughput vs ANN |"
+        "energy vs ANN | latency (steps) | decision mean / max (steps) | sim. throughput vs ANN |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['steps']} | {'on' if r['rectifier'] else 'off'} | "
             f"{100 * r['ann_accuracy']:.2f}% | "
             f"{100 * r['snn_accuracy']:.2f}% | {r['spikes_per_neuron']:.3f} | "
             f"{r['synops']:,.0f} | {r['ann_macs']:,.0f} | {r['energy_ratio_vs_ann']:.3f} | "
-            f"{r['latency_steps']} | {r['sim_throughput_ratio_vs_ann']:.2f}x |"
+            f"{r['latency_steps']} | "
+            f"{r['decision_steps_mean']:.1f} / {r['decision_steps_max']:g} | "
+            f"{r['sim_throughput_ratio_vs_ann']:.2f}x |"
         )
     return "\n".join(lines) + "\n"
 
@@ -213,6 +215,7 @@ def main() -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
         "torch_threads": args.threads,
         "torch": torch.__version__,
         "quick": args.quick,

@@ -295,11 +295,19 @@ def test_loihi_estimate_closed_form() -> None:
 
 def test_quartz_loihi_figures_follow_the_notebook_arithmetic() -> None:
     run16 = next(r for r in hw.QUARTZ_LOIHI_MNIST if r.t_max == 16)
-    assert run16.latency_s == pytest.approx(70.23910319961186e-6 * 90)
-    power = (8.381188354488149 + 8.712786553627767) * 1e-3
-    assert run16.total_energy_j == pytest.approx(70.23910319961186e-6 * power * 67)
-    assert run16.edp_js == pytest.approx(run16.total_energy_j * run16.latency_s)
-    assert hw.QUARTZ_MNIST_EDP_UJS["Rate code on Loihi"] == 4.38
+    # biphasic/Quartz-on-Loihi CNN/mnist-EDP-plot.ipynb, probe_4: 91 steps of 53.925 us,
+    # first output spike at step 65, 9.29 / 5.09 mW core dynamic / static power.
+    assert run16.latency_s * 1e3 == pytest.approx(4.907, abs=5e-4)
+    assert run16.dynamic_energy_j * 1e6 == pytest.approx(32.57, abs=5e-3)
+    assert run16.core_energy_j * 1e6 == pytest.approx(50.42, abs=5e-3)
+    assert run16.system_energy_j * 1e6 == pytest.approx(182.46, abs=5e-3)
+    assert run16.edp_js * 1e6 == pytest.approx(0.8954, abs=5e-4)
+    assert run16.error_percent == 0.77
+    errors = {r.t_max: r.error_percent for r in hw.QUARTZ_LOIHI_MNIST}
+    assert errors == {8: 34.86, 16: 0.77, 32: 0.75, 64: 0.74}
+    latencies = [round(r.latency_s * 1e3, 2) for r in hw.QUARTZ_LOIHI_MNIST]
+    assert latencies == [4.90, 4.91, 4.93, 5.77]
+    assert hw.QUARTZ_MNIST_EDP_UJS["Rate code on Loihi (NxTF, Rueckauer et al. 2021)"] == 4.38
 
 
 def test_report_to_dict_is_json() -> None:
@@ -412,3 +420,190 @@ def test_cli_hardware_command(tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["hardware", "--pes", "0", "--out", str(tmp_path / "bad")])
     assert bad.exit_code != 0
     assert "pes must be an integer >= 1" in bad.output
+
+
+# A table whose SRAM access grows with the square root of the macro size (64 pJ per 64 bits
+# at 1 KB, so 1 pJ per bit there, 0.5 pJ per bit at 0.25 KB) and whose adds grow with width
+# (1 pJ at 8 bits, 4 pJ at 32 bits: 0.125 pJ per bit beyond 8).
+SIZED = hw.TechnologyTable(
+    name="sized",
+    node_nm=1,
+    add_pj={"int8": 1.0, "int32": 4.0},
+    mult_pj={"int8": 2.0},
+    sram_read_pj=((0.25, 32.0), (1.0, 64.0)),
+    sram_word_bits=64,
+    leakage_mw_per_mb=0.0,
+)
+SIZED_CONFIG = replace(CONFIG, tech=SIZED)
+
+
+def _batched_toy() -> tuple[onespike.SpikingNetwork, onespike.SimResult]:
+    # Inputs (1, 1, 0.25): codes (3, 3, 1) fire at steps 0, 0 and 2: two of the three spikes
+    # reach the 4 hidden neurons in the same step. Hidden V = 0.125 (3 + 3 + 1) = 0.875: code
+    # 1 for all four, all firing at r + L - 1 = 5, into the output together.
+    net = onespike.convert(_toy_graph(), onespike.TTFSConfig(steps=4))
+    return net, onespike.simulate(net, torch.tensor([[1.0, 1.0, 0.25]]))
+
+
+def test_profile_counts_input_steps_fan_in_and_weights() -> None:
+    net, result = _batched_toy()
+    workload = hw.profile(net, result)
+    _, hidden, out = workload.layers
+    assert (hidden.input_steps, out.input_steps) == (2 * 4, 1 * 2)
+    assert (hidden.fan_in, out.fan_in) == (3, 4)
+    assert (hidden.weights, out.weights) == (12, 8)
+    assert (hidden.channels, out.channels) == (4, 2)
+    assert not hidden.binary
+    ann = hw.profile(_toy_graph(), 1)
+    assert [layer.fan_in for layer in ann.layers] == [0, 3, 4]
+
+
+def test_event_batching_reads_each_state_once_per_step() -> None:
+    net, result = _batched_toy()
+    plain = hw.run(net, result, CONFIG)
+    batched = hw.run(net, result, replace(CONFIG, event_batching=True))
+    # 12 events into the hidden layer in 2 steps, 8 into the output in 1: state r/w of 32 pJ
+    # per (neuron, step) with input instead of per event. Nothing else changes.
+    assert plain.layers[1].state_reads_writes_pj == 12 * 32
+    assert batched.layers[1].state_reads_writes_pj == 8 * 32
+    assert plain.layers[2].state_reads_writes_pj == 8 * 32
+    assert batched.layers[2].state_reads_writes_pj == 2 * 32
+    assert batched.latency_cycles == plain.latency_cycles
+    assert plain.dynamic_pj - batched.dynamic_pj == (4 + 6) * 32
+
+
+def test_stationary_weights_read_the_pe_buffer() -> None:
+    net, result = _batched_toy()
+    streamed = hw.run(net, result, SIZED_CONFIG)
+    # 20 weights of 8 bits fit in 2 PE buffers of 0.25 KB: resident, read at 0.5 pJ per bit.
+    resident = hw.run(
+        net, result, replace(SIZED_CONFIG, weight_dataflow="stationary", pe_buffer_kb=0.25)
+    )
+    assert streamed.layers[1].weight_reads_pj == 12 * 8
+    assert resident.layers[1].weight_reads_pj == 12 * 4
+    assert resident.layers[2].weight_reads_pj == 8 * 4
+    assert resident.config.sram_kb == streamed.config.sram_kb + 2 * 0.25
+    # Buffers of 48 bits (2 x 3 bytes) hold neither layer (96 and 64 bits): each is loaded
+    # once per inference (a weight SRAM read and a buffer write per weight) and runs in
+    # ceil(96 / 48) = 2 and ceil(64 / 48) = 2 tiles, its 3 and 4 input spikes replayed once.
+    tiny = 3 / 1024
+    local = 8 * 64 * math.sqrt(tiny) / 64
+    tiled = hw.run(
+        net, result, replace(SIZED_CONFIG, weight_dataflow="stationary", pe_buffer_kb=tiny)
+    )
+    hidden, out = tiled.layers[1], tiled.layers[2]
+    assert hidden.weight_reads_pj == pytest.approx(12 * local + 12 * (8 + local))
+    assert out.weight_reads_pj == pytest.approx(8 * local + 8 * (8 + local))
+    replay = 16 * 64 / 64  # one 16-bit event read from the 1 KB event SRAM
+    assert hidden.spike_routing_pj == pytest.approx(4 * 32 + 3 * replay)
+    assert hidden.cycles == streamed.layers[1].cycles + 12 / 2 + 3
+    assert out.cycles == streamed.layers[2].cycles + 8 / 2 + 4
+
+
+def test_sized_codes_price_the_width_the_layer_needs() -> None:
+    assert SIZED.int_add_pj(8) == 1.0
+    assert SIZED.int_add_pj(32) == 4.0
+    assert SIZED.int_add_pj(12) == pytest.approx(1.5)
+    assert SIZED.int_add_pj(4) == 1.0
+    with pytest.raises(ConfigError, match="int8 or int32"):
+        replace(CONFIG, sized_codes=True)  # the unit table has no int8 add
+    net, result = _batched_toy()
+    report = hw.run(net, result, replace(SIZED_CONFIG, sized_codes=True))
+    # Hidden: |V| <= (3 + 1) x 127 x 3 = 1524 needs 11 bits and a sign: 12-bit states
+    # (12 pJ per access at 1 pJ per bit) and 1.5 pJ adds. Output: (4 + 1) x 127 x 3 = 1905,
+    # 12 bits too.
+    hidden = report.layers[1]
+    assert hidden.state_reads_writes_pj == 12 * 2 * 12
+    assert hidden.compute_pj == pytest.approx((12 + 4) * 1.5)
+    assert hidden.neuron_updates_pj == pytest.approx(4 * (2 * 1.5 + 2 * 12))
+    dense = hw.run(_toy_graph(), 1, replace(SIZED_CONFIG, sized_codes=True))
+    # Partial sums of (3 + 1) x 127 x 255 = 129,540: 17 bits and a sign, 2.25 pJ adds.
+    assert dense.layers[1].compute_pj == pytest.approx(12 * (2 + 2.25))
+
+
+def _binary_workload(steps: int = 4) -> hw.Workload:
+    """A rate network's binary hidden layer: 300 inputs into 100 neurons (a 2 x 2 grid of
+    256 x 64 tiles), 10 steps of which the sample ran ``steps``."""
+    ops = OpsReport(
+        "rate",
+        1,
+        (
+            LayerOps("in", "input", 300, spikes=50),
+            LayerOps("h", "neuron", 100, spikes=20, synops=5000, neuron_updates=100 * steps),
+        ),
+    )
+    layers = (
+        hw.LayerLoad("in", "input", 300, channels=300),
+        hw.LayerLoad(
+            "h",
+            "neuron",
+            100,
+            ((100, 50),),
+            routed=False,
+            fan_in=300,
+            weights=30000,
+            channels=100,
+            binary=True,
+        ),
+    )
+    return hw.Workload("rate", ops, layers, total_steps=steps, weights=30000)
+
+
+def test_in_memory_crossbar_closed_form() -> None:
+    config = replace(CONFIG, weight_sram_kb=8)
+    report = hw.run(_binary_workload(), config=config, architecture="in-memory")
+    hidden = report.layers[1]
+    # 4 steps x 1 position x (2 x 2 tiles) x 64 columns converted, at 1.27 pJ each
+    # (XNOR-SRAM: 2 x 256 operations at 403 TOPS/W).
+    assert pytest.approx(512 / 403) == hw.XNOR_SRAM_COLUMN_PJ
+    assert hidden.crossbar_pj == pytest.approx(4 * 4 * 64 * 512 / 403)
+    # The two row tiles' partial sums meet in one add per neuron per step; every neuron is
+    # updated every step with one add more (its column sum); no weight or synaptic state read.
+    assert hidden.compute_pj == 4 * 100 * 1
+    assert hidden.neuron_updates_pj == 4 * 100 * (3 * 1 + 2 * 16)
+    assert hidden.weight_reads_pj == hidden.state_reads_writes_pj == 0.0
+    # A step: one evaluation (all tiles at once), a sweep of ceil(100 / 2), one step cycle.
+    assert hidden.cycles == 4 * (1 + 50 + 1)
+    # The rate core pays for every synaptic event instead (and needs 30,000 8-bit weights).
+    wide = replace(config, weight_sram_kb=32)
+    rate = hw.run(_binary_workload(), config=wide, architecture="rate-core").layers[1]
+    assert rate.crossbar_pj == 0.0
+    assert rate.compute_pj + rate.weight_reads_pj + rate.state_reads_writes_pj == 5000 * 41
+    # 4 tiles of 16 Kbit do not fit in 1 KB of weight SRAM.
+    with pytest.raises(ConfigError, match="do not fit"):
+        hw.run(_binary_workload(), config=CONFIG, architecture="in-memory")
+    with pytest.raises(ConfigError, match="dense-ann"):
+        hw.run(_toy_graph(), 1, CONFIG, architecture="in-memory")
+
+
+def test_sweep_and_pareto_front() -> None:
+    net, result = _batched_toy()
+    reports, refused = hw.sweep(
+        net,
+        result,
+        SIZED_CONFIG,
+        axes={"pes": (1, 2), "event_batching": (False, True), "mapping": ("pipelined",)},
+    )
+    # A pipeline needs a core per layer: every config with 1 core is refused, with the reason.
+    assert reports == []
+    assert len(refused) == 4
+    assert all("core per layer" in why for _, why in refused)
+    reports, refused = hw.sweep(
+        net, result, SIZED_CONFIG, axes={"pes": (1, 2), "event_batching": (False, True)}
+    )
+    assert refused == []
+    assert [(r.config.pes, r.config.event_batching) for r in reports] == [
+        (1, False),
+        (1, True),
+        (2, False),
+        (2, True),
+    ]
+    # Batching costs nothing and saves energy: the unbatched points are dominated. Two PEs
+    # are faster but count more PEs: both batched points stay on the front.
+    front = hw.pareto_front(reports)
+    assert [(r.config.pes, r.config.event_batching) for r in front] == [(1, True), (2, True)]
+    assert hw.pareto_front(reports, ("energy_j",)) == [reports[1], reports[3]]
+    with pytest.raises(ConfigError, match="not AcceleratorConfig fields"):
+        hw.sweep(net, result, axes={"lanes": (1,)})
+    with pytest.raises(ConfigError, match="unknown objectives"):
+        hw.pareto_front(reports, ("area",))

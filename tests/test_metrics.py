@@ -9,6 +9,7 @@ import onespike
 from onespike.graph import AvgPool2d, Conv2d, Flatten, Graph, Linear, MaxPool2d
 from onespike.graph import ReLU as ReLUNode
 from onespike.metrics import HOROWITZ_45NM, HOROWITZ_45NM_SRAM, LayerOps, OpsReport
+from onespike.simulate.ttfs import stop_at_decision
 
 
 def _conv_net() -> Graph:
@@ -146,3 +147,158 @@ def test_count_ops_argument_errors() -> None:
         onespike.count_ops(graph, torch.zeros(1, 1, 4, 4))
     with pytest.raises(onespike.ConfigError, match="sample count"):
         onespike.count_ops(graph, 0)
+
+
+def _tiny_ttfs(**options: object) -> tuple[onespike.SpikingNetwork, onespike.SimResult]:
+    # 2 inputs -> 2 hidden -> 2 outputs, T = 3 (L = 2). Input codes floor(2x + 1/2) = (2, 1)
+    # fire at steps 0 and 1. Hidden V = (0.5*2 + 0.25*1 + 2*0.25, -0.5*2 + 0.5*1) = (1.75,
+    # -0.5): codes (2, 0), times r + L - k = (2, 4) (4 is the rectifier's). Output V =
+    # (1*2, 0.25*2 + 2*0.25) = (2, 1): codes (2, 1), times (4, 5); the class is 0, decided at
+    # step 4, the fifth step.
+    hidden = Linear(torch.tensor([[0.5, 0.25], [-0.5, 0.5]]), torch.tensor([0.25, 0.0]))
+    head = Linear(torch.tensor([[1.0, 0.5], [0.25, -1.0]]), torch.tensor([0.0, 0.25]))
+    graph = Graph.sequential((2,), [hidden, ReLUNode(), head])
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=3, **options))  # type: ignore[arg-type]
+    return net, onespike.simulate(net, torch.tensor([[1.0, 0.5]]), method="stepped")
+
+
+def test_quartz_convention_by_hand() -> None:
+    net, result = _tiny_ttfs()
+    report = onespike.count_ops(net, result, convention="quartz")
+    assert report.convention == "quartz"
+    hidden, out = report.layers[1], report.layers[2]
+    # Hidden inputs, window steps 0..2: step 0 the first pixel (0.5, -0.5) plus the bias
+    # (0.25, 0): 2 non-zero entries; step 1 the second pixel (0.25, 0.5): 2; step 2 the
+    # counter, 1 - current = 1 - (1.0, 0.0) = (0, 1): 1. Five in all.
+    assert hidden.synops == 5
+    # Output, steps 2..4: step 2 hidden spike 0 (1, 0.25) plus the bias (0, 0.25): 2; step 3
+    # nothing; step 4 the counter 1 - (1, 0.5) = (0, 0.5): 1 (the rectifier spike of hidden
+    # neuron 1 arriving at 4 is overwritten by the counter, as in Quartz's code).
+    assert out.synops == 3
+    # N = 4 neurons, t_max = 3: ops = synops + 2 N t_max, reads + 4 N t_max, writes + N t_max.
+    assert report.total("synops") == 8
+    assert report.total("operations") == 8 + 2 * 4 * 3
+    assert report.total("memory_reads") == 8 + 4 * 4 * 3
+    assert report.total("memory_writes") == 8 + 4 * 3
+    assert report.total("bias_events") == report.total("counter_events") == 0
+    assert [layer.spikes for layer in report.layers] == [2, 2, 2]
+
+
+def test_sinabs_convention_by_hand() -> None:
+    net, result = _tiny_ttfs()
+    report = onespike.count_ops(net, result, convention="sinabs")
+    # 2 input spikes x 2 targets, 2 hidden spikes (one forced) x 2 targets; nothing else.
+    assert [layer.synops for layer in report.layers] == [0, 4, 4]
+    assert report.total("operations") == 8
+    assert report.total("neuron_updates") == report.total("memory_reads") == 0
+    silent, quiet = _tiny_ttfs(rectifier=False)
+    assert onespike.count_ops(silent, quiet, convention="sinabs").total("synops") == 4 + 2
+    # Spikes routed into max pooling are not synops in this convention.
+    conv = Conv2d(torch.ones(1, 1, 1, 1), None)
+    graph = Graph.sequential(
+        (1, 2, 2),
+        [conv, ReLUNode(), MaxPool2d((2, 2), (2, 2)), Flatten(), Linear(torch.ones(3, 1))],
+    )
+    pooled = onespike.convert(graph, onespike.TTFSConfig(steps=3, rectifier=False))
+    x = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    res = onespike.simulate(pooled, x)
+    mine = onespike.count_ops(pooled, res)
+    theirs = onespike.count_ops(pooled, res, convention="sinabs")
+    assert [layer.synops for layer in mine.layers] == [0, 2, 2, 3]  # 2 routed into 1 window
+    assert [layer.synops for layer in theirs.layers] == [0, 2, 0, 3]
+
+
+def test_onespike_counts_and_stop_at_decision_by_hand() -> None:
+    net, result = _tiny_ttfs()
+    assert result.decision_steps is not None
+    assert result.decision_steps.tolist() == [5]
+    assert int(result.predictions[0]) == 0
+    full = onespike.count_ops(net, result)
+    assert [layer.neuron_updates for layer in full.layers] == [0, 2 * 5, 2 * 5]
+    assert full.layers[2].rectifier_events == 2
+    stopped_net, stopped = _tiny_ttfs(stop_at_decision=True)
+    assert stopped.sample_steps is not None
+    assert stopped.sample_steps.tolist() == [5]
+    assert stopped.total_steps() == 5
+    assert int(stopped.predictions[0]) == 0
+    report = onespike.count_ops(stopped_net, stopped)
+    hidden, out = report.layers[1], report.layers[2]
+    assert hidden == full.layers[1]  # its window (steps 0..4) ends before the stop
+    # The output's window is steps 2..6: 3 steps run (2, 3, 4); its second neuron's spike at
+    # 5 and the rectifier events at 6 never happen.
+    assert out.spikes == 1
+    assert out.neuron_updates == 2 * 3
+    assert out.rectifier_events == 0
+    assert out.counter_events == 2
+    assert out.bias_events == 1
+    assert out.memory_reads == 2 * (4 + 1 + 2) + 6
+    # The same from the full result, without a second simulation.
+    assert onespike.count_ops(net, stop_at_decision(net, result)) == report
+
+
+def test_conventions_refuse_what_they_cannot_count() -> None:
+    net, result = _tiny_ttfs()
+    with pytest.raises(onespike.ConfigError, match="not one of"):
+        onespike.count_ops(net, result, convention="neurobench")  # type: ignore[arg-type]
+    with pytest.raises(onespike.ConfigError, match="spiking networks"):
+        onespike.count_ops(_conv_net(), 1, convention="quartz")
+    rate = onespike.convert(_conv_net(), onespike.RateConfig(steps=2))
+    rate_result = onespike.simulate(rate, torch.zeros(1, 1, 5, 5))
+    with pytest.raises(onespike.ConfigError, match="TTFS"):
+        onespike.count_ops(rate, rate_result, convention="quartz")
+    a = onespike.count_ops(net, result)
+    b = onespike.count_ops(net, result, convention="quartz")
+    with pytest.raises(onespike.ConfigError, match="conventions"):
+        a + b
+    assert onespike.count_ops(rate, rate_result, convention="sinabs").convention == "sinabs"
+
+
+def test_summary_rows_carry_decision_time_and_both_energies() -> None:
+    from onespike.data import Dataset
+    from onespike.evaluate import decision_summary, evaluate_snn, summarize
+
+    net, _ = _tiny_ttfs()
+    # Second sample: all-zero input. Hidden V = (0.5, 0): codes (1, 0) at (3, 4); output
+    # V = (1, 0.75): codes (1, 1) at step 5: decided in the sixth step.
+    images = torch.tensor([[1.0, 0.5], [0.0, 0.0]])
+    data = Dataset("tiny", "test", images, torch.tensor([0, 1]), 2)
+    evaluation = evaluate_snn(net, data, batch_size=1)
+    assert evaluation.decision_steps is not None
+    assert evaluation.decision_steps.tolist() == [5, 6]
+    graph = Graph.sequential(
+        (2,),
+        [
+            Linear(torch.tensor([[0.5, 0.25], [-0.5, 0.5]]), torch.tensor([0.25, 0.0])),
+            ReLUNode(),
+            Linear(torch.tensor([[1.0, 0.5], [0.25, -1.0]]), torch.tensor([0.0, 0.25])),
+        ],
+    )
+    row = summarize(
+        dataset="tiny",
+        model="tiny",
+        method="ttfs",
+        steps=3,
+        ann_accuracy=1.0,
+        evaluation=evaluation,
+        ann_graph=graph,
+        energy_model="45nm",
+    )
+    assert row["energy_counts"] == "compute only"
+    assert row["decision_steps_mean"] == 5.5
+    assert row["decision_steps_max"] == 6
+    assert row["decision_steps_p50"] == 5
+    assert row["decision_steps_p99"] == 6
+    assert row["latency_steps"] == 7
+    # Stopped at its decision a sample skips its output's later spikes, rectifier events and
+    # window steps: fewer events and less energy than the full run, never more.
+    assert row["synaptic_events_to_decision"] < row["synaptic_events"]
+    assert row["snn_energy_to_decision_pj"] < row["snn_energy_pj"]
+    assert row["spikes_to_decision"] < row["spikes"]
+    assert decision_summary(torch.arange(1, 101)) == {
+        "decision_steps_mean": 50.5,
+        "decision_steps_max": 100.0,
+        "decision_steps_p50": 50.0,
+        "decision_steps_p90": 90.0,
+        "decision_steps_p99": 99.0,
+    }
+    assert HOROWITZ_45NM_SRAM.counts == "compute + memory"

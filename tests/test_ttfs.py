@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -53,6 +54,32 @@ def test_stepped_and_closed_form_agree_exactly(data: st.DataObject) -> None:
     assert torch.equal(fast.outputs, ref.outputs)
     assert fast.clipped == ref.clipped
     assert fast.steps == ref.steps == config.levels * (net.depth + 1) + 1
+    # The decision: the earliest output spike, counted from 1; a silent output, the window.
+    assert fast.decision_steps is not None
+    assert ref.decision_steps is not None
+    assert torch.equal(fast.decision_steps, ref.decision_steps)
+    first = ref.spike_times[net.output.name].flatten(1).min(dim=1).values
+    expected_decision = torch.where(torch.isfinite(first), first + 1, float(ref.steps))
+    assert torch.equal(ref.decision_steps, expected_decision.long())
+    readout = config.levels * net.depth
+    assert bool((ref.decision_steps > readout).all())  # no output fires before its readout
+    # Every counting convention counts the two simulators' spikes alike.
+    for convention in ("onespike", "quartz", "sinabs"):
+        assert onespike.count_ops(net, fast, convention) == onespike.count_ops(
+            net, ref, convention
+        ), convention
+    # Stopping at the decision keeps the class and removes only later output spikes.
+    stopped = onespike.simulate(
+        onespike.convert(graph, replace(config, stop_at_decision=True)), x, method="stepped"
+    )
+    assert torch.equal(stopped.predictions, ref.predictions)
+    assert stopped.sample_steps is not None
+    assert torch.equal(stopped.sample_steps, ref.decision_steps)
+    for pop in net.populations:
+        kept = ref.spike_times[pop.name] < ref.decision_steps.view(-1, *[1] * len(pop.shape))
+        assert torch.equal(torch.isfinite(stopped.spike_times[pop.name]), kept), pop.name
+        if not pop.is_output:
+            assert torch.equal(stopped.spike_times[pop.name], ref.spike_times[pop.name])
 
     # Decoded outputs are the quantised ANN stated in onespike.convert.ttfs.
     codes, _, _ = quantized_codes(net.populations, encode_input(x, config)[0], config.levels)

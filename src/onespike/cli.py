@@ -794,11 +794,22 @@ def _print_table(row: dict[str, Any]) -> None:
             f"({row['synops'] / row['ann_macs']:.2f}x)",
         ),
         (
-            f"energy vs ANN ({row['energy_model']})",
+            f"energy vs ANN ({row['energy_model']}, {row.get('energy_counts', 'compute only')})",
             f"{row['snn_energy_pj'] / 1e3:,.1f} nJ vs {row['ann_energy_pj'] / 1e3:,.1f} nJ "
             f"({row['energy_ratio_vs_ann']:.3f}x)",
         ),
         ("latency", f"{row['latency_steps']} time steps (mean {row['mean_latency_steps']:.1f})"),
+        *(
+            [
+                (
+                    "decision (first output spike)",
+                    f"mean {row['decision_steps_mean']:.1f}, p99 {row['decision_steps_p99']:g}, "
+                    f"max {row['decision_steps_max']:g} time steps",
+                )
+            ]
+            if row.get("decision_steps_mean") is not None
+            else []
+        ),
         (
             "early spikes (values clipped)",
             f"{100 * row['early_spike_fraction']:.3f} % of neuron values",

@@ -24,13 +24,15 @@ from onespike.metrics import EnergyModel, OpsReport, count_ops, estimate_energy
 from onespike.network import SpikingNetwork, forward_populations
 from onespike.simulate import Method, SimResult, simulate
 from onespike.simulate.rate import simulate_checkpoints
-from onespike.simulate.ttfs import codes_from_times
+from onespike.simulate.ttfs import codes_from_times, stop_at_decision
 
 __all__ = [
+    "DECISION_KEYS",
     "LayerDiagnostics",
     "PairedTest",
     "SNNEvaluation",
     "agreement",
+    "decision_summary",
     "evaluate_snn",
     "evaluate_snn_steps",
     "paired_test",
@@ -56,6 +58,10 @@ class SNNEvaluation:
             correct predictions after each step ``1 .. steps`` (``None`` otherwise).
         hits: whether each sample was classified correctly, in dataset order (boolean, one
             entry per sample): what :func:`paired_test` compares.
+        decision_steps: TTFS: every sample's decision time (``SimResult.decision_steps``),
+            in dataset order; ``None`` for other methods.
+        decision_ops: TTFS: the operation report had every sample stopped at its decision
+            (:func:`onespike.simulate.ttfs.stop_at_decision`); ``None`` for other methods.
     """
 
     correct: int
@@ -66,6 +72,8 @@ class SNNEvaluation:
     total_steps: int = 0
     step_correct: torch.Tensor | None = None
     hits: torch.Tensor | None = None
+    decision_steps: torch.Tensor | None = None
+    decision_ops: OpsReport | None = None
 
     @property
     def accuracy(self) -> float:
@@ -166,6 +174,8 @@ class _Totals:
     total_steps: int = 0
     step_correct: torch.Tensor | None = None
     hits: list[torch.Tensor] = field(default_factory=list)
+    decisions: list[torch.Tensor] = field(default_factory=list)
+    decision_ops: OpsReport | None = None
 
     def add(self, net: SpikingNetwork, result: SimResult, labels: torch.Tensor) -> None:
         hits = result.predictions == labels
@@ -173,6 +183,11 @@ class _Totals:
         self.correct += int(hits.sum())
         batch_ops = count_ops(net, result)
         self.ops = batch_ops if self.ops is None else self.ops + batch_ops
+        if result.decision_steps is not None:
+            self.decisions.append(result.decision_steps)
+            stopped = result if result.sample_steps is not None else stop_at_decision(net, result)
+            part = batch_ops if stopped is result else count_ops(net, stopped)
+            self.decision_ops = part if self.decision_ops is None else self.decision_ops + part
         for name, count in result.clipped.items():
             self.clipped[name] = self.clipped.get(name, 0) + count
         self.steps = result.steps
@@ -195,6 +210,8 @@ class _Totals:
             self.total_steps,
             self.step_correct,
             torch.cat(self.hits),
+            torch.cat(self.decisions) if self.decisions else None,
+            self.decision_ops,
         )
 
 
@@ -329,7 +346,12 @@ def summarize(
         energy_model: prices the counts of both networks.
 
     Returns:
-        A JSON-ready dict; counts are per inference.
+        A JSON-ready dict; counts are per inference. ``energy_counts`` says what the energy
+        figures price (``"compute only"`` or ``"compute + memory"``). TTFS rows add the
+        decision time (``decision_steps_mean``, ``_max``, ``_p50``, ``_p90``, ``_p99``: the
+        steps each sample ran to its first output spike) and what an inference stopped at
+        its decision spends (``spikes_to_decision``, ``synaptic_events_to_decision``,
+        ``snn_energy_to_decision_pj``); other methods have ``None`` there.
     """
     ann_ops = count_ops(ann_graph, evaluation.samples)
     snn_energy = estimate_energy(evaluation.ops, energy_model)
@@ -352,11 +374,58 @@ def summarize(
         "ann_energy_pj": ann_energy.per_sample_pj,
         "energy_ratio_vs_ann": snn_energy.per_sample_pj / ann_energy.per_sample_pj,
         "energy_model": snn_energy.model.name,
+        "energy_counts": snn_energy.model.counts,
         "latency_steps": evaluation.steps,
         "mean_latency_steps": evaluation.mean_latency_steps,
+        **_decision_fields(evaluation, energy_model),
         "clipped_per_sample": sum(evaluation.clipped.values()) / evaluation.samples,
         "early_spike_fraction": _clipped_share(evaluation),
         "samples": evaluation.samples,
+    }
+
+
+DECISION_KEYS = (
+    "decision_steps_mean",
+    "decision_steps_max",
+    "decision_steps_p50",
+    "decision_steps_p90",
+    "decision_steps_p99",
+    "spikes_to_decision",
+    "synaptic_events_to_decision",
+    "snn_energy_to_decision_pj",
+)
+
+
+def decision_summary(decisions: torch.Tensor) -> dict[str, float]:
+    """Mean, max and percentiles (50, 90, 99: the nearest-rank values) of decision times."""
+    ordered = decisions.flatten().sort().values
+    n = ordered.numel()
+    if n == 0:
+        raise ConfigError("decision_summary needs at least one decision time")
+
+    def rank(p: float) -> float:  # nearest rank: the smallest value with >= p% at or below
+        return float(ordered[max(0, math.ceil(p / 100 * n) - 1)])
+
+    return {
+        "decision_steps_mean": float(ordered.double().mean()),
+        "decision_steps_max": float(ordered[-1]),
+        "decision_steps_p50": rank(50),
+        "decision_steps_p90": rank(90),
+        "decision_steps_p99": rank(99),
+    }
+
+
+def _decision_fields(
+    evaluation: SNNEvaluation, energy_model: EnergyModel | str
+) -> dict[str, float | None]:
+    if evaluation.decision_steps is None or evaluation.decision_ops is None:
+        return dict.fromkeys(DECISION_KEYS)
+    ops = evaluation.decision_ops
+    return {
+        **decision_summary(evaluation.decision_steps),
+        "spikes_to_decision": ops.per_sample("spikes"),
+        "synaptic_events_to_decision": ops.per_sample("synaptic_events"),
+        "snn_energy_to_decision_pj": estimate_energy(ops, energy_model).per_sample_pj,
     }
 
 

@@ -30,6 +30,30 @@ Counting conventions (the same for every method, so that ratios are honest):
   neuron's state. An ANN MAC reads a weight and an input activation; each ANN neuron writes
   its output once.
 
+Those are onespike's own counts (``convention="onespike"``, the default). :func:`count_ops`
+also counts a spiking network the way two published tools do, so that its figures can be set
+beside theirs (docs/accounting.md states each once, with its source):
+
+- ``convention="quartz"`` (TTFS only): the reference code of Quartz (Lenz, Orchard, Sheik,
+  arXiv 2309.16795; github.com/biphasic/Quartz, ``quartz/utils.py`` and ``quartz/layer.py``).
+  **synops** are the (neuron, time step) pairs at which the neuron's input is non-zero: the
+  synaptic input of that step (all spikes arriving then, summed), the bias event, the counter
+  event (which makes the current 1) all fold into one entry per step. With ``N`` neurons
+  (the neuron populations, output included) and ``t_max = T``, Quartz's formulas give
+  ``ops = synops + 2 N t_max``, ``reads = synops + 4 N t_max``, ``writes = synops + N t_max``;
+  here ``neuron_updates`` holds the ``2 N t_max`` term, ``memory_reads`` and
+  ``memory_writes`` the other two, and the other counts are 0.
+- ``convention="sinabs"`` (any method): synops are the spikes entering a weighted layer
+  times their real fan-out, as sinabs' synops hooks count them (``sinabs.synopcounter``:
+  input spikes times a connection map, a transposed convolution of ones). Spikes routed into
+  max pooling, bias, counter and rectifier events, neuron updates and memory are not
+  counted; MACs of an analog input are kept apart in ``macs``, as NeuroBench keeps its
+  ``Effective_MACs`` apart from ``Effective_ACs``.
+
+Every report has ``total("operations")``: synaptic events, MACs, comparisons and neuron
+updates together (Quartz's ``ops`` in its convention; synops plus MACs, NeuroBench's
+effective synaptic operations, in sinabs').
+
 Energy (:func:`estimate_energy`) prices these counts with an :class:`EnergyModel`. Totals are
 per batch; ``per_sample`` divides by the number of samples.
 """
@@ -38,11 +62,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal
 
+import torch
 from torch import Tensor
 
 from onespike.convert.config import HybridConfig, RateConfig, TTFSConfig
+from onespike.convert.ttfs import readout_time
 from onespike.errors import ConfigError, ShapeError
 from onespike.graph import Graph
 from onespike.network import (
@@ -55,9 +81,11 @@ from onespike.network import (
 from onespike.simulate.result import SimResult
 
 __all__ = [
+    "CONVENTIONS",
     "ENERGY_MODELS",
     "HOROWITZ_45NM",
     "HOROWITZ_45NM_SRAM",
+    "Convention",
     "EnergyModel",
     "EnergyReport",
     "LayerEnergy",
@@ -91,6 +119,11 @@ class LayerOps:
         """Accumulates of any kind: synops plus bias, counter and rectifier events."""
         return self.synops + self.bias_events + self.counter_events + self.rectifier_events
 
+    @property
+    def operations(self) -> int:
+        """Every operation counted: synaptic events, MACs, comparisons and neuron updates."""
+        return self.synaptic_events + self.macs + self.comparisons + self.neuron_updates
+
     def __add__(self, other: LayerOps) -> LayerOps:
         if (self.name, self.kind, self.neurons) != (other.name, other.kind, other.neurons):
             raise ConfigError(f"cannot add counts of layers {self.name!r} and {other.name!r}")
@@ -103,6 +136,10 @@ class LayerOps:
 
 
 _COUNT_FIELDS = tuple(f.name for f in fields(LayerOps) if f.name not in ("name", "kind", "neurons"))
+_DERIVED = ("synaptic_events", "operations")
+
+Convention = Literal["onespike", "quartz", "sinabs"]
+CONVENTIONS: tuple[str, ...] = ("onespike", "quartz", "sinabs")
 
 
 @dataclass(frozen=True)
@@ -113,18 +150,23 @@ class OpsReport:
         network: ``"ann"`` or the spiking method (``"ttfs"``).
         samples: number of inferences counted.
         layers: one entry per population, in topological order.
+        convention: what the counts mean (``"onespike"``, ``"quartz"``, ``"sinabs"``; see
+            the module docstring).
     """
 
     network: str
     samples: int
     layers: tuple[LayerOps, ...]
+    convention: str = "onespike"
 
     def total(self, field_name: str) -> int:
-        """Sum of one count over all layers (e.g. ``"synops"``)."""
-        if field_name == "synaptic_events":
-            return sum(layer.synaptic_events for layer in self.layers)
+        """Sum of one count over all layers (e.g. ``"synops"``, ``"operations"``)."""
+        if field_name in _DERIVED:
+            return sum(int(getattr(layer, field_name)) for layer in self.layers)
         if field_name not in _COUNT_FIELDS and field_name != "neurons":
-            raise ConfigError(f"unknown count {field_name!r}; use one of {_COUNT_FIELDS}")
+            raise ConfigError(
+                f"unknown count {field_name!r}; use one of {(*_COUNT_FIELDS, *_DERIVED)}"
+            )
         return sum(int(getattr(layer, field_name)) for layer in self.layers)
 
     def per_sample(self, field_name: str) -> float:
@@ -140,13 +182,19 @@ class OpsReport:
     def __add__(self, other: OpsReport) -> OpsReport:
         if self.network != other.network or len(self.layers) != len(other.layers):
             raise ConfigError("cannot add reports of different networks")
+        if self.convention != other.convention:
+            raise ConfigError(
+                f"cannot add counts of the {self.convention!r} and {other.convention!r} "
+                "conventions; count both batches with the same convention"
+            )
         layers = tuple(a + b for a, b in zip(self.layers, other.layers, strict=True))
-        return OpsReport(self.network, self.samples + other.samples, layers)
+        return OpsReport(self.network, self.samples + other.samples, layers, self.convention)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for JSON."""
         return {
             "network": self.network,
+            "convention": self.convention,
             "samples": self.samples,
             "layers": [
                 {f.name: getattr(layer, f.name) for f in fields(layer)} for layer in self.layers
@@ -157,13 +205,31 @@ class OpsReport:
 def _ttfs_extras(pop: Population, net: SpikingNetwork, result: SimResult) -> dict[str, int]:
     config = net.config
     assert isinstance(config, TTFSConfig)
-    batch = result.batch_size
+    batch, levels = result.batch_size, config.levels
     biased = int((pop.bias != 0).sum()) if pop.bias is not None else 0
+    start = readout_time(pop, config) - levels  # the window: steps start .. start + 2L
+    window = 2 * levels + 1
+    if result.sample_steps is None:
+        return {
+            "bias_events": biased * batch,
+            "counter_events": pop.size * batch,
+            "rectifier_events": pop.size * batch if config.rectifier else 0,
+            "neuron_updates": pop.size * batch * window,
+        }
+    # A sample stopped after sample_steps steps (at its decision) spends no event of a later
+    # step: the bias at the window's start, the counter at the readout, the rectifier at its
+    # end, one neuron update per window step run.
+    stop = result.sample_steps
+
+    def ran(step: int) -> int:
+        return int((stop > step).sum())
+
+    updates = int((stop - start).clamp(0, window).sum())
     return {
-        "bias_events": biased * batch,
-        "counter_events": pop.size * batch,
-        "rectifier_events": pop.size * batch if config.rectifier else 0,
-        "neuron_updates": pop.size * batch * (2 * config.levels + 1),
+        "bias_events": biased * ran(start),
+        "counter_events": pop.size * ran(start + levels),
+        "rectifier_events": pop.size * ran(start + 2 * levels) if config.rectifier else 0,
+        "neuron_updates": pop.size * updates,
     }
 
 
@@ -225,10 +291,14 @@ def _with_memory(ops: LayerOps, *, ann: bool) -> LayerOps:
     return replace(ops, memory_reads=reads, memory_writes=writes)
 
 
-def _count_snn(net: SpikingNetwork, result: SimResult) -> OpsReport:
+def _count_snn(net: SpikingNetwork, result: SimResult, convention: str) -> OpsReport:
     extras = _EXTRAS.get(type(net.config))
     if extras is None:
         raise ConfigError(f"no operation counting for {type(net.config).__name__}")
+    if convention == "quartz":
+        return _count_quartz(net, result)
+    if convention == "sinabs":
+        return _count_sinabs(net, result, extras)
     batch = result.batch_size
     layers: list[LayerOps] = []
     for pop in net.populations:
@@ -255,6 +325,97 @@ def _count_snn(net: SpikingNetwork, result: SimResult) -> OpsReport:
             )
         layers.append(_with_memory(ops, ann=False))
     return OpsReport(_METHOD_NAMES[type(net.config)], batch, tuple(layers))
+
+
+def _count_sinabs(
+    net: SpikingNetwork,
+    result: SimResult,
+    extras: Callable[[Population, SpikingNetwork, SimResult], dict[str, int]],
+) -> OpsReport:
+    """Spikes into weighted layers times their fan-out; MACs of analog input apart."""
+    layers: list[LayerOps] = []
+    for pop in net.populations:
+        spikes = int(result.spikes(pop.name).sum())
+        if pop.kind != "neuron":
+            layers.append(LayerOps(pop.name, pop.kind, pop.size, spikes=spikes))
+            continue
+        fans = net.fanouts[pop.name]
+        synops = sum(
+            _weighted(result.spikes(proj.source), fan)
+            for proj, fan in zip(pop.projections, fans, strict=True)
+        )
+        macs = extras(pop, net, result).get("macs", 0)
+        layers.append(
+            LayerOps(pop.name, "neuron", pop.size, spikes=spikes, synops=synops, macs=macs)
+        )
+    return OpsReport(_METHOD_NAMES[type(net.config)], result.batch_size, tuple(layers), "sinabs")
+
+
+def _quartz_input_steps(pop: Population, net: SpikingNetwork, result: SimResult) -> int:
+    """(neuron, step) pairs, summed over the batch, at which the neuron's input is non-zero.
+
+    Quartz's IF layer (``quartz/layer.py``) adds the counter weight ``1 - sum(inputs)`` into
+    the input tensor at the readout step and counts its non-zero entries. In onespike's
+    timing the inputs arrive in the window ``[r - L, r]``: the synaptic input of each step
+    (every spike arriving then, through every projection, summed), the bias event at
+    ``r - L``, and at ``r`` the counter, which makes the current 1: its entry is
+    ``1 - i(r - 1)``, the current before it subtracted, whatever arrives at ``r`` itself.
+    """
+    config = net.config
+    assert isinstance(config, TTFSConfig)
+    levels, readout = config.levels, readout_time(pop, config)
+    shape = (result.batch_size, *pop.shape)
+    current = torch.zeros(shape, dtype=torch.float64)
+    stop = result.sample_steps
+    count = 0
+    for t in range(readout - levels, readout + 1):
+        entry = torch.zeros(shape, dtype=torch.float64)
+        for proj in pop.projections:
+            arriving = result.spike_times[proj.source] + proj.delay == t
+            if bool(arriving.any()):
+                entry += proj.apply(arriving.to(torch.float64))
+        if pop.bias is not None and t == readout - levels:
+            entry += pop.bias.to(torch.float64)
+        if t == readout:
+            entry = 1.0 - current
+        current += entry
+        nonzero = entry != 0
+        if stop is not None:  # a stopped sample receives nothing at or after its stop
+            nonzero &= (stop > t).view(-1, *([1] * len(pop.shape)))
+        count += int(nonzero.sum())
+    return count
+
+
+def _count_quartz(net: SpikingNetwork, result: SimResult) -> OpsReport:
+    config = net.config
+    if not isinstance(config, TTFSConfig):
+        raise ConfigError(
+            f"the 'quartz' convention counts TTFS networks (Quartz's formulas need t_max); "
+            f"this is a {_METHOD_NAMES[type(config)]!r} network: use convention='onespike' "
+            "or 'sinabs'"
+        )
+    batch, t_max = result.batch_size, config.steps
+    layers: list[LayerOps] = []
+    for pop in net.populations:
+        spikes = int(result.spikes(pop.name).sum())
+        if pop.kind != "neuron":
+            layers.append(LayerOps(pop.name, pop.kind, pop.size, spikes=spikes))
+            continue
+        synops = _quartz_input_steps(pop, net, result)
+        neuron_steps = pop.size * t_max * batch  # N t_max, summed over the batch
+        layers.append(
+            LayerOps(
+                pop.name,
+                "neuron",
+                pop.size,
+                spikes=spikes,
+                synops=synops,
+                neuron_updates=2 * neuron_steps,
+                memory_reads=synops + 4 * neuron_steps,
+                memory_writes=synops + neuron_steps,
+            )
+        )
+    return OpsReport("ttfs", batch, tuple(layers), "quartz")
 
 
 def _weighted(spikes: Tensor, fanout: Tensor) -> int:
@@ -292,7 +453,11 @@ def _count_ann(graph: Graph, batch: int) -> OpsReport:
     return OpsReport("ann", batch, tuple(layers))
 
 
-def count_ops(network: SpikingNetwork | Graph, data: SimResult | Tensor | int) -> OpsReport:
+def count_ops(
+    network: SpikingNetwork | Graph,
+    data: SimResult | Tensor | int,
+    convention: Convention = "onespike",
+) -> OpsReport:
     """Count operations exactly, per layer.
 
     Args:
@@ -300,15 +465,27 @@ def count_ops(network: SpikingNetwork | Graph, data: SimResult | Tensor | int) -
             (then ``data`` is the input batch, or just the number of samples: ANN counts do
             not depend on the data).
         data: see ``network``.
+        convention: ``"onespike"`` (its own exact counts), ``"quartz"`` (Quartz's reference
+            code; TTFS networks) or ``"sinabs"`` (spikes times fan-out into weighted
+            layers); see the module docstring. An ANN is counted in onespike's convention.
 
     Returns:
         The per-layer report, summed over the batch.
     """
+    if convention not in CONVENTIONS:
+        raise ConfigError(
+            f"convention={convention!r} is not one of {', '.join(map(repr, CONVENTIONS))}"
+        )
     if isinstance(network, SpikingNetwork):
         if not isinstance(data, SimResult):
             raise ConfigError("count_ops(spiking_network, ...) needs the SimResult of simulate()")
-        return _count_snn(network, data)
+        return _count_snn(network, data, convention)
     if isinstance(network, Graph):
+        if convention != "onespike":
+            raise ConfigError(
+                f"convention={convention!r} counts spiking networks; an ANN's MACs are the same "
+                "in every convention: use count_ops(graph, data)"
+            )
         if isinstance(data, Tensor):
             if tuple(data.shape[1:]) != network.input_shape:
                 raise ShapeError(
@@ -344,6 +521,11 @@ class EnergyModel:
     neuron_update_pj: float
     memory_access_pj: float
     source: str
+
+    @property
+    def counts(self) -> str:
+        """What the model prices: ``"compute only"`` or ``"compute + memory"``."""
+        return "compute + memory" if self.memory_access_pj > 0 else "compute only"
 
     def __post_init__(self) -> None:
         for f in ("mac_pj", "add_pj", "neuron_update_pj", "memory_access_pj"):

@@ -712,6 +712,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _decision(summary: dict[str, Any]) -> str:
+    """TTFS: mean and largest decision time; other methods decide when the run ends."""
+    mean, largest = summary.get("decision_steps_mean"), summary.get("decision_steps_max")
+    if mean is None or largest is None:
+        return "- (read at the end of the run)"
+    return f"{float(mean):.1f} / {float(largest):g}"
+
+
 def _summary_table(records: Sequence[dict[str, Any]]) -> str:
     def row(name: str, cell: Any) -> list[str]:
         return [name, *(cell(r["summary"]) for r in records)]
@@ -737,6 +745,7 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
             lambda s: f"{100 * (float(s['snn_accuracy']) - float(s['ann_accuracy'])):+.2f}",
         ),
         row("latency (time steps)", lambda s: f"{s['latency_steps']}"),
+        row("decision: first output spike (mean / max steps)", _decision),
         row("spikes per neuron", lambda s: f"{float(s['spikes_per_neuron']):.3f}"),
         row("synops / inference", eng("synops")),
         row("all synaptic events / inference", eng("synaptic_events")),
@@ -745,7 +754,10 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
         row("SNN energy / inference", eng("snn_energy_pj", 1e-12, "J")),
         row("ANN energy / inference", eng("ann_energy_pj", 1e-12, "J")),
         row("SNN energy / ANN energy", lambda s: f"{float(s['energy_ratio_vs_ann']):.3f}x"),
-        row("energy model", lambda s: str(s.get("energy_model", "?"))),
+        row(
+            "energy model (what it counts)",
+            lambda s: f"{s.get('energy_model', '?')} ({s.get('energy_counts', 'compute only')})",
+        ),
         row("test samples", lambda s: f"{s['samples']}"),
         row("stepped = closed-form spikes", check),
     ]
@@ -945,7 +957,9 @@ def write_report(
             "multiplies only where an analog value enters (the first layer of analog or hybrid "
             "input). Right: energy per inference from those counts (in the built-in 45 nm "
             "models, after Horowitz, ISSCC 2014, an add costs 0.9 pJ and a MAC 4.6 pJ); the "
-            "label on each bar is its ratio to the ANN. The dashed line marks the ANN.",
+            "label on each bar is its ratio to the ANN. The dashed line marks the ANN. The "
+            "summary's <i>energy model</i> row says what these figures count: <code>45nm"
+            "</code> prices compute only, <code>45nm-sram</code> every memory access too.",
             _png(plt, _figure_cost(plt, records)),
         ),
     ]
@@ -956,7 +970,17 @@ def write_report(
                 "Hardware energy breakdown",
                 "From <code>hardware.json</code> (<code>onespike hardware --out</code> this "
                 "directory): dynamic energy of one inference on the accelerator model by "
-                "component, plus static (leakage) energy over its latency.",
+                "component, plus static (leakage) energy over its latency. Why this and the "
+                "operation count above disagree: the count prices compute only, where a "
+                "spiking network's accumulates are cheap beside the ANN's MACs; the "
+                "accelerator model also prices every weight read and every neuron-state read "
+                "and write in SRAM, and with streamed weights and one state access per "
+                "synaptic event those dominate (the weight-reads and state bars). A dense "
+                "array keeps partial sums in registers and, with stationary weights, reuses "
+                "each weight across positions; a TTFS design batches the events of a step and "
+                "keeps weights stationary too (<code>AcceleratorConfig(weight_dataflow="
+                "'stationary', event_batching=True, sized_codes=True)</code>). docs/hardware.md "
+                "gives the sweep and where TTFS wins.",
                 _png(plt, _figure_hardware(plt, hardware)),
                 _hardware_table(hardware),
             )

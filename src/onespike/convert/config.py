@@ -40,11 +40,16 @@ class TTFSConfig:
         input_range: what to do with input values outside ``[0, 1]``: ``"error"`` raises
             :class:`~onespike.errors.CodeRangeError`; ``"clip"`` clips them and the simulation
             result reports how many were clipped.
+        stop_at_decision: stop each sample at its decision, the step of its first output
+            spike (``SimResult.decision_steps``): the spikes, rectifier events and neuron
+            updates after that step are not spent, and the sample's latency is its decision
+            time (``SimResult.sample_steps``). The class is the same either way.
     """
 
     steps: int = 16
     rectifier: bool = True
     input_range: Literal["error", "clip"] = "error"
+    stop_at_decision: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int):
@@ -57,6 +62,10 @@ class TTFSConfig:
         if not isinstance(self.rectifier, bool):
             raise ConfigError(f"rectifier must be True or False, got {self.rectifier!r}")
         _check_choice("input_range", self.input_range, ("error", "clip"))
+        if not isinstance(self.stop_at_decision, bool):
+            raise ConfigError(
+                f"stop_at_decision must be True or False, got {self.stop_at_decision!r}"
+            )
 
     @property
     def levels(self) -> int:

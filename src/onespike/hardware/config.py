@@ -53,15 +53,29 @@ __all__ = [
     "JOUPPI_7NM_TECH",
     "LOIHI_LEAKAGE_MW_PER_MB",
     "TECHNOLOGIES",
+    "XNOR_SRAM_COLUMN_PJ",
+    "XNOR_SRAM_ROWS",
     "AcceleratorConfig",
     "Architecture",
     "CoreMapping",
     "TechnologyTable",
+    "WeightDataflow",
 ]
 
-Architecture = Literal["ttfs-accelerator", "rate-core", "dense-ann"]
-ARCHITECTURES: tuple[str, ...] = ("ttfs-accelerator", "rate-core", "dense-ann")
+Architecture = Literal["ttfs-accelerator", "rate-core", "dense-ann", "in-memory"]
+ARCHITECTURES: tuple[str, ...] = ("ttfs-accelerator", "rate-core", "dense-ann", "in-memory")
 CoreMapping = Literal["tiled", "pipelined"]
+WeightDataflow = Literal["streamed", "stationary"]
+
+# Yin, Jiang, Seo, Seok, "XNOR-SRAM: In-Memory Computing SRAM Macro for Binary/Ternary Deep
+# Neural Networks", IEEE JSSC 55(6), 2020, doi 10.1109/JSSC.2019.2963616, abstract: 403 TOPS/W
+# for ternary XNOR-and-accumulate operations (65 nm, 0.6 V), all 256 rows of a column
+# accumulated at once on the read bitline and digitised by a column-multiplexed 11-level
+# flash ADC. Counting a multiply and an add per cell (2 operations), one 256-row column
+# evaluation with its conversion costs 2 * 256 / 403e12 J = 1.27 pJ; the abstract gives no
+# split between bitcells and ADC, so the ADC's share is inside this figure.
+XNOR_SRAM_ROWS = 256
+XNOR_SRAM_COLUMN_PJ = 2 * XNOR_SRAM_ROWS / 403e12 * 1e12
 _PRECISIONS = ("int8", "int32", "fp16", "fp32")
 
 
@@ -116,6 +130,23 @@ class TechnologyTable:
             raise ConfigError("TechnologyTable.sram_word_bits must be >= 1")
         if not self.leakage_mw_per_mb >= 0:
             raise ConfigError("TechnologyTable.leakage_mw_per_mb must be >= 0")
+
+    def int_add_pj(self, bits: int) -> float:
+        """Energy of an integer add ``bits`` wide: linear in the width between the table's
+        published int8 and int32 adds (a ripple-carry adder's energy grows with its width;
+        Horowitz's 0.03 and 0.1 pJ are nearly proportional to 8 and 32), extended above 32
+        bits on the same line; widths under 8 bits cost what 8 bits cost (no published point
+        below). onespike's rule; it needs both published points.
+        """
+        if "int8" not in self.add_pj or "int32" not in self.add_pj:
+            raise ConfigError(
+                f"the {self.name} table lacks an int8 or int32 add, so adds of other widths "
+                "cannot be priced; use AcceleratorConfig(sized_codes=False)"
+            )
+        if bits < 1:
+            raise ConfigError(f"an add needs at least 1 bit, got {bits}")
+        low, high = self.add_pj["int8"], self.add_pj["int32"]
+        return low + (high - low) * (max(bits, 8) - 8) / 24
 
     def sram_access_pj(self, size_kb: float) -> float:
         """Energy of one ``sram_word_bits``-bit access to an SRAM macro of ``size_kb`` KB.
@@ -208,6 +239,26 @@ class AcceleratorConfig:
             ``"pipelined"``: each layer gets its own cores (at least one), spare cores go to
             the slowest layer, and layers overlap across a stream of inferences.
         tech: the technology table.
+        weight_dataflow: ``"streamed"``: every synaptic event or MAC reads its weight from the
+            core's weight SRAM; ``"stationary"``: each PE keeps a tile of the layer's weights
+            in a local buffer of ``pe_buffer_kb`` and reads it there; the weights are loaded
+            from the weight SRAM once per inference and layer (not at all when the whole
+            network fits in the PE buffers: then they stay resident), and a layer larger
+            than the buffers runs in tiles, its input events replayed once per tile. Applies
+            to every architecture with weights in SRAM (not the crossbar's binary layers).
+        pe_buffer_kb: local weight buffer per PE (``weight_dataflow="stationary"``).
+        event_batching: TTFS accelerator: the events that reach a neuron in one time step
+            are summed in a PE register, so the neuron's state is read and written once per
+            (neuron, step) with input, not once per synaptic event.
+        sized_codes: TTFS accelerator and dense array: neuron states and accumulators only as
+            wide as the layer needs (the largest membrane ``(fan-in + 1) (2^(w-1) - 1) L`` of
+            ``w``-bit weights and ``L``-level codes for TTFS; ``(fan-in + 1) (2^(w-1) - 1)
+            (2^a - 1)`` of ``a``-bit activations for the dense array's partial sums), adds
+            priced by width (:meth:`TechnologyTable.int_add_pj`), instead of ``state_bits``
+            and the ``accumulator`` precision. The rate core keeps its widths (a rate
+            membrane has no bound set by the code).
+        crossbar_rows, crossbar_cols: the in-memory architecture's binary crossbar tiles.
+        crossbar_column_pj: energy of one column evaluation of a tile, ADC included.
     """
 
     pes: int = 16
@@ -225,6 +276,13 @@ class AcceleratorConfig:
     step_cycles: int = 1
     mapping: CoreMapping = "tiled"
     tech: TechnologyTable = HOROWITZ_45NM_TECH
+    weight_dataflow: WeightDataflow = "streamed"
+    pe_buffer_kb: float = 1.0
+    event_batching: bool = False
+    sized_codes: bool = False
+    crossbar_rows: int = XNOR_SRAM_ROWS
+    crossbar_cols: int = 64
+    crossbar_column_pj: float = XNOR_SRAM_COLUMN_PJ
 
     def __post_init__(self) -> None:
         _positive_int("pes", self.pes)
@@ -265,6 +323,22 @@ class AcceleratorConfig:
                 f"AcceleratorConfig.accumulator={self.accumulator!r}: the {self.tech.name} table "
                 f"has no published add energy for it; use one of {sorted(self.tech.add_pj)}"
             )
+        if self.weight_dataflow not in ("streamed", "stationary"):
+            raise ConfigError(
+                f"AcceleratorConfig.weight_dataflow={self.weight_dataflow!r} is not one of "
+                "'streamed', 'stationary'"
+            )
+        for name in ("event_batching", "sized_codes"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"AcceleratorConfig.{name} must be True or False")
+        for name in ("pe_buffer_kb", "crossbar_column_pj"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"AcceleratorConfig.{name} must be a number > 0, got {value!r}")
+        _positive_int("crossbar_rows", self.crossbar_rows)
+        _positive_int("crossbar_cols", self.crossbar_cols)
+        if self.sized_codes:
+            self.tech.int_add_pj(8)  # refuses a table that cannot price other widths
 
     @property
     def total_pes(self) -> int:
@@ -272,9 +346,15 @@ class AcceleratorConfig:
         return self.pes * self.cores
 
     @property
+    def pe_buffers_kb(self) -> float:
+        """Local weight buffers over all PEs, in KB (0 with streamed weights)."""
+        return self.total_pes * self.pe_buffer_kb if self.weight_dataflow == "stationary" else 0.0
+
+    @property
     def sram_kb(self) -> float:
-        """On-chip SRAM over all cores, in KB."""
-        return self.cores * (self.weight_sram_kb + self.state_sram_kb + self.event_sram_kb)
+        """On-chip SRAM over all cores (PE weight buffers included), in KB."""
+        macros = self.cores * (self.weight_sram_kb + self.state_sram_kb + self.event_sram_kb)
+        return macros + self.pe_buffers_kb
 
     @property
     def leakage_w(self) -> float:

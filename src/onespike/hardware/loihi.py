@@ -20,12 +20,22 @@ depend on the placement of layers on cores and are left out, so the estimate is 
 bound on dynamic energy; Loihi's static power and its management cores are not in it.
 
 ``QUARTZ_LOIHI_MNIST`` holds the Loihi measurements of Quartz (Lenz, Orchard, Sheik,
-arXiv 2309.16795) on the MNIST ConvNet, as they appear in the authors' public code: the
-nxSDK energy probes in ``CNN/mnist-EDP-plot.ipynb`` of github.com/biphasic/Quartz-on-Loihi
-(``timePerTimestep`` in microseconds, core powers in milliwatts, as that notebook's own
-arithmetic reads them) and the EDP bars of ``evaluation/plotting/EDP.ipynb`` of
-github.com/biphasic/Quartz. The paper's own text and tables could not be read here; these are
-the numbers behind its plots, not quotations of it.
+"Ultra-low-power Image Classification on Neuromorphic Hardware", arXiv 2309.16795) on the
+MNIST ConvNet, as they appear in the authors' public code: the nxSDK energy probes
+``probe_3`` .. ``probe_6`` (``t_max`` = 8, 16, 32, 64) of ``CNN/mnist-EDP-plot.ipynb`` in
+github.com/biphasic/Quartz-on-Loihi, with the notebook's ``steps_per_sample``,
+``first_output_spike`` and ``classif_error`` lists (the probe values last changed on
+2021-05-19/20, commits 98204f4 and 93a8f11; later commits only relabel the plot). Times per
+step are in microseconds and powers in milliwatts, as the notebook's own arithmetic reads
+them. The paper's text and tables could not be read here; these are the numbers behind its
+plots, not quotations of it.
+
+``QUARTZ_MNIST_EDP_UJS`` holds the MNIST bars of ``evaluation/plotting/EDP.ipynb`` in
+github.com/biphasic/Quartz. Its "rate code on Loihi" bar (4.38 uJ s, 0.79% error in the
+notebook's scatter plot, labelled "Rate (Rueckauer et al., 2021)") is not a rate code Quartz
+ran: it is the result of NxTF (Rueckauer et al., "NxTF: An API and Compiler for Deep Spiking
+Neural Networks on Intel Loihi", arXiv 2101.04261), whose energy accounting (cores and x86
+cores, over all time steps) the Quartz notebook's ``edp_bodo`` copies.
 """
 
 from __future__ import annotations
@@ -128,10 +138,12 @@ class QuartzLoihiRun:
     Attributes:
         t_max: Quartz's time resolution (steps per value window).
         steps_per_sample: time steps one sample was run for.
-        first_output_step: step of the first output spike (the decision).
-        time_per_step_us: measured wall time per time step.
+        first_output_step: step of the first output spike (the decision), averaged.
+        time_per_step_us: measured wall time per time step (``timePerTimestep``).
         core_dynamic_mw: dynamic power of the neuromorphic cores.
         core_static_mw: static power of the neuromorphic cores.
+        x86_dynamic_mw: dynamic power of the embedded x86 (Lakemont) cores.
+        x86_static_mw: static power of the x86 cores.
         error_percent: MNIST test error.
     """
 
@@ -141,6 +153,8 @@ class QuartzLoihiRun:
     time_per_step_us: float
     core_dynamic_mw: float
     core_static_mw: float
+    x86_dynamic_mw: float
+    x86_static_mw: float
     error_percent: float
 
     @property
@@ -149,35 +163,65 @@ class QuartzLoihiRun:
         return self.time_per_step_us * self.steps_per_sample * 1e-6
 
     @property
-    def dynamic_energy_j(self) -> float:
-        """Core dynamic power over the steps up to the decision (the notebook's formula)."""
-        return self.time_per_step_us * 1e-6 * self.core_dynamic_mw * 1e-3 * self.first_output_step
+    def decision_s(self) -> float:
+        """Time per step times the steps to the first output spike."""
+        return self.time_per_step_us * self.first_output_step * 1e-6
 
     @property
-    def total_energy_j(self) -> float:
-        """Core dynamic plus static power over the steps up to the decision."""
-        power_w = (self.core_dynamic_mw + self.core_static_mw) * 1e-3
-        return self.time_per_step_us * 1e-6 * power_w * self.first_output_step
+    def dynamic_energy_j(self) -> float:
+        """Core dynamic power over the steps up to the decision (``dynamic_energy_cores_
+        decision``)."""
+        return self.core_dynamic_mw * 1e-3 * self.decision_s
+
+    @property
+    def core_energy_j(self) -> float:
+        """Core dynamic plus static power up to the decision (``total_energy_cores_
+        decision``)."""
+        return (self.core_dynamic_mw + self.core_static_mw) * 1e-3 * self.decision_s
+
+    @property
+    def system_energy_j(self) -> float:
+        """Cores and x86 cores, dynamic and static, over every step of the sample
+        (``total_energy``: the accounting of NxTF, Rueckauer et al. 2021, that the
+        notebook's EDP plot uses)."""
+        power_mw = (
+            self.core_dynamic_mw + self.core_static_mw + self.x86_dynamic_mw + self.x86_static_mw
+        )
+        return power_mw * 1e-3 * self.latency_s
 
     @property
     def edp_js(self) -> float:
-        """Total energy times latency, as the notebook computes its EDP."""
-        return self.total_energy_j * self.latency_s
+        """System energy times latency (the notebook's ``edp_bodo``, the one it plots)."""
+        return self.system_energy_j * self.latency_s
 
 
-# biphasic/Quartz-on-Loihi, CNN/mnist-EDP-plot.ipynb: probes 3-6 (the ones the notebook plots),
-# steps_per_sample, first_output_spike and classif_error as listed there.
+# biphasic/Quartz-on-Loihi, CNN/mnist-EDP-plot.ipynb (probes last changed 2021-05-20):
+# probe_3 .. probe_6 (timePerTimestep; power.core.dynamic, .static; power.lakemont.dynamic,
+# .static), steps_per_sample [51, 91, 171, 331], first_output_spike [37, 65, 126, 247],
+# classif_error [34.86, 0.77, 0.75, 0.74].
 QUARTZ_LOIHI_MNIST: tuple[QuartzLoihiRun, ...] = (
-    QuartzLoihiRun(8, 50, 38, 120.23220652079236, 6.3148084466367225, 8.01443096373756, 38.79),
-    QuartzLoihiRun(16, 90, 67, 70.23910319961186, 8.381188354488149, 8.712786553627767, 0.9),
-    QuartzLoihiRun(32, 170, 129, 40.75025925550233, 11.528620719196972, 8.482912519716095, 0.81),
-    QuartzLoihiRun(64, 330, 253, 24.664729801336872, 16.991139894095024, 9.091237707018916, 0.79),
-)
+    QuartzLoihiRun(
+        8, 51, 37, 96.0412123605112, 6.894343652866383, 4.2201995806399175,
+        22.930969357476556, 0.1136065699311255, 34.86,
+    ),
+    QuartzLoihiRun(
+        16, 91, 65, 53.925088205570354, 9.2911773343235, 5.093776017934353,
+        22.660455804331143, 0.13712299864908323, 0.77,
+    ),
+    QuartzLoihiRun(
+        32, 171, 126, 28.809999362250384, 17.408785953116336, 4.402233107876229,
+        22.108158161033515, 0.11850686060378737, 0.75,
+    ),
+    QuartzLoihiRun(
+        64, 331, 247, 17.4405661815458, 24.13730858748026, 4.852638699458545,
+        21.298599064405227, 0.1306316507611542, 0.74,
+    ),
+)  # fmt: skip
 
-# biphasic/Quartz, evaluation/plotting/EDP.ipynb: MNIST energy-delay products (uJ s) of the bars
-# "ANN on GPU (unbatched)", "Rate code on Loihi" and "Quartz on Loihi".
+# biphasic/Quartz, evaluation/plotting/EDP.ipynb: MNIST energy-delay products (uJ s) of its
+# bars. The rate-code bar is NxTF's Loihi result (Rueckauer et al., arXiv 2101.04261).
 QUARTZ_MNIST_EDP_UJS: dict[str, float] = {
     "ANN on GPU (unbatched)": 222.0,
-    "Rate code on Loihi": 4.38,
+    "Rate code on Loihi (NxTF, Rueckauer et al. 2021)": 4.38,
     "Quartz on Loihi": 0.9,
 }

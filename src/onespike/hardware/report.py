@@ -16,6 +16,7 @@ COMPONENTS: tuple[str, ...] = (
     "state_reads_writes",
     "neuron_updates",
     "spike_routing",
+    "crossbar",
 )
 
 
@@ -36,6 +37,8 @@ class LayerCost:
             synaptic events and MACs.
         neuron_updates_pj: neuron updates: their arithmetic and their state reads and writes.
         spike_routing_pj: writing and reading spike events in the event queue.
+        crossbar_pj: column evaluations of the in-memory architecture's binary crossbars
+            (bitcells and ADC).
     """
 
     name: str
@@ -48,6 +51,7 @@ class LayerCost:
     state_reads_writes_pj: float = 0.0
     neuron_updates_pj: float = 0.0
     spike_routing_pj: float = 0.0
+    crossbar_pj: float = 0.0
 
     @property
     def dynamic_pj(self) -> float:
@@ -65,7 +69,8 @@ class HardwareReport:
     """Cost of one inference of a network on one architecture and silicon budget.
 
     Attributes:
-        architecture: ``"ttfs-accelerator"``, ``"rate-core"`` or ``"dense-ann"``.
+        architecture: ``"ttfs-accelerator"``, ``"rate-core"``, ``"dense-ann"`` or
+            ``"in-memory"``.
         method: the network's method (``"ttfs"``, ``"rate"``, ``"ann"``).
         config: the silicon budget.
         samples: inferences the counts were taken over.
@@ -159,6 +164,8 @@ class HardwareReport:
             "pes": self.config.pes,
             "cores": self.config.cores,
             "tech": self.config.tech.name,
+            "sram_kb": self.config.sram_kb,
+            "total_pes": self.config.total_pes,
             "config": config,
             "latency_cycles": self.latency_cycles,
             "interval_cycles": self.interval_cycles,

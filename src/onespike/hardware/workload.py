@@ -21,11 +21,14 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from onespike.convert.config import TTFSConfig
+from onespike.convert.config import RateConfig, TTFSConfig
+from onespike.convert.ttfs import readout_time
 from onespike.errors import ConfigError
 from onespike.graph import Conv2d, Graph, Linear
 from onespike.metrics import OpsReport, count_ops
-from onespike.network import Population, SpikingNetwork, populations
+
+# _structural: a linear node with its weights as ones (written once, in onespike.network).
+from onespike.network import Population, Projection, SpikingNetwork, _structural, populations
 from onespike.simulate.result import SimResult
 
 __all__ = ["LayerLoad", "Workload", "profile"]
@@ -45,6 +48,17 @@ class LayerLoad:
         routed: its spikes travel to another population (false for the output).
         window_steps: time steps of its input window per inference on an event-driven TTFS
             accelerator (``L + 1`` for a TTFS neuron population, else 0).
+        input_steps: TTFS neuron populations: the (neuron, time step) pairs, summed over the
+            samples, at which at least one synaptic or bias event reaches the neuron: the
+            state accesses of an accelerator that batches the events of one step (0 where
+            not profiled).
+        fan_in: the most synapses that reach one neuron of the population (bias excluded).
+        weights: weights its projections store (a shared weight once) plus its non-zero
+            biases.
+        channels: output channels (the first dimension of a convolutional population's
+            shape; the neuron count of a flat one): neurons per output position.
+        binary: its synapses are +-1 (a binary-weight hidden layer of a rate network), so
+            a crossbar of binary cells can hold them.
     """
 
     name: str
@@ -53,21 +67,35 @@ class LayerLoad:
     fanouts: tuple[tuple[int, int], ...] = ()
     routed: bool = True
     window_steps: int = 0
+    input_steps: int = 0
+    fan_in: int = 0
+    weights: int = 0
+    channels: int = 0
+    binary: bool = False
 
     def __post_init__(self) -> None:
         if self.neurons < 1:
             raise ConfigError(f"LayerLoad {self.name!r}: neurons must be >= 1")
         if any(f < 0 or n < 0 for f, n in self.fanouts):
             raise ConfigError(f"LayerLoad {self.name!r}: fan-outs and spike counts must be >= 0")
-        if self.window_steps < 0:
-            raise ConfigError(f"LayerLoad {self.name!r}: window_steps must be >= 0")
+        counts = (self.window_steps, self.input_steps, self.fan_in, self.weights, self.channels)
+        if min(counts) < 0:
+            raise ConfigError(
+                f"LayerLoad {self.name!r}: window_steps, input_steps, fan_in, weights and "
+                "channels must be >= 0"
+            )
 
     def __add__(self, other: LayerLoad) -> LayerLoad:
         if (self.name, self.kind, self.neurons) != (other.name, other.kind, other.neurons):
             raise ConfigError(f"cannot add loads of layers {self.name!r} and {other.name!r}")
         merged: Counter[int] = Counter(dict(self.fanouts))
         merged.update(dict(other.fanouts))
-        return replace(self, fanouts=tuple(sorted(merged.items())))
+        return replace(
+            self,
+            fanouts=tuple(sorted(merged.items())),
+            input_steps=self.input_steps + other.input_steps,
+            fan_in=max(self.fan_in, other.fan_in),
+        )
 
 
 @dataclass(frozen=True)
@@ -148,6 +176,29 @@ def _histogram(spikes: Tensor, fanout: Tensor) -> Counter[int]:
     )
 
 
+def _structure(pop: Population, shapes: dict[str, tuple[int, ...]]) -> LayerLoad:
+    """A load holding only the fan-in, stored weights and channels of one population."""
+    return LayerLoad(
+        pop.name,
+        pop.kind,
+        pop.size,
+        fan_in=_fan_in(pop, shapes),
+        weights=_stored_weights((pop,)),
+        channels=pop.shape[0] if pop.shape else 1,
+    )
+
+
+def _binary(pop: Population, net: SpikingNetwork) -> bool:
+    """A rate network's population whose synapses a binary conversion stored as +-1."""
+    if not isinstance(net.config, RateConfig) or not net.config.binary:
+        return False
+    if pop.kind != "neuron" or pop.is_output or len(pop.projections) != 1:
+        return False
+    proj = pop.projections[0]
+    weighted = [op for op in proj.ops if isinstance(op, (Linear, Conv2d))]
+    return len(weighted) == 1 and proj.factor == 1.0 and bool((weighted[0].weight.abs() == 1).all())
+
+
 def _stored_weights(pops: list[Population] | tuple[Population, ...]) -> int:
     seen: dict[int, Linear | Conv2d] = {}
     for pop in pops:
@@ -164,25 +215,63 @@ def _routed(pops: list[Population] | tuple[Population, ...]) -> set[str]:
     return {source for pop in pops for source in pop.sources}
 
 
+def _reach(proj: Projection, x: Tensor) -> Tensor:
+    """How many of ``x``'s events reach each target through ``proj`` (weights as ones)."""
+    for op in proj.ops:
+        x = _structural(op, x)
+    return x
+
+
+def _fan_in(pop: Population, shapes: dict[str, tuple[int, ...]]) -> int:
+    """The most synapses into one neuron of ``pop`` (every source neuron active once)."""
+    if pop.kind != "neuron":
+        return 0
+    total = sum(_reach(proj, torch.ones((1, *shapes[proj.source]))) for proj in pop.projections)
+    return round(float(torch.as_tensor(total).max())) if pop.projections else 0
+
+
+def _input_steps(pop: Population, net: SpikingNetwork, result: SimResult) -> int:
+    """(neuron, step) pairs receiving at least one synaptic or bias event (TTFS)."""
+    config = net.config
+    assert isinstance(config, TTFSConfig)
+    levels, readout = config.levels, readout_time(pop, config)
+    biased = pop.bias is not None and bool((pop.bias != 0).any())
+    count = 0
+    for t in range(readout - levels, readout + 1):
+        hit = torch.zeros((result.batch_size, *pop.shape), dtype=torch.bool)
+        for proj in pop.projections:
+            arriving = result.spike_times[proj.source] + proj.delay == t
+            if bool(arriving.any()):
+                hit |= _reach(proj, arriving.to(torch.float32)) > 0
+        if biased and t == readout - levels:
+            assert pop.bias is not None
+            hit |= (pop.bias != 0).expand_as(hit)
+        if result.sample_steps is not None:
+            hit &= (result.sample_steps > t).view(-1, *([1] * len(pop.shape)))
+        count += int(hit.sum())
+    return count
+
+
 def _profile_snn(net: SpikingNetwork, result: SimResult) -> Workload:
     ops = count_ops(net, result)
     routed = _routed(net.populations)
     ttfs = isinstance(net.config, TTFSConfig)
+    shapes = {p.name: p.shape for p in net.populations}
     layers = []
     for pop in net.populations:
         hist: Counter[int] = Counter()
         if pop.kind != "input":
             for source, fan in zip(pop.sources, net.fanouts[pop.name], strict=True):
                 hist.update(_histogram(result.spikes(source), fan))
-        window = net.config.levels + 1 if ttfs and pop.kind == "neuron" else 0
+        neuron = pop.kind == "neuron"
         layers.append(
-            LayerLoad(
-                pop.name,
-                pop.kind,
-                pop.size,
-                tuple(sorted(hist.items())),
+            replace(
+                _structure(pop, shapes),
+                fanouts=tuple(sorted(hist.items())),
                 routed=pop.name in routed,
-                window_steps=window,
+                window_steps=net.config.levels + 1 if ttfs and neuron else 0,
+                input_steps=_input_steps(pop, net, result) if ttfs and neuron else 0,
+                binary=_binary(pop, net),
             )
         )
     return Workload(
@@ -194,7 +283,8 @@ def _profile_ann(graph: Graph, data: Tensor | int) -> Workload:
     ops = count_ops(graph, data)
     pops = populations(graph)
     routed = _routed(pops)
-    layers = tuple(LayerLoad(p.name, p.kind, p.size, routed=p.name in routed) for p in pops)
+    shapes = {p.name: p.shape for p in pops}
+    layers = tuple(replace(_structure(p, shapes), routed=p.name in routed) for p in pops)
     return Workload("ann", ops, layers, 0, _stored_weights(pops))
 
 

@@ -30,6 +30,12 @@ class SimResult:
             sample early; ``None`` means every sample ran ``steps``.
         step_predictions: ``(steps, B)`` prediction after every time step (accuracy against
             time steps from one run), for methods that record it; ``None`` otherwise.
+        decision_steps: ``(B,)`` int64, single-spike codes whose class is the earliest output
+            spike (TTFS): the time steps each sample has run when its class is known, that is
+            the step of its first output spike counted from 1 (``spike_times`` count from 0,
+            so this is the earliest output spike time plus one). A sample with no output spike
+            (possible only without the rectifier) is decided when its window closes:
+            ``steps``. ``None`` for methods that read their class at the end of the run.
     """
 
     method: str
@@ -41,6 +47,7 @@ class SimResult:
     spike_counts: dict[str, Tensor] = field(default_factory=dict)
     sample_steps: Tensor | None = None
     step_predictions: Tensor | None = None
+    decision_steps: Tensor | None = None
 
     @property
     def batch_size(self) -> int:

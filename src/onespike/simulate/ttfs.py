@@ -11,19 +11,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 
 import torch
 from torch import Tensor
 
 from onespike.convert.config import TTFSConfig
 from onespike.convert.ttfs import quantized_codes, readout_time, ttfs_steps
+from onespike.errors import ConfigError
 from onespike.graph import max_pool
 from onespike.network import Population, SpikingNetwork
 from onespike.neurons import TTFSParams, ttfs_initial_state, ttfs_step
 from onespike.simulate._input import check_unit_input
 from onespike.simulate.result import SimResult
 
-__all__ = ["codes_from_times", "encode_input", "simulate_closed_form", "simulate_stepped"]
+__all__ = [
+    "codes_from_times",
+    "decision_steps",
+    "encode_input",
+    "simulate_closed_form",
+    "simulate_stepped",
+    "stop_at_decision",
+]
 
 
 def _config(net: SpikingNetwork) -> TTFSConfig:
@@ -123,14 +132,18 @@ def simulate_closed_form(net: SpikingNetwork, x: Tensor) -> SimResult:
         predictions = potential.flatten(1).argmax(dim=1)
     clipped = {net.input.name: input_clipped}
     clipped.update({name: int(count) for name, count in clipped_counts.items()})
-    return SimResult(
+    times = CodeTimes(codes, net, config)
+    steps = ttfs_steps(net)
+    result = SimResult(
         method="closed_form",
-        spike_times=CodeTimes(codes, net, config),
+        spike_times=times,
         predictions=predictions,
         outputs=_decode(codes[out.name], out, config),
-        steps=ttfs_steps(net),
+        steps=steps,
         clipped=clipped,
+        decision_steps=decision_steps(times[out.name], steps),
     )
+    return stop_at_decision(net, result) if config.stop_at_decision else result
 
 
 def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
@@ -209,7 +222,7 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
     score = torch.where(earliest, membrane, torch.full_like(membrane, -math.inf))
     predictions = score.argmax(dim=1)
     out_codes = _codes(times[out.name], _offset(out, config))
-    return SimResult(
+    result = SimResult(
         method="stepped",
         spike_times=times,
         predictions=predictions,
@@ -217,4 +230,83 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
         steps=steps,
         clipped=clipped,
         spike_counts=counts,
+        decision_steps=decision_steps(times[out.name], steps),
+    )
+    return stop_at_decision(net, result) if config.stop_at_decision else result
+
+
+def decision_steps(output_times: Tensor, steps: int) -> Tensor:
+    """Time steps each sample runs until its class is known: its first output spike.
+
+    Args:
+        output_times: ``(B, *shape)`` spike times of the output population (``inf``: silent).
+        steps: time steps of the whole inference, the decision of a silent output.
+
+    Returns:
+        ``(B,)`` int64: the earliest output spike time plus one (times count from step 0),
+        or ``steps`` for a sample whose output never fires.
+    """
+    first = output_times.flatten(1).min(dim=1).values
+    decided = torch.where(torch.isfinite(first), first + 1, torch.full_like(first, steps))
+    return decided.to(torch.int64)
+
+
+class _Stopped(Mapping[str, Tensor]):
+    """Spike times with every spike at or after its sample's stop step removed (``inf``)."""
+
+    def __init__(self, times: Mapping[str, Tensor], stop: Tensor) -> None:
+        self._times = times
+        self._stop = stop
+        self._cache: dict[str, Tensor] = {}
+
+    def __getitem__(self, name: str) -> Tensor:
+        if name not in self._cache:
+            times = self._times[name]
+            stop = self._stop.to(times.dtype).view(-1, *([1] * (times.ndim - 1)))
+            self._cache[name] = times.masked_fill(times >= stop, math.inf)
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._times)
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+
+def stop_at_decision(net: SpikingNetwork, result: SimResult) -> SimResult:
+    """The result had each sample stopped at its decision (its first output spike).
+
+    Every spike at a step after the decision is removed; the output spikes of the decision
+    step itself are kept, so the class does not change; ``outputs`` decode only the output
+    spikes that happened (0 for an output neuron that would have fired later).
+    ``sample_steps`` becomes the decision time, which :func:`onespike.count_ops` reads to
+    leave out the rectifier events and neuron updates the stopped sample never spends. Only
+    the output population fires that late (every other population's window closes by the
+    output's readout time), so the saving is the output's late spikes and events, and the
+    latency.
+
+    Args:
+        net: the TTFS network that produced ``result``.
+        result: a TTFS simulation result (with ``decision_steps``).
+
+    Returns:
+        A new result; ``result`` itself is unchanged.
+    """
+    config = _config(net)
+    if result.decision_steps is None:
+        raise ConfigError(
+            "stop_at_decision needs a TTFS result with decision_steps; simulate the network "
+            "with onespike.simulate"
+        )
+    stop = result.decision_steps
+    times = _Stopped(result.spike_times, stop)
+    counts = {name: torch.isfinite(times[name]).to(torch.int32) for name in result.spike_counts}
+    out = net.output
+    out_codes = _codes(times[out.name], _offset(out, config))
+    return replace(
+        result,
+        spike_times=times,
+        spike_counts=counts,
+        outputs=_decode(out_codes, out, config),
+        sample_steps=stop.clone(),
     )
