@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import onespike
 from onespike.data import Dataset, load_dataset
@@ -205,3 +206,24 @@ def test_vgg_style_network_converts_exactly_after_fine_tuning() -> None:
     assert torch.equal(sim.predictions, logits.argmax(dim=1))
     assert torch.equal(sim.outputs, tuned.decode(logits))
     assert [p.kind for p in snn.populations].count("maxpool") == 3
+
+
+def test_functional_activations_are_named_and_clipped_modules_swapped() -> None:
+    """TTFS-aware fine-tuning needs a module per activation: functional ones are listed; a
+    ReLU6 module becomes a quantiser whose initial scale is at most 6."""
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc2(F.relu(self.fc1(x)))
+
+    x = torch.rand(16, 4) * 100
+    with pytest.raises(onespike.ConfigError, match="functional activations at relu"):
+        prepare_ttfs_aware(Functional().eval(), [x], steps=4)
+    clipped = nn.Sequential(nn.Linear(4, 8), nn.ReLU6(), nn.Linear(8, 2)).eval()
+    net = prepare_ttfs_aware(clipped, [x], steps=4)
+    quant = net.body[1]
+    assert isinstance(quant, TTFSQuant)
+    assert float(quant.scale.detach()) <= 6.0

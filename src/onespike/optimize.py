@@ -264,7 +264,7 @@ def prepare_ttfs_aware(
     scales, output_scale = _activation_percentiles(body, batches, percentile)
     _swap_relus(body, scales, steps - 1)
     net = TTFSAwareNet(body, steps - 1, output_scale)
-    functional = _unscaled_activations(net, batches[0][:2]) if batches and scales else []
+    functional = _unscaled_activations(net, batches[0][:2]) if batches else []
     if not scales or functional:
         where = f" (functional activations at {', '.join(functional)})" if functional else ""
         raise ConfigError(
