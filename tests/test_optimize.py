@@ -175,7 +175,7 @@ def test_diagnostics_report_clipping_and_error_by_hand() -> None:
     from onespike.graph import Graph, Linear
 
     graph = Graph.sequential((1,), [Linear(torch.tensor([[3.0]]))])
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=5))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=5), normalized=False)
     (layer,) = ttfs_diagnostics(net, torch.tensor([[1.0], [0.25]]))
     # ANN: 3 and 0.75; SNN: clipped to 1, and 0.75 exactly.
     assert layer.clipped_fraction == 0.5
