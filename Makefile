@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,plot,nir]'
+	$(BIN)/pip install -q -e '.[dev,plot,nir,onnx]'
 	# Norse (the NIR interop test) with --no-deps: its own requirements would pull a CUDA
 	# build of torch and torchvision, which it does not need to load NIR graphs.
 	$(BIN)/pip install -q nirtorch
@@ -43,7 +43,10 @@ lint: $(STAMP)
 # networks if missing); quartz.py trains its own ConvNet. summary.py then writes BENCHMARKS.md.
 # rate.py --label peers repeats onespike's default conversion and the peers on whole test
 # sets (rate.py's ConvNet rows use 2,000 test images); sinabs, far behind on the ConvNets
-# there, is left out of its ConvNet part to keep it near an hour.
+# there, is left out of its ConvNet part to keep it near an hour. deep.py starts from the
+# weights committed in benchmarks/weights/ (training them again takes hours) and runs its
+# parts one after another; any part runs alone, e.g. side by side on the two cores:
+# deep.py --only resnet20 --dataset mnist --methods hybrid (then deep.py --merge).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ttfs.py
 	$(BIN)/python benchmarks/ttfs_optimise.py
@@ -55,6 +58,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/hybrid.py
 	$(BIN)/python benchmarks/quartz.py --threads 1
 	$(BIN)/python benchmarks/hardware.py
+	$(BIN)/python benchmarks/extract.py
+	$(BIN)/python benchmarks/deep.py --threads 1
 	$(BIN)/python benchmarks/summary.py
 
 # CI-sized runs of every benchmark (--quick: 1 epoch, small subsets, few T; minutes on 2
@@ -69,6 +74,8 @@ bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/hybrid.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/quartz.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/hardware.py --quick --out $(QUICK)
+	$(BIN)/python benchmarks/extract.py --quick --threads 1 --out $(QUICK)
+	$(BIN)/python benchmarks/deep.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/summary.py --results $(QUICK) --out $(QUICK)/BENCHMARKS.md
 
 peers: $(STAMP)

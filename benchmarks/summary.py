@@ -46,6 +46,8 @@ BENCHMARKS = (
         "hardware.py",
     ),
     ("hardware-binary", "Binary-weight rate networks on the in-memory architecture", "hardware.py"),
+    ("deep", "Deep networks: ResNet-20 and VGG-11-slim, every method on one network", "deep.py"),
+    ("extract", "Extraction and normalisation of real classifiers", "extract.py"),
 )
 # Accuracy within this many points of the ANN selects a row for the comparison.
 WITHIN_POINTS = 1.0
@@ -212,83 +214,47 @@ def spiking_cells(r: dict[str, Any], *, mean_latency: bool = False) -> list[str]
         count(r.get("synops")),
         count(r.get("snn_macs")),
         num(r.get("energy_ratio_vs_ann")),
-        "-",
     ]
 
 
-def training_set(meta: dict[str, Any]) -> str:
-    """What a TTFS benchmark trained on: the full training set, or a ``--quick`` subset."""
-    return "quick training subset" if meta.get("quick") else "full training set"
-
-
-def describe_ttfs_optimise(meta: dict[str, Any], label: str) -> str:
-    """The network of a ``ttfs_optimise.py`` row, from its meta file."""
-    epochs = (meta.get("training_epochs") or {}).get(label)
-    options = (meta.get("model_options") or {}).get(label) or {}
-    words = [f"other: ttfs_optimise.py's, {training_set(meta)}"]
-    if epochs is not None:
-        words.append(f"{epochs} epoch{'' if epochs == 1 else 's'}")
-    words += [f"{k} {v}" for k, v in options.items()]
-    return ", ".join(words)
-
-
 def comparison_rows(found: dict[str, Result]) -> tuple[list[list[str]], list[str]]:
-    """One table of every method per (dataset, architecture), and notes on what is absent."""
+    """One table of every method per (dataset, architecture), each on one trained network.
+
+    ``rate.py``'s full-precision networks are the ones ``hybrid.py`` converts; ``deep.py``
+    records the SHA-256 of its weights in every row, and a row on other weights than its
+    network's ANN row is left out. Rows on other trainings (``ttfs.py``, ``ttfs_optimise.py``
+    and ``hardware.py``, which prices ``ttfs.py``'s, and the binary-weight networks) are named
+    in the notes, not listed.
+    """
     groups: dict[tuple[str, str], list[list[str]]] = {}
     seen: dict[tuple[str, str], set[str]] = {}
+    notes: list[str] = []
 
     def add(row: dict[str, Any], script: str, cells: list[str]) -> None:
         key = (str(row.get("dataset")), architecture(row))
         groups.setdefault(key, []).append([key[0], key[1], *cells, count(row.get("samples"))])
         seen.setdefault(key, set()).add(script)
 
+    def ann_cells(row: dict[str, Any], network: str) -> list[str]:
+        accuracy = pct(row["ann_accuracy"])
+        macs = count(row.get("ann_macs"))
+        return ["ANN (fp32)", network, "-", accuracy, accuracy, "1 pass", "-", "0", macs, "1.000"]
+
     def from_rate(rate: Result) -> None:
-        mine = [r for r in rate.rows if r.get("method") == "rate"]
+        mine = [r for r in rate.rows if r.get("method") == "rate" and not r["binary"]]
         for dataset, model in dict.fromkeys((r["dataset"], r["model"]) for r in mine):
-            fp = [
-                r
-                for r in mine
-                if (r["dataset"], r["model"]) == (dataset, model) and not r["binary"]
-            ]
-            if fp:
-                first = fp[0]
-                add(
-                    first,
-                    "rate.py",
-                    [
-                        "ANN (fp32)",
-                        "shared: rate.py's",
-                        "-",
-                        pct(first["ann_accuracy"]),
-                        pct(first["ann_accuracy"]),
-                        "1 pass",
-                        "-",
-                        "0",
-                        count(first.get("ann_macs")),
-                        num(1.0),
-                        "-",
-                    ],
-                )
-            for binary, variant in ((False, "plain"), (False, "optimised"), (True, "optimised")):
-                rows = [
-                    r
-                    for r in mine
-                    if (r["dataset"], r["model"], bool(r["binary"]), r.get("variant"))
-                    == (dataset, model, binary, variant)
-                ]
-                row = selected(rows, _ann)
-                if row is None:
-                    continue
-                weights = "binary" if binary else "fp32"
-                add(
-                    row,
-                    "rate.py",
-                    [
-                        f"rate, {weights}, {variant}",
-                        f"shared: rate.py's{' binary' if binary else ''}",
-                        *spiking_cells(row, mean_latency=bool(row.get("early_exit"))),
-                    ],
-                )
+            fp = [r for r in mine if (r["dataset"], r["model"]) == (dataset, model)]
+            add(fp[0], "rate.py", ann_cells(fp[0], "rate.py's"))
+            for variant in ("plain", "optimised"):
+                row = selected([r for r in fp if r.get("variant") == variant], _ann)
+                if row is not None:
+                    cells = spiking_cells(row, mean_latency=bool(row.get("early_exit")))
+                    add(row, "rate.py", [f"rate, {variant}", "rate.py's", *cells])
+        if any(r.get("binary") for r in rate.rows if r.get("method") == "rate"):
+            notes.append(
+                "rate.py's binary-weight rows: other weights (a binary training of each "
+                "architecture), in its own section"
+            )
 
     def from_hybrid(hybrid: Result) -> None:
         tuned = [r for r in hybrid.rows if r.get("finetuned")]
@@ -304,100 +270,92 @@ def comparison_rows(found: dict[str, Result]) -> tuple[list[list[str]], list[str
                     "hybrid.py",
                     [
                         "hybrid + STDB" + (" (marked T)" if pick.get("marked") else ""),
-                        "shared: rate.py's",
+                        "rate.py's",
                         *cells,
                     ],
                 )
 
-    def from_ttfs(ttfs: Result) -> None:
-        for model in dict.fromkeys(r["model"] for r in ttfs.rows):
-            rows = [r for r in ttfs.rows if r["model"] == model and not r.get("rectifier")]
-            row = selected(rows, _ann)
-            if row is not None:
-                add(
-                    row,
-                    "ttfs.py",
-                    [
-                        "TTFS, no rectifier",
-                        f"other: ttfs.py's, {training_set(ttfs.meta)}",
-                        *spiking_cells(row),
-                    ],
+    def from_deep(deep: Result) -> None:
+        for dataset, model in dict.fromkeys(
+            (r["dataset"], r["model"]) for r in deep.rows if r.get("method") == "ann"
+        ):
+            mine = [
+                r
+                for r in deep.rows
+                if (r["dataset"], r["model"]) == (dataset, model) and not r.get("binary")
+            ]
+            ann = next(r for r in mine if r["method"] == "ann")
+            network = f"deep.py's ({str(ann.get('weights', ''))[:8]})"
+            other = [r for r in mine if r.get("weights") != ann.get("weights")]
+            if other:
+                notes.append(
+                    f"deep.py {dataset} / {model}: {len(other)} rows on other weights than its "
+                    "ANN row, left out"
                 )
-
-    def from_ttfs_optimise(optimise: Result) -> None:
-        for label in dict.fromkeys(r["model"] for r in optimise.rows):
-            for method in ("ttfs", "ttfs-optimised"):
-                rows = [r for r in optimise.rows if r["model"] == label and r["method"] == method]
-                row = selected(rows, _ann)
-                if row is not None:
-                    add(
-                        row,
-                        "ttfs_optimise.py",
-                        [
-                            "TTFS" if method == "ttfs" else "TTFS-aware fine-tuned",
-                            describe_ttfs_optimise(optimise.meta, label),
-                            *spiking_cells(row),
-                        ],
+            mine = [r for r in mine if r.get("weights") == ann.get("weights")]
+            add(ann, "deep.py", ann_cells(ann, network))
+            picks: list[tuple[str, list[dict[str, Any]]]] = [
+                ("TTFS, no rectifier", [r for r in mine if r["method"] == "ttfs"]),
+                ("TTFS-aware fine-tuned", [r for r in mine if r["method"] == "ttfs-aware"]),
+                *(
+                    (
+                        f"rate, {variant}",
+                        [r for r in mine if r["method"] == "rate" and r["variant"] == variant],
                     )
-
-    def from_hardware(hardware: Result) -> None:
-        ann_energy = {
-            r["model"]: r["energy_per_inference_j"]
-            for r in hardware.rows
-            if r.get("architecture") == "dense-ann"
-        }
-        for row in hardware.rows:
-            counts = row.get("counts_per_inference") or {}
-            energy = row["energy_per_inference_j"]
-            versus = energy / ann_energy[row["model"]] if row["model"] in ann_energy else None
-            add(
-                row,
-                "hardware.py",
-                [
-                    f"{row['method']} on {row['architecture']}",
-                    f"other: ttfs.py's, {training_set(hardware.meta)}",
-                    str(row["steps"] or "-"),
-                    pct(row.get("ann_accuracy")),
-                    pct(row.get("snn_accuracy")),
-                    steps_cell(row.get("latency_steps")) if row["steps"] else "1 pass",
-                    "-",
-                    count(counts.get("synops")),
-                    count(counts.get("macs")),
-                    "-",
-                    f"{1e6 * energy:,.2f} ({num(versus, 2)}x dense ANN)",
-                ],
-            )
+                    for variant in ("plain", "optimised")
+                ),
+                (
+                    "hybrid + STDB (marked T)",
+                    [r for r in mine if r["method"] == "hybrid" and r.get("finetuned")],
+                ),
+            ]
+            for label, rows in picks:
+                row = selected(rows, _ann)
+                if row is None:
+                    continue
+                cells = spiking_cells(row, mean_latency=bool(row.get("early_exit")))
+                if row["method"] == "hybrid":
+                    cells[4] = num(row.get("hidden_spikes_per_neuron"))
+                if "decision_steps_mean" in row:
+                    cells[3] += f" (decision {row['decision_steps_mean']:.0f})"
+                add(row, "deep.py", [label, network, *cells])
 
     builders: dict[str, Callable[[Result], None]] = {
         "rate": from_rate,
         "hybrid": from_hybrid,
-        "ttfs": from_ttfs,
-        "ttfs_optimise": from_ttfs_optimise,
-        "hardware": from_hardware,
+        "deep": from_deep,
     }
-    notes = []
     for stem, build in builders.items():
         result = found.get(stem)
         if result is None or not result.ok:
             continue
         try:
             build(result)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, StopIteration) as exc:
             notes.append(f"{result.script}: rows without the expected fields ({exc!r})")
-    scripts = [s for stem, _, s in BENCHMARKS if stem in builders]
+    for stem, script in (
+        ("ttfs", "ttfs.py"),
+        ("ttfs_optimise", "ttfs_optimise.py"),
+        ("hardware", "hardware.py"),
+    ):
+        result = found.get(stem)
+        if result is not None and result.ok and result.rows:
+            notes.append(f"{script}: other weights (its own trainings), in its own section")
     body: list[list[str]] = []
     datasets = list(dict.fromkeys(d for d, _ in groups))
     models = list(dict.fromkeys(m for _, m in groups))
     for key in sorted(groups, key=lambda k: (datasets.index(k[0]), models.index(k[1]))):
         body += groups[key]
-        absent = [script for script in scripts if script not in seen[key]]
-        if absent:
-            notes.append(f"{key[0]} / {key[1]}: no rows from {', '.join(absent)}")
+        if "deep.py" not in seen[key]:
+            notes.append(
+                f"{key[0]} / {key[1]}: no TTFS or TTFS-aware rows on this network (rate.py's); "
+                "not run on shared weights yet"
+            )
     return body, notes
 
 
 def comparison_section(found: dict[str, Result]) -> list[str]:
-    """The table of every method on the shared networks, with how its rows were chosen."""
+    """The table of every method on one trained network per architecture."""
     head = [
         "dataset",
         "architecture",
@@ -411,7 +369,6 @@ def comparison_section(found: dict[str, Result]) -> list[str]:
         "synops",
         "MACs",
         "energy vs ANN (45 nm)",
-        "hardware energy/inf. (uJ)",
         "test images",
     ]
     body, notes = comparison_rows(found)
@@ -419,22 +376,21 @@ def comparison_section(found: dict[str, Result]) -> list[str]:
     lines = [
         "## All methods on the same networks",
         "",
-        "The shared networks are the ones `rate.py` trains (the training set less a held-out "
-        "validation split); `hybrid.py` converts the same ConvNets. `ttfs.py` and "
-        "`ttfs_optimise.py` trained their own networks on the full training set "
-        "(`hardware.py` prices `ttfs.py`'s), of the same architectures unless the network "
-        "column names other options: their rows say `other` and are comparable in kind, not "
-        "to the last digit. The last column gives the test images behind each row. Each "
-        "method's row is its run of fewest time steps (among the T it recorded) whose SNN "
-        "comes within "
-        f"{WITHIN_POINTS:g} point of its own ANN (else its most accurate run): rate coding "
-        "with onespike's default conversion (`plain`) and with threshold scaling and early "
-        "exit (`optimised`, latency = mean steps), hybrid after STDB fine-tuning (plus the "
-        "paper's marked T), TTFS without rectifier events (same accuracy, fewer spikes). For "
-        "hybrid rows, spikes/neuron counts hidden neurons. Energy vs ANN: compute energy at "
-        "45 nm (Horowitz, ISSCC 2014) of the SNN over that of its ANN. Hardware energy: one "
-        "inference on the accelerator models of `hardware.py` (one silicon budget for all "
-        "three architectures), and its ratio to the dense MAC array running the ANN.",
+        "Every row of a (dataset, architecture) group comes from one trained network: "
+        "`rate.py`'s (the training set less a held-out validation split; `hybrid.py` converts "
+        "the same ConvNets) or `deep.py`'s (the same split; every row records the SHA-256 of "
+        "the weights it ran on, the first 8 hex digits are in the network column, and a row "
+        "on other weights is left out). Rows on other trainings are not in this table (see the "
+        "notes). The last column gives the test images behind each row. Each method's row is "
+        "its run of fewest time steps (among the T it recorded) whose SNN comes within "
+        f"{WITHIN_POINTS:g} point of its own ANN (else its most accurate run): TTFS without "
+        "rectifier events (same accuracy, fewer spikes; latency is the whole inference, the "
+        "mean step of the first output spike in brackets), TTFS-aware fine-tuning, rate "
+        "coding with onespike's default conversion (`plain`) and with threshold scaling and "
+        "early exit (`optimised`, latency = mean steps), hybrid after STDB fine-tuning (plus "
+        "the paper's marked T). For hybrid rows, spikes/neuron counts hidden neurons. Energy "
+        "vs ANN: compute energy at 45 nm (Horowitz, ISSCC 2014) of the SNN over that of its "
+        "ANN.",
         "",
         *table(head, body),
     ]
@@ -845,6 +801,208 @@ def rate_peers_section(r: Result) -> list[str]:
     ]
 
 
+def extract_section(r: Result) -> list[str]:
+    """Extraction and normalisation time against the ANN forward, per network."""
+    head = ["model", "graph nodes", "extract / forward", "normalize / forward", "vs ResNet-18"]
+    keys = ("extract_vs_forward", "normalize_vs_forward", "deep_vs_resnet18")
+    body = [
+        [x["model"], str(x["nodes"]), *(f"{x[k]:.2f}x" if k in x else "-" for k in keys)]
+        for x in r.rows
+    ]
+    load = r.meta.get("load_average_before")
+    note = (
+        f"Medians of {r.meta.get('repeats', '-')} interleaved repeats on "
+        f"{r.meta.get('torch_threads', '-')} thread(s); forward: one ANN pass of "
+        f"{r.meta.get('batch', '-')} images; normalize against the forward over the same "
+        f"{r.meta.get('calibration_images', '-')} calibration images; load average before the "
+        f"run {', '.join(f'{v:.2f}' for v in load) if load else '-'}."
+    )
+    return [note, "", *table(head, body)]
+
+
+def _load(values: Any) -> str:
+    """A load average triple as its 1-minute figure."""
+    return "-" if not values else f"{float(values[0]):.1f}"
+
+
+def deep_section(r: Result) -> list[str]:
+    """The networks, the rate summaries, a selection of rows, and the parts of ``deep.py``."""
+    anns = [x for x in r.rows if x.get("method") == "ann"]
+    head = [
+        "dataset",
+        "architecture",
+        "weights",
+        "depth",
+        "parameters",
+        "ANN MACs",
+        "epochs",
+        "training (min)",
+        "held-out acc.",
+        "test acc.",
+        "SHA-256",
+    ]
+    body = [
+        [
+            x["dataset"],
+            x["model"],
+            "binary" if x.get("binary") else "fp32",
+            str(x.get("depth", "-")),
+            count(x.get("parameters")),
+            count(x.get("ann_macs")),
+            str(x.get("train_epochs", "-")),
+            num((x.get("train_seconds") or float("nan")) / 60, 1),
+            pct(x.get("held_out_accuracy")),
+            pct(x.get("ann_accuracy")),
+            f"`{str(x.get('weights', ''))[:12]}`",
+        ]
+        for x in anns
+    ]
+    lines = [
+        "One network per dataset and architecture, trained on 55,000 training images (5,000 "
+        "held out choose every option); its weights are in `benchmarks/weights/`. Training "
+        "ran on one torch thread of a shared 2-core machine (epochs, seconds, threads and load "
+        "are in each weights directory's `model.json`).",
+        "",
+        *table(head, body),
+        "",
+    ]
+    summaries = [x for x in r.rows if x.get("method") == "rate-summary"]
+    if summaries:
+        variants = ("plain-max", "plain", "optimised")
+        head = [
+            "dataset",
+            "architecture",
+            "weights",
+            "ANN acc. (subset)",
+            *variants,
+            "speed-up vs plain-max",
+            "threshold scale / patience",
+            "test images",
+        ]
+        body = []
+        for x in summaries:
+            reached = x.get("steps_within_1pt") or {}
+            scale = (x.get("chosen_threshold_scale") or {}).get("threshold_scale")
+            patience = (x.get("chosen_early_exit") or {}).get("early_exit")
+            speed = x.get("speedup_vs_plain_max")
+            body.append(
+                [
+                    x["dataset"],
+                    x["model"],
+                    "binary" if x.get("binary") else "fp32",
+                    pct(x.get("ann_accuracy")),
+                    *(
+                        ("not run" if v not in reached else "not reached")
+                        if reached.get(v) is None
+                        else steps_cell(reached[v])
+                        for v in variants
+                    ),
+                    "-" if speed is None else f"{speed:.1f}x",
+                    f"{scale if scale is not None else '-'} / {patience or '-'}",
+                    count(x.get("samples")),
+                ]
+            )
+        lines += [
+            "Rate coding: time steps to come within 1 point of the ANN (optimised: mean "
+            f"steps with early exit), up to T = {summaries[0].get('max_steps', '-')}.",
+            "",
+            *table(head, body),
+            "",
+        ]
+    present = {x["steps"] for x in r.rows if x.get("method") == "rate"}
+    shown_rate = tuple(t for t in (8, 32, 128, 256) if t in present) or tuple(sorted(present))
+    present = {x["steps"] for x in r.rows if x.get("method") == "hybrid"}
+    shown_hybrid = tuple(t for t in (1, 2, 5, 8) if t in present) or tuple(sorted(present))
+    head = [
+        "dataset",
+        "architecture",
+        "method",
+        "weights",
+        "T",
+        "ANN acc.",
+        "SNN acc.",
+        "latency (steps)",
+        "decision (mean / max)",
+        "spikes/neuron",
+        "synops",
+        "MACs",
+        "energy vs ANN",
+        "sim. time vs ANN",
+        "test images",
+    ]
+    body = []
+    for x in r.rows:
+        method = x.get("method")
+        if method in ("ann", "rate-summary"):
+            continue
+        if method == "rate" and x["steps"] not in shown_rate:
+            continue
+        if method == "hybrid" and x["steps"] not in shown_hybrid:
+            continue
+        label = {
+            "rate": f"rate {x.get('variant')}",
+            "hybrid": "hybrid + STDB" if x.get("finetuned") else "hybrid",
+        }.get(method, method)
+        decision = (
+            f"{x['decision_steps_mean']:.1f} / {x['decision_steps_max']:.0f}"
+            if "decision_steps_mean" in x
+            else "-"
+        )
+        latency = x.get("mean_latency_steps") if x.get("early_exit") else x.get("latency_steps")
+        body.append(
+            [
+                x["dataset"],
+                x["model"],
+                label,
+                "binary" if x.get("binary") else "fp32",
+                str(x["steps"]),
+                pct(x.get("ann_accuracy")),
+                pct(x.get("snn_accuracy")),
+                steps_cell(latency),
+                decision,
+                num(x.get("spikes_per_neuron")),
+                count(x.get("synops")),
+                count(x.get("snn_macs")),
+                num(x.get("energy_ratio_vs_ann")),
+                num(x.get("sim_time_vs_ann"), 2),
+                count(x.get("samples")),
+            ]
+        )
+    lines += [
+        "Every method at a selection of T (rate: "
+        f"{', '.join(map(str, shown_rate))}; hybrid: {', '.join(map(str, shown_hybrid))}; "
+        "every row is in the JSON and `deep.md`). ANN acc. is the ANN on the same test "
+        "images. Latency: time steps of one inference (TTFS: the whole inference, "
+        "`L (depth + 1) + 1`; decision: the step of the first output spike). Sim. time vs ANN: "
+        "the closed-form simulation's seconds per image over the ANN forward pass's, measured "
+        "in the same run (rate: one run to the largest T, scaled by T; TTFS-aware in "
+        "float64).",
+        "",
+        *table(head, body),
+    ]
+    parts = r.meta.get("parts") or []
+    if parts:
+        head = ["part", "date (UTC)", "minutes", "torch threads", "load at start / end"]
+        body = [
+            [
+                str(m.get("part", "-")),
+                str(m.get("date", "-")),
+                num((m.get("seconds") or float("nan")) / 60, 1),
+                str(m.get("torch_threads", "-")),
+                f"{_load(m.get('loadavg_start'))} / {_load(m.get('loadavg_end'))}",
+            ]
+            for m in parts
+        ]
+        lines += [
+            "",
+            "The parts, each run on its own (1-minute load average of the shared machine, 2 "
+            "cores):",
+            "",
+            *table(head, body),
+        ]
+    return lines
+
+
 SECTIONS: dict[str, Callable[[Result], list[str]]] = {
     "ttfs": ttfs_section,
     "ttfs_optimise": ttfs_optimise_section,
@@ -855,6 +1013,8 @@ SECTIONS: dict[str, Callable[[Result], list[str]]] = {
     "hardware": hardware_section,
     "hardware-sweep": hardware_sweep_section,
     "hardware-binary": hardware_binary_section,
+    "deep": deep_section,
+    "extract": extract_section,
 }
 
 

@@ -31,10 +31,10 @@ from onespike.distributed import (
 )
 from onespike.errors import ConfigError
 from onespike.evaluate import SNNEvaluation, evaluate_snn
-from onespike.graph import extract
 from onespike.models import build_model
 from onespike.network import SpikingNetwork
 from onespike.normalize import normalize
+from onespike.tracing import extract
 
 
 @pytest.fixture

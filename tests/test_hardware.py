@@ -405,10 +405,11 @@ def test_cli_hardware_command(tmp_path: Path) -> None:
     assert record["steps"] == 3 * 4 + 1
     assert record["energy_per_inference_j"] > 0
     assert "latency" in result.output
+    loaded = ["hardware", "--dataset", "digits", "--limit", "60", "--steps", "4", "--pes", "8"]
     dense = CliRunner().invoke(
         main,
         [
-            *args[:-4],
+            *loaded,
             *("--architecture", "dense-ann", "--model-file", str(out / "model")),
             *("--out", str(tmp_path / "d")),
         ],

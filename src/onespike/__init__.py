@@ -2,6 +2,7 @@
 
 The pipeline, one function per stage::
 
+    model, _ = onespike.load_module("net.py:Net", weights="w.pt")  # or model.onnx, or yours
     graph = onespike.extract(model, example_input)
     graph = onespike.normalize(graph, calibration_batches)
     net = onespike.convert(graph, onespike.TTFSConfig(steps=16))
@@ -22,12 +23,13 @@ from onespike.errors import (
     DatasetNotFoundError,
     InvalidGraphError,
     MissingFileError,
+    ModelSourceError,
     OnespikeError,
     ShapeError,
     UnsafeFileError,
     UnsupportedLayerError,
 )
-from onespike.graph import Graph, extract, run_graph
+from onespike.graph import Graph, GraphNet, run_graph
 from onespike.metrics import (
     ENERGY_MODELS,
     EnergyModel,
@@ -39,9 +41,12 @@ from onespike.metrics import (
 from onespike.network import SpikingNetwork
 from onespike.nir_io import from_nir, to_nir
 from onespike.normalize import normalize
+from onespike.onnx_io import from_onnx
 from onespike.optimize import TTFSAwareNet, optimize_for_ttfs
 from onespike.simulate import SimResult, simulate
+from onespike.sources import load_module
 from onespike.stdb import STDBConfig, finetune_stdb, load_hybrid, save_hybrid
+from onespike.tracing import extract
 
 __version__ = "0.1.0"
 
@@ -55,9 +60,11 @@ __all__ = [
     "EnergyModel",
     "EnergyReport",
     "Graph",
+    "GraphNet",
     "HybridConfig",
     "InvalidGraphError",
     "MissingFileError",
+    "ModelSourceError",
     "OnespikeError",
     "OpsReport",
     "RateConfig",
@@ -76,8 +83,10 @@ __all__ = [
     "extract",
     "finetune_stdb",
     "from_nir",
+    "from_onnx",
     "hardware",
     "load_hybrid",
+    "load_module",
     "normalize",
     "optimize_for_ttfs",
     "run_graph",

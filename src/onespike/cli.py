@@ -12,7 +12,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,11 +21,12 @@ import torch
 
 from onespike import distributed
 from onespike._fs import atomic_write_json
+from onespike.binary import binarize
 from onespike.convert import HybridConfig, RateConfig, TTFSConfig, convert
 from onespike.data import DATASETS, Dataset, batches, load_dataset, split_validation
-from onespike.errors import OnespikeError
+from onespike.errors import MissingFileError, ModelSourceError, OnespikeError, ShapeError
 from onespike.evaluate import agreement, evaluate_snn, smallest_steps, summarize, ttfs_diagnostics
-from onespike.graph import Graph, extract
+from onespike.graph import Graph
 from onespike.hardware import (
     ARCHITECTURES,
     TECHNOLOGIES,
@@ -37,7 +38,7 @@ from onespike.hardware import (
     profile,
 )
 from onespike.hardware import run as run_hardware
-from onespike.io import load_model, save_model
+from onespike.io import save_model
 from onespike.metrics import ENERGY_MODELS
 from onespike.models import MODELS, ModelSpec, build_model
 from onespike.network import SpikingNetwork
@@ -45,7 +46,9 @@ from onespike.normalize import normalize
 from onespike.optimize import optimize_for_ttfs, restore_ttfs_aware, save_ttfs_aware
 from onespike.report import save_run_record, write_report
 from onespike.simulate import simulate
+from onespike.sources import ModelSource, check_json_args, load_module, model_source
 from onespike.stdb import STDBConfig, finetune_stdb, load_hybrid, save_hybrid
+from onespike.tracing import extract
 from onespike.train import TrainConfig, evaluate, train
 
 __all__ = ["main"]
@@ -114,12 +117,121 @@ def _model_options(func: F) -> F:
     return func
 
 
-_model_file_option = click.option(
-    "--model-file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Load this trained model (directory or .safetensors) instead of training.",
-)
+@dataclass(frozen=True)
+class _ModelFile:
+    """What ``--model-file``, ``--weights`` and ``--model-args`` named, checked on parsing."""
+
+    source: ModelSource
+    weights: Path | None
+
+    @property
+    def trains(self) -> bool:
+        """A ``file.py:NAME`` without weights: onespike trains it as it trains its own."""
+        return self.source.kind == "python" and self.weights is None
+
+    @property
+    def directory(self) -> Path | None:
+        """The onespike model directory holding this model's extras (hybrid network)."""
+        path = self.weights if self.source.kind == "python" else self.source.path
+        if path is None:
+            return None
+        return path if path.is_dir() else path.parent
+
+
+# Options that only matter when onespike trains the model itself.
+_TRAINING_OPTIONS = ("model_name", "epochs", "lr", "batch_size")
+
+
+def _model_file_options(
+    func: F | None = None, *, training: tuple[str, ...] = _TRAINING_OPTIONS
+) -> Any:
+    """``--model-file``, ``--weights`` and ``--model-args``, parsed into one ``model_file``;
+    the ``training`` options are refused when the model is loaded rather than trained."""
+    if func is None:
+        return functools.partial(_model_file_options, training=training)
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        model_file: str | None,
+        weights: Path | None,
+        model_args: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        try:
+            parsed = _parse_model_file(model_file, weights, model_args)
+        except OnespikeError as exc:
+            raise click.UsageError(f"{type(exc).__name__}: {exc}") from exc
+        if parsed is not None and not parsed.trains:
+            context = click.get_current_context()
+            given = [
+                name
+                for name in training
+                if name in kwargs
+                and context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+            ]
+            if given:
+                flags = ", ".join(
+                    "--" + ("model" if n == "model_name" else n.replace("_", "-")) for n in given
+                )
+                raise click.UsageError(
+                    f"{flags} configure training, but --model-file {model_file} gives a trained "
+                    "model; drop them (or give a file.py:NAME without --weights to train it)"
+                )
+        return func(*args, model_file=parsed, **kwargs)
+
+    options = [
+        click.option(
+            "--model-file",
+            type=str,
+            default=None,
+            help="The model to use instead of training one: an onespike model directory (or "
+            "its .safetensors), an ONNX file (model.onnx), or your own code as "
+            "path/to/file.py:NAME (an nn.Module class or a function returning one; see "
+            "--weights and --model-args).",
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="For --model-file file.py:NAME: its state dict (.safetensors, a .pt/.pth "
+            "state dict, read with weights_only=True, or an onespike model directory). "
+            "Without it, the model is trained first.",
+        ),
+        click.option(
+            "--model-args",
+            type=str,
+            default=None,
+            help="For --model-file file.py:NAME: keyword arguments of NAME as a JSON object, "
+            "e.g. '{\"num_classes\": 10}'.",
+        ),
+    ]
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _parse_model_file(
+    model_file: str | None, weights: Path | None, model_args: str | None
+) -> _ModelFile | None:
+    if model_file is None:
+        if weights is not None or model_args is not None:
+            raise ModelSourceError(
+                "--weights and --model-args describe a --model-file path/to/file.py:NAME; give "
+                "--model-file too"
+            )
+        return None
+    args = None if model_args is None else check_json_args(model_args)
+    source = model_source(model_file, args)
+    if weights is not None and source.kind != "python":
+        raise ModelSourceError(
+            f"--weights applies to --model-file file.py:NAME; {model_file} carries its weights"
+        )
+    if weights is not None and not weights.exists():
+        raise MissingFileError(f"weights file {weights} does not exist")
+    return _ModelFile(source, weights)
+
+
 _percentile_option = click.option(
     "--percentile",
     type=float,
@@ -152,11 +264,19 @@ def _train_model(
     seed: int,
     binary: bool,
     out: Path,
-) -> tuple[torch.nn.Module, float, ModelSpec]:
+    source: ModelSource | None = None,
+) -> tuple[torch.nn.Module, float, ModelSpec | ModelSource]:
     torch.manual_seed(seed)
     input_shape = tuple(int(s) for s in train_ds.images.shape[1:])
-    options = {"binary": True} if binary else {}
-    model, spec = build_model(model_name, input_shape, train_ds.num_classes, **options)
+    spec: ModelSpec | ModelSource
+    if source is None:
+        options = {"binary": True} if binary else {}
+        model, spec = build_model(model_name, input_shape, train_ds.num_classes, **options)
+    else:
+        model, spec = source.build(), source
+        model = binarize(model) if binary else model
+        model_name = source.label
+        _check_fits(model, {}, train_ds)
     config = TrainConfig(
         epochs=epochs if epochs is not None else DEFAULT_EPOCHS.get(train_ds.name, 10),
         batch_size=batch_size,
@@ -175,18 +295,70 @@ def _calibrated_graph(model: torch.nn.Module, train_ds: Dataset, **normalize_opt
     """The model's graph, normalised on the first ``CALIBRATION_SAMPLES`` training images
     (sliced from ``train_ds``, the whole training split, rather than read again)."""
     graph = extract(model, train_ds.images[:2])
-    return normalize(graph, batches(train_ds.head(CALIBRATION_SAMPLES), 500), **normalize_options)
+    calibration = batches(train_ds.head(CALIBRATION_SAMPLES), 500)
+    return normalize(graph, calibration, progress=True, **normalize_options)
 
 
 def _obtain_model(
-    model_file: Path | None, train_ds: Dataset, test_ds: Dataset, **train_args: Any
-) -> tuple[torch.nn.Module, float, ModelSpec, dict[str, Any]]:
+    model_file: _ModelFile | None, train_ds: Dataset, test_ds: Dataset, **train_args: Any
+) -> tuple[torch.nn.Module, float, ModelSpec | ModelSource, dict[str, Any]]:
     """Load ``model_file`` or train a new model; returns model, test accuracy, spec, metadata."""
-    if model_file is None:
-        model, accuracy, spec = _train_model(train_ds, test_ds, **train_args)
-        return model, accuracy, spec, {}
-    model, meta = load_model(model_file)
-    return model, evaluate(model, test_ds), ModelSpec.from_json(meta["spec"]), meta
+    if model_file is None or model_file.trains:
+        source = model_file.source if model_file is not None else None
+        model, accuracy, trained = _train_model(train_ds, test_ds, source=source, **train_args)
+        return model, accuracy, trained, {}
+    model, meta = load_module(
+        model_file.source,
+        weights=model_file.weights,
+        input_shape=tuple(int(s) for s in train_ds.images.shape[1:]),
+    )
+    _check_fits(model, meta, train_ds)
+    spec: ModelSpec | ModelSource = (
+        ModelSpec.from_json(meta["spec"])
+        if model_file.source.kind == "onespike"
+        else model_file.source
+    )
+    click.echo("evaluating the ANN on the test set ...", err=True)
+    return model, evaluate(model, test_ds), spec, meta
+
+
+def _check_fits(model: torch.nn.Module, meta: dict[str, Any], dataset: Dataset) -> None:
+    """The model takes the dataset's samples and gives one output per class, before any work."""
+    recorded = meta.get("dataset")
+    if isinstance(recorded, str) and recorded != dataset.name:
+        raise ShapeError(
+            f"the model was trained on {recorded!r} (its model.json says so), not on "
+            f"{dataset.name!r}; pass --dataset {recorded}"
+        )
+    sample = dataset.images[:1]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(sample.to(next((p.dtype for p in model.parameters()), sample.dtype)))
+    except OnespikeError:
+        raise
+    except Exception as exc:  # the user's forward pass: any error means the shapes do not fit
+        raise ShapeError(
+            f"{type(model).__name__} fails on {dataset.name} samples of shape "
+            f"{tuple(sample.shape[1:])}: {type(exc).__name__}: {exc}. Use a model built for "
+            "this input, or another --dataset"
+        ) from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, dataset.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ShapeError(
+            f"{type(model).__name__} gives outputs of shape {shape} for one sample; "
+            f"{dataset.name} has {dataset.num_classes} classes, so it must give (1, "
+            f"{dataset.num_classes}) logits (build it with num_classes={dataset.num_classes}, "
+            "e.g. --model-args)"
+        )
+
+
+def _model_label(spec: ModelSpec | ModelSource) -> str:
+    """The model's name in tables and records."""
+    return spec.name if isinstance(spec, ModelSpec) else spec.label
 
 
 @click.group()
@@ -204,12 +376,7 @@ def main() -> None:
     required=True,
     help="Run directory: checkpoints/, model/ (and model-ttfs/) are written here.",
 )
-@click.option(
-    "--model-file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Start from this trained model instead of training one.",
-)
+@_model_file_options(training=("model_name", "epochs", "lr"))
 @click.option(
     "--ttfs-aware",
     is_flag=True,
@@ -244,7 +411,7 @@ def train_command(
     seed: int,
     binary: bool,
     out: Path,
-    model_file: Path | None,
+    model_file: _ModelFile | None,
     ttfs_aware: bool,
     method: str,
     steps: int | None,
@@ -253,6 +420,17 @@ def train_command(
     finetune_samples: int | None,
 ) -> None:
     """Train a model and save it as model.safetensors + model.json (resumes if interrupted)."""
+    if model_file is not None and model_file.source.kind == "onnx":
+        raise click.UsageError(
+            "train needs a PyTorch model: an ONNX file can be run, evaluated, exported and "
+            "priced, but fine-tune the PyTorch model it was exported from (file.py:NAME)"
+        )
+    if model_file is not None and not model_file.trains and not ttfs_aware and method == "ann":
+        raise click.UsageError(
+            f"--model-file {model_file.source.path} is trained already: add --ttfs-aware "
+            "--steps T or --method hybrid to fine-tune it, or give a file.py:NAME without "
+            "--weights to train it"
+        )
     if method == "hybrid":
         if ttfs_aware:
             raise click.UsageError("--ttfs-aware and --method hybrid fine-tune different networks")
@@ -315,7 +493,7 @@ def train_command(
 
 def _train_hybrid(
     model: torch.nn.Module,
-    spec: ModelSpec,
+    spec: ModelSpec | ModelSource,
     ann_accuracy: float,
     train_ds: Dataset,
     test_ds: Dataset,
@@ -359,19 +537,19 @@ def _train_hybrid(
     )
 
 
-def _saved_hybrid(model_file: Path | None, meta: dict[str, Any]) -> Any:
+def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
     """The fine-tuned hybrid network saved beside ``model_file`` by ``train --method hybrid``."""
     extra = meta.get("extra") or {}
-    if model_file is None or not isinstance(extra, dict) or "hybrid" not in extra:
+    directory = model_file.directory if model_file is not None else None
+    if directory is None or not isinstance(extra, dict) or "hybrid" not in extra:
         return None
-    directory = model_file if model_file.is_dir() else model_file.parent
     return load_hybrid(directory)[0]
 
 
 @main.command("run")
 @_data_options
 @_model_options
-@_model_file_option
+@_model_file_options
 @click.option(
     "--method", type=click.Choice(["ttfs", "rate", "hybrid"]), default="ttfs", show_default=True
 )
@@ -478,7 +656,7 @@ def run_command(
     lr: float,
     batch_size: int,
     seed: int,
-    model_file: Path | None,
+    model_file: _ModelFile | None,
     binary: bool,
     method: str,
     steps: int | None,
@@ -569,7 +747,7 @@ def run_command(
     evaluation = evaluate_snn(net, test_ds, progress=True)
     row = summarize(
         dataset=dataset,
-        model=spec.name,
+        model=_model_label(spec),
         method=method,
         steps=steps,
         ann_accuracy=ann_accuracy,
@@ -739,7 +917,7 @@ def _spiking_config(
 def _evaluation_network(
     model: torch.nn.Module,
     meta: dict[str, Any],
-    model_file: Path | None,
+    model_file: _ModelFile | None,
     train_ds: Dataset,
     test_ds: Dataset,
     *,
@@ -803,7 +981,7 @@ def _evaluation_network(
 @main.command("evaluate")
 @_data_options
 @_model_options
-@_model_file_option
+@_model_file_options
 @_percentile_option
 @_limit_option
 @click.option(
@@ -839,7 +1017,7 @@ def evaluate_command(
     batch_size: int,
     seed: int,
     binary: bool,
-    model_file: Path | None,
+    model_file: _ModelFile | None,
     percentile: float,
     limit: int | None,
     eval_batch_size: int,
@@ -941,7 +1119,7 @@ def evaluate_command(
             return
     row = summarize(
         dataset=dataset,
-        model=spec.name,
+        model=_model_label(spec),
         method=method,
         steps=run_steps,
         ann_accuracy=ann_accuracy,
@@ -967,7 +1145,7 @@ def evaluate_command(
 @main.command("hardware")
 @_data_options
 @_model_options
-@_model_file_option
+@_model_file_options
 @click.option("--method", type=click.Choice(["ttfs", "rate"]), default="ttfs", show_default=True)
 @click.option(
     "--steps", type=int, default=None, help="T (default 16 for TTFS, 64 for rate coding)."
@@ -1007,7 +1185,7 @@ def hardware_command(
     batch_size: int,
     seed: int,
     binary: bool,
-    model_file: Path | None,
+    model_file: _ModelFile | None,
     method: str,
     steps: int | None,
     no_rectifier: bool,
@@ -1055,7 +1233,11 @@ def hardware_command(
         graph = aware.to_graph(train_ds.images[:2])
     else:
         graph = _calibrated_graph(model, train_ds, percentile=percentile)
-    record: dict[str, Any] = {"dataset": dataset, "model": spec.name, "ann_accuracy": ann_accuracy}
+    record: dict[str, Any] = {
+        "dataset": dataset,
+        "model": _model_label(spec),
+        "ann_accuracy": ann_accuracy,
+    }
     if ann:
         workload = profile(graph, len(test_ds))
         record["snn_accuracy"] = ann_accuracy  # the dense array runs the ANN itself
@@ -1076,7 +1258,9 @@ def hardware_command(
     atomic_write_json(out / "hardware.json", record)
     _print_hardware(report, record)
     try:
-        plot_energy_breakdown([report], out / "hardware.png", title=f"{dataset} / {spec.name}")
+        plot_energy_breakdown(
+            [report], out / "hardware.png", title=f"{dataset} / {_model_label(spec)}"
+        )
     except ImportError as exc:
         click.echo(f"no plot written: {exc}", err=True)
     click.echo(f"results written to {out / 'hardware.json'}", err=True)
@@ -1113,7 +1297,7 @@ def _print_hardware(report: HardwareReport, record: dict[str, Any]) -> None:
 @main.command("export")
 @_data_options
 @_model_options
-@_model_file_option
+@_model_file_options
 @click.option(
     "--format",
     "export_format",
@@ -1184,7 +1368,7 @@ def export_command(
     batch_size: int,
     seed: int,
     binary: bool,
-    model_file: Path | None,
+    model_file: _ModelFile | None,
     export_format: str,
     method: str,
     steps: int | None,
@@ -1249,7 +1433,7 @@ def export_command(
     except ImportError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
-        f"wrote {path} ({export_format}): {spec.name} on {dataset}, {method} with "
+        f"wrote {path} ({export_format}): {_model_label(spec)} on {dataset}, {method} with "
         f"T={net.config.steps}, {len(net.populations)} populations; ANN test accuracy "
         f"{ann_accuracy:.4f}"
     )

@@ -14,6 +14,7 @@ __all__ = [
     "DatasetNotFoundError",
     "InvalidGraphError",
     "MissingFileError",
+    "ModelSourceError",
     "OnespikeError",
     "ShapeError",
     "UnsafeFileError",
@@ -30,7 +31,22 @@ class ConfigError(OnespikeError, ValueError):
 
 
 class UnsupportedLayerError(OnespikeError):
-    """A module or operation in the traced network has no spiking equivalent."""
+    """Modules or operations in the traced network have no spiking equivalent.
+
+    Attributes:
+        places: one line per unsupported place (module path, type and, where one exists, the
+            fix); the message lists them all.
+    """
+
+    def __init__(self, message: str, *, places: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.places = tuple(places) if places else (message,)
+
+
+class ModelSourceError(OnespikeError):
+    """A user's model source (a Python file and name, a weights file, an ONNX file) cannot be
+    used: the file or name does not exist, it does not build an ``nn.Module``, or its weights
+    do not fit the architecture."""
 
 
 class InvalidGraphError(OnespikeError, ValueError):

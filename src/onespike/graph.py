@@ -1,50 +1,53 @@
-"""The framework-free network graph, and ``extract``: from a traced ``nn.Module`` to a ``Graph``.
+"""The framework-free network graph: nodes, edges, evaluation and exact BatchNorm folding.
 
 A :class:`Graph` is data: ``nodes`` (name to a small frozen dataclass) and ``edges`` (pairs of
 names, in argument order). Weights are detached CPU float32 tensors owned by the graph; nothing
 refers back to the user's module. Every later stage (normalisation, conversion, operation
-counting, export) reads this one representation.
+counting, export) reads this one representation. Graphs come from
+:func:`onespike.tracing.extract` (a PyTorch module), :func:`onespike.onnx_io.from_onnx` (an
+ONNX file) or are built by hand.
 
-``extract`` traces a module with ``torch.fx`` and maps each call to a node. Dropout and identity
-are removed. BatchNorm directly after a Linear/Conv2d is folded into it with
-``torch.nn.utils.fusion``; other BatchNorm layers and :class:`onespike.models.Normalize` become
-per-channel :class:`Affine` nodes, folded into the following Linear/Conv2d where that is exact
-(a convolution with zero padding changes the meaning of a shifted input at the borders, so a
-shift is only folded into an unpadded convolution; otherwise the Affine node stays, and the
+:func:`fold_affines` folds per-channel :class:`Affine` nodes (BatchNorm, input normalisation)
+into the neighbouring Linear/Conv2d where that is exact, in one pass over the nodes (a
+convolution with zero padding changes the meaning of a shifted input at the borders, so a shift
+is only folded into an unpadded convolution; otherwise the Affine node stays, and the
 converters treat it exactly as a linear map plus a constant).
 """
 
 from __future__ import annotations
 
 import math
-import operator
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch import Tensor, nn
 
-from onespike.binary import binary_weight, is_binary
-from onespike.errors import InvalidGraphError, ShapeError, UnsupportedLayerError
+from onespike.errors import InvalidGraphError, ShapeError
 
 __all__ = [
+    "AdaptiveAvgPool2d",
     "Add",
     "Affine",
     "AvgPool2d",
+    "Concat",
     "Conv2d",
     "Flatten",
     "Graph",
+    "GraphNet",
     "Input",
     "Linear",
     "MaxPool2d",
     "Node",
     "Output",
+    "PadChannels",
     "ReLU",
     "apply_linear",
-    "extract",
+    "evaluate_node",
+    "fold_affines",
     "run_graph",
 ]
 
@@ -62,7 +65,11 @@ def _pair(value: int | Sequence[int]) -> Pair:
 
 def _check_finite(name: str, **tensors: Tensor | None) -> None:
     for key, tensor in tensors.items():
-        if tensor is not None and not bool(torch.isfinite(tensor).all()):
+        # A NaN or an infinity anywhere makes the sum non-finite; only then (or on an overflow
+        # of the sum itself) is every element looked at.
+        if tensor is None or bool(torch.isfinite(tensor.sum())):
+            continue
+        if not bool(torch.isfinite(tensor).all()):
             raise InvalidGraphError(
                 f"node '{name}': {key} contains NaN or infinite values; a spiking network cannot "
                 "represent them. Check the training run that produced these weights."
@@ -120,6 +127,24 @@ class AvgPool2d:
 
 
 @dataclass(frozen=True, eq=False)
+class AdaptiveAvgPool2d:
+    """Average pooling to ``output_size`` with PyTorch's adaptive windows: output row ``i`` of
+    ``h`` averages input rows ``floor(i H / h)`` to ``ceil((i + 1) H / h) - 1`` (columns alike).
+
+    Linear, so it folds into the synapses like :class:`AvgPool2d`; extraction uses
+    :class:`AvgPool2d` instead wherever the windows are regular (``H`` divisible by ``h``).
+    """
+
+    output_size: Pair
+
+    def __post_init__(self) -> None:
+        if min(self.output_size) < 1:
+            raise InvalidGraphError(
+                f"AdaptiveAvgPool2d output size must be >= 1, got {self.output_size}"
+            )
+
+
+@dataclass(frozen=True, eq=False)
 class MaxPool2d:
     """Max pooling; padded positions never win."""
 
@@ -135,12 +160,55 @@ class Flatten:
 
 @dataclass(frozen=True, eq=False)
 class ReLU:
-    """Rectified linear unit."""
+    """Rectified linear unit; with ``max_value`` the clipped ReLU ``min(max(x, 0), max_value)``
+    (``nn.ReLU6`` is ``max_value=6``, ``nn.Hardtanh(0, c)`` is ``max_value=c``)."""
+
+    max_value: float | None = None
+
+    def __post_init__(self) -> None:
+        value = self.max_value
+        if value is None:
+            return
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise InvalidGraphError(
+                f"ReLU max_value must be a finite number > 0 (or None), got {value!r}"
+            )
+        object.__setattr__(self, "max_value", float(value))
 
 
 @dataclass(frozen=True, eq=False)
 class Add:
     """Element-wise sum of all inputs (residual connection)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Concat:
+    """Concatenation of all inputs, in argument order, along dimension 1 (channels, or the
+    features of flat inputs): DenseNet and Inception blocks."""
+
+
+@dataclass(frozen=True, eq=False)
+class PadChannels:
+    """Zeros around the input on dimension 1: ``before`` zero channels, the input, ``after``.
+
+    Linear and without a constant. :func:`onespike.network.populations` expresses a
+    :class:`Concat` as one such padding per input inside the projections, and folds it into a
+    following Linear/Conv2d (a slice of its weights) wherever it can.
+    """
+
+    before: int
+    after: int
+
+    def __post_init__(self) -> None:
+        if self.before < 0 or self.after < 0:
+            raise InvalidGraphError(
+                f"PadChannels needs before, after >= 0, got {self.before}, {self.after}"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,9 +229,23 @@ class Output:
 
 
 Node: TypeAlias = (
-    Input | Linear | Conv2d | AvgPool2d | MaxPool2d | Flatten | ReLU | Add | Affine | Output
+    Input
+    | Linear
+    | Conv2d
+    | AvgPool2d
+    | AdaptiveAvgPool2d
+    | MaxPool2d
+    | Flatten
+    | ReLU
+    | Add
+    | Concat
+    | Affine
+    | PadChannels
+    | Output
 )
-LINEAR_NODES = (Linear, Conv2d, AvgPool2d, Flatten, Affine)
+LINEAR_NODES = (Linear, Conv2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, Affine, PadChannels)
+"""Nodes that compute a linear map plus (Linear, Conv2d, Affine) a constant."""
+_MULTI_INPUT = (Add, Concat)
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,6 +265,10 @@ class Graph:
     edges: list[tuple[str, str]]
     scales: dict[str, float] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # Adjacency, derived once from ``edges`` so that structural queries cost O(degree).
+    _inputs: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+    _consumers: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+    _order: list[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._validate()
@@ -207,11 +293,11 @@ class Graph:
     # structure -----------------------------------------------------------------------------
     def inputs_of(self, name: str) -> list[str]:
         """Names of the nodes feeding ``name``, in argument order."""
-        return [src for src, dst in self.edges if dst == name]
+        return list(self._inputs[name])
 
     def consumers_of(self, name: str) -> list[str]:
         """Names of the nodes reading ``name``'s output."""
-        return [dst for src, dst in self.edges if src == name]
+        return list(self._consumers[name])
 
     @property
     def input_name(self) -> str:
@@ -229,15 +315,17 @@ class Graph:
 
     def topological_order(self) -> list[str]:
         """Node names so that every node comes after its inputs."""
-        indegree = dict.fromkeys(self.nodes, 0)
-        for _, dst in self.edges:
-            indegree[dst] += 1
-        ready = [name for name, deg in indegree.items() if deg == 0]
+        return list(self._order)
+
+    def _sort(self) -> list[str]:
+        """Kahn's algorithm, first-in first-out, consumers in edge order."""
+        indegree = {name: len(srcs) for name, srcs in self._inputs.items()}
+        ready = deque(name for name, deg in indegree.items() if deg == 0)
         order: list[str] = []
         while ready:
-            name = ready.pop(0)
+            name = ready.popleft()
             order.append(name)
-            for dst in self.consumers_of(name):
+            for dst in self._consumers[name]:
                 indegree[dst] -= 1
                 if indegree[dst] == 0:
                     ready.append(dst)
@@ -246,26 +334,34 @@ class Graph:
         return order
 
     def _validate(self) -> None:
+        inputs: dict[str, list[str]] = {name: [] for name in self.nodes}
+        consumers: dict[str, list[str]] = {name: [] for name in self.nodes}
         for src, dst in self.edges:
             for end in (src, dst):
                 if end not in self.nodes:
                     raise InvalidGraphError(f"edge ({src!r}, {dst!r}) names unknown node {end!r}")
+            inputs[dst].append(src)
+            consumers[src].append(dst)
+        object.__setattr__(self, "_inputs", inputs)
+        object.__setattr__(self, "_consumers", consumers)
         kinds = [type(node) for node in self.nodes.values()]
         if kinds.count(Input) != 1 or kinds.count(Output) != 1:
             raise InvalidGraphError("a graph needs exactly one Input and one Output node")
         for name, node in self.nodes.items():
-            arity = len(self.inputs_of(name))
+            arity = len(inputs[name])
             if isinstance(node, Input) and arity:
                 raise InvalidGraphError(f"Input node {name!r} cannot have inputs")
             if isinstance(node, Add) and arity < 2:
                 raise InvalidGraphError(f"Add node {name!r} needs at least two inputs")
-            if not isinstance(node, (Input, Add)) and arity != 1:
+            if isinstance(node, Concat) and arity < 1:
+                raise InvalidGraphError(f"Concat node {name!r} needs at least one input")
+            if not isinstance(node, (Input, *_MULTI_INPUT)) and arity != 1:
                 raise InvalidGraphError(f"node {name!r} needs exactly one input, has {arity}")
             if isinstance(node, (Linear, Conv2d)):
                 _check_finite(name, weight=node.weight, bias=node.bias)
             if isinstance(node, Affine):
                 _check_finite(name, scale=node.scale, shift=node.shift)
-        self.topological_order()
+        object.__setattr__(self, "_order", self._sort())
 
     def _infer_shapes(self) -> dict[str, tuple[int, ...]]:
         with torch.no_grad():
@@ -278,12 +374,31 @@ class Graph:
         return replace(self, scales=dict(scales))
 
 
+class GraphNet(nn.Module):
+    """The ANN a :class:`Graph` describes, as an ``nn.Module`` (its forward is
+    :func:`run_graph`).
+
+    This is how a network imported as a graph (an ONNX file) enters the code that expects a
+    module: :func:`onespike.tracing.extract` returns ``graph`` itself, and evaluating the ANN
+    runs the graph. It has no trainable parameters.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The graph's output (logits) for the batch ``x``."""
+        out: Tensor = run_graph(self.graph, x)
+        return out
+
+
 # evaluation ------------------------------------------------------------------------------------
 def apply_linear(node: Node, x: Tensor, *, bias: bool = True) -> Tensor:
     """Apply a linear node to ``x`` (batch first); ``bias=False`` drops its constant term.
 
     Args:
-        node: a Linear, Conv2d, AvgPool2d, Flatten or Affine node.
+        node: one of :data:`LINEAR_NODES`.
         x: input tensor with a leading batch dimension.
         bias: include the node's bias (Linear/Conv2d) or shift (Affine).
 
@@ -304,12 +419,16 @@ def apply_linear(node: Node, x: Tensor, *, bias: bool = True) -> Tensor:
         )
     if isinstance(node, AvgPool2d):
         return F.avg_pool2d(x, node.kernel_size, node.stride, node.padding)
+    if isinstance(node, AdaptiveAvgPool2d):
+        return F.adaptive_avg_pool2d(x, node.output_size)
     if isinstance(node, Flatten):
         return x.flatten(1)
     if isinstance(node, Affine):
         view = (1, -1) + (1,) * (x.ndim - 2)
         out = x * node.scale.to(x.dtype).view(view)
         return out + node.shift.to(x.dtype).view(view) if bias else out
+    if isinstance(node, PadChannels):
+        return F.pad(x, (0, 0) * (x.ndim - 2) + (node.before, node.after))
     raise TypeError(f"{type(node).__name__} is not a linear node")
 
 
@@ -349,288 +468,46 @@ def run_graph(
     for name in graph.topological_order():
         node = graph.nodes[name]
         args = [values[src] for src in graph.inputs_of(name)]
-        if isinstance(node, Input):
-            out = x
-        elif isinstance(node, ReLU):
-            out = activation(name, args[0]) if activation is not None else torch.relu(args[0])
-        elif isinstance(node, Add):
-            out = args[0]
-            for other in args[1:]:
-                out = out + other
-        elif isinstance(node, MaxPool2d):
-            out = max_pool(node, args[0])
-        elif isinstance(node, Output):
-            out = args[0]
-        else:
-            out = apply_linear(node, args[0])
+        try:
+            out = evaluate_node(node, name, args, x, activation)
+        except RuntimeError as exc:  # torch's shape errors: name the node that failed
+            raise ShapeError(
+                f"node {name!r} ({type(node).__name__}) cannot take inputs of per-sample shapes "
+                f"{[tuple(a.shape[1:]) for a in args]}: {exc}"
+            ) from exc
         values[name] = out
     result = values[graph.output_name]
     return (result, values) if record else result
 
 
-# extraction ------------------------------------------------------------------------------------
-_IDENTITY_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
-_RELU_FUNCTIONS: set[Any] = {F.relu, torch.relu}
-_ADD_FUNCTIONS: set[Any] = {operator.add, torch.add, operator.iadd}
-_DROPOUT_FUNCTIONS: set[Any] = {F.dropout, F.dropout1d, F.dropout2d}
-
-
-def _describe(node: fx.Node) -> str:
-    stack = node.meta.get("nn_module_stack")
-    where = ""
-    if stack:
-        path, _ = list(stack.values())[-1]
-        where = f" inside module '{path}'"
-    return f"'{node.name}'{where}"
-
-
-def _tensor(t: Tensor) -> Tensor:
-    """A detached copy owned by the graph; float64 stays float64, other types become float32."""
-    t = t.detach().clone()
-    return t if t.dtype == torch.float64 else t.float()
-
-
-def _norm_to_affine(module: nn.Module, name: str) -> Affine:
-    from onespike.models import Normalize  # local: models imports torch layers only
-
-    if isinstance(module, Normalize):
-        std = _tensor(module.std).flatten()
-        mean = _tensor(module.mean).flatten()
-        return Affine(scale=1.0 / std, shift=-mean / std)
-    assert isinstance(module, nn.modules.batchnorm._BatchNorm)
-    if module.running_mean is None or module.running_var is None:
-        raise UnsupportedLayerError(
-            f"BatchNorm '{name}' has no running statistics (track_running_stats=False); "
-            "onespike needs inference-time statistics to fold it"
-        )
-    inv = torch.rsqrt(_tensor(module.running_var) + module.eps)
-    gamma = _tensor(module.weight) if module.weight is not None else torch.ones_like(inv)
-    beta = _tensor(module.bias) if module.bias is not None else torch.zeros_like(inv)
-    scale = gamma * inv
-    return Affine(scale=scale, shift=beta - _tensor(module.running_mean) * scale)
-
-
-def _module_node(module: nn.Module, name: str) -> Node | None:
-    """Map a leaf module to a node; ``None`` means 'pass the input through'."""
-    from onespike.models import Normalize
-    from onespike.optimize import InputQuant, TTFSQuant
-
-    # The spike encoder rounds the input exactly as InputQuant does; a TTFSQuant is the ReLU
-    # of a TTFS population whose scale the caller records.
-    if isinstance(module, (*_IDENTITY_MODULES, InputQuant)):
-        return None
-    if isinstance(module, (nn.ReLU, TTFSQuant)):
-        return ReLU()
-    bias: Tensor | None
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
-        # A binary layer computes with sign(W) * alpha: that is its weight in the graph.
-        weight = binary_weight(module.weight) if is_binary(module) else module.weight
-    if isinstance(module, nn.Linear):
-        bias = _tensor(module.bias) if module.bias is not None else None
-        return Linear(_tensor(weight), bias)
-    if isinstance(module, nn.Conv2d):
-        if module.padding_mode != "zeros":
-            raise UnsupportedLayerError(
-                f"Conv2d '{name}' uses padding_mode={module.padding_mode!r}; only zero padding "
-                "is supported"
-            )
-        if isinstance(module.padding, str):
-            raise UnsupportedLayerError(
-                f"Conv2d '{name}' uses padding={module.padding!r}; give the padding as integers"
-            )
-        bias = _tensor(module.bias) if module.bias is not None else None
-        return Conv2d(
-            _tensor(weight),
-            bias,
-            _pair(module.stride),
-            _pair(module.padding),
-            _pair(module.dilation),
-            module.groups,
-        )
-    if isinstance(module, nn.AvgPool2d):
-        if module.ceil_mode or module.divisor_override is not None or not module.count_include_pad:
-            raise UnsupportedLayerError(
-                f"AvgPool2d '{name}': ceil_mode, divisor_override and count_include_pad=False are "
-                "not supported"
-            )
-        stride = module.stride if module.stride is not None else module.kernel_size
-        return AvgPool2d(_pair(module.kernel_size), _pair(stride), _pair(module.padding))
-    if isinstance(module, nn.MaxPool2d):
-        if module.ceil_mode or _pair(module.dilation) != (1, 1) or module.return_indices:
-            raise UnsupportedLayerError(
-                f"MaxPool2d '{name}': ceil_mode, dilation and return_indices are not supported"
-            )
-        stride = module.stride if module.stride is not None else module.kernel_size
-        return MaxPool2d(_pair(module.kernel_size), _pair(stride), _pair(module.padding))
-    if isinstance(module, nn.Flatten):
-        if module.start_dim != 1 or module.end_dim != -1:
-            raise UnsupportedLayerError(
-                f"Flatten '{name}' must flatten every non-batch dimension (start_dim=1)"
-            )
-        return Flatten()
-    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, Normalize)):
-        return _norm_to_affine(module, name)
-    raise UnsupportedLayerError(
-        f"module '{name}' of type {type(module).__module__}.{type(module).__name__} has no "
-        "spiking equivalent in onespike; supported: Linear, Conv2d, AvgPool2d, MaxPool2d, "
-        "Flatten, ReLU, BatchNorm, Dropout, residual add, onespike.models.Normalize"
-    )
-
-
-def _function_node(node: fx.Node, shapes: dict[str, tuple[int, ...]]) -> Node | str | None:
-    """Map a call_function/call_method node; returns ``"skip"`` for non-tensor helpers."""
-    target = node.target
-    if node.op == "call_function":
-        if target in _RELU_FUNCTIONS:
-            return ReLU()
-        if target in _ADD_FUNCTIONS:
-            if len(node.args) != 2 or node.kwargs.get("alpha", 1) != 1:
-                raise UnsupportedLayerError(f"add {_describe(node)} must add exactly two tensors")
-            if not all(isinstance(a, fx.Node) for a in node.args):
-                raise UnsupportedLayerError(
-                    f"add {_describe(node)} adds a constant; fold it into a layer bias instead"
-                )
-            return Add()
-        if target in _DROPOUT_FUNCTIONS:
-            return None
-        if target is torch.flatten:
-            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-            if start != 1:
-                raise UnsupportedLayerError(f"flatten {_describe(node)} must use start_dim=1")
-            return Flatten()
-        if target is F.max_pool2d or target is F.avg_pool2d:
-            raise UnsupportedLayerError(
-                f"functional pooling {_describe(node)}: use nn.MaxPool2d/nn.AvgPool2d modules so "
-                "their parameters are visible to the tracer"
-            )
-        if target is getattr:
-            return "skip"
-    if node.op == "call_method":
-        if target == "relu":
-            return ReLU()
-        if target == "size":
-            return "skip"
-        if target in ("flatten", "view", "reshape"):
-            source = node.args[0]
-            assert isinstance(source, fx.Node)
-            in_shape = shapes[source.name]
-            out_shape = shapes[node.name]
-            if out_shape == (math.prod(in_shape),):
-                return Flatten()
-            raise UnsupportedLayerError(
-                f"{target} {_describe(node)} reshapes {in_shape} to {out_shape}; only flattening "
-                "all non-batch dimensions is supported"
-            )
-        if target == "contiguous":
-            return None
-    raise UnsupportedLayerError(
-        f"operation {getattr(target, '__name__', target)!r} at {_describe(node)} has no spiking "
-        "equivalent in onespike"
-    )
-
-
-class _Tracer(fx.Tracer):
-    """Keeps onespike's own Normalize module a leaf, so it maps to one Affine node."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        from onespike.models import Normalize
-        from onespike.optimize import InputQuant, TTFSQuant
-
-        if isinstance(m, (Normalize, InputQuant, TTFSQuant)) or is_binary(m):
-            return True
-        return super().is_leaf_module(m, module_qualified_name)
-
-
-def extract(module: nn.Module, example_input: Tensor) -> Graph:
-    """Trace ``module`` with torch.fx into a :class:`Graph`, folding BatchNorm and normalisation.
-
-    Args:
-        module: the trained network (evaluated in eval mode; the module is not modified).
-        example_input: a batch ``(B, ...)`` used to infer shapes.
-
-    Returns:
-        The graph, with BatchNorm folded into the preceding Linear/Conv2d where there is one.
-
-    Raises:
-        UnsupportedLayerError: a module or operation has no spiking equivalent; the message
-            names its qualified path and type.
-        InvalidGraphError: weights are NaN or infinite.
-    """
-    was_training = module.training
-    module.eval()
-    try:
-        try:
-            traced = fx.GraphModule(module, _Tracer().trace(module))
-        except Exception as exc:  # torch.fx raises several types for untraceable code
-            raise UnsupportedLayerError(
-                f"torch.fx could not trace {type(module).__name__}: {exc}. Data-dependent control "
-                "flow cannot be converted; express the network with modules and tensor ops"
-            ) from exc
-        dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
-        example = example_input.detach().to(dtype or torch.float32)
-        with torch.no_grad():
-            ShapeProp(traced).propagate(example)
-        shapes: dict[str, tuple[int, ...]] = {}
-        for node in traced.graph.nodes:
-            meta = node.meta.get("tensor_meta")
-            if meta is not None and hasattr(meta, "shape"):
-                shapes[node.name] = tuple(int(s) for s in meta.shape[1:])
-        graph = _build(traced, shapes)
-    finally:
-        module.train(was_training)
-    return fold_affines(graph)
-
-
-def _build(traced: fx.GraphModule, shapes: dict[str, tuple[int, ...]]) -> Graph:
-    from onespike.optimize import TTFSQuant
-
-    scales: dict[str, float] = {}  # learned scales of TTFS-aware activations
-    nodes: dict[str, Node] = {}
-    edges: list[tuple[str, str]] = []
-    alias: dict[str, str] = {}  # fx node name -> graph node name carrying its value
-    for fx_node in traced.graph.nodes:
-        if fx_node.op == "placeholder":
-            nodes["input"] = Input(shapes[fx_node.name])
-            alias[fx_node.name] = "input"
-            continue
-        if fx_node.op == "output":
-            (result,) = fx_node.args
-            if not isinstance(result, fx.Node):
-                raise UnsupportedLayerError("the network must return a single tensor")
-            nodes["output"] = Output()
-            edges.append((alias[result.name], "output"))
-            continue
-        if fx_node.op == "get_attr":
-            raise UnsupportedLayerError(
-                f"parameter access {_describe(fx_node)}: use tensors only through modules"
-            )
-        mapped: Node | str | None
-        if fx_node.op == "call_module":
-            name = str(fx_node.target)
-            submodule = traced.get_submodule(name)
-            mapped = _module_node(submodule, name)
-        else:
-            name = fx_node.name
-            mapped = _function_node(fx_node, shapes)
-        if mapped == "skip":
-            continue
-        tensor_args = [a for a in fx_node.args if isinstance(a, fx.Node)]
-        if mapped is None:
-            alias[fx_node.name] = alias[tensor_args[0].name]
-            continue
-        if name in nodes:
-            name = fx_node.name
-        assert not isinstance(mapped, str)
-        nodes[name] = mapped
-        alias[fx_node.name] = name
-        if fx_node.op == "call_module" and isinstance(submodule, TTFSQuant):
-            scales[name] = float(submodule.scale.detach().clamp(min=1e-6))
-        sources = tensor_args if isinstance(mapped, Add) else tensor_args[:1]
-        for arg in sources:
-            if arg.name not in alias:
-                raise UnsupportedLayerError(f"{_describe(fx_node)} reads a non-tensor value")
-            edges.append((alias[arg.name], name))
-    return Graph(nodes, edges, scales=scales)
+def evaluate_node(
+    node: Node,
+    name: str,
+    args: list[Tensor],
+    x: Tensor,
+    activation: Callable[[str, Tensor], Tensor] | None = None,
+) -> Tensor:
+    """One node of :func:`run_graph`: ``args`` are its inputs' values, ``x`` the graph input."""
+    if isinstance(node, Input):
+        return x
+    if isinstance(node, ReLU):
+        if activation is not None:
+            return activation(name, args[0])
+        if node.max_value is not None:
+            return args[0].clamp(0.0, node.max_value)
+        return torch.relu(args[0])
+    if isinstance(node, Add):
+        out = args[0]
+        for other in args[1:]:
+            out = out + other
+        return out
+    if isinstance(node, Concat):
+        return torch.cat(args, dim=1)
+    if isinstance(node, MaxPool2d):
+        return max_pool(node, args[0])
+    if isinstance(node, Output):
+        return args[0]
+    return apply_linear(node, args[0])
 
 
 def fold_affines(graph: Graph) -> Graph:
@@ -640,6 +517,10 @@ def fold_affines(graph: Graph) -> Graph:
     An Affine before a Linear/Conv2d (input normalisation) is folded when it feeds nothing else
     and, for a convolution, either the shift is zero or the convolution has no padding.
 
+    One pass in topological order folds every Affine into the layer before it, then one pass in
+    reverse order folds the rest into the layer after it (so chains of Affine nodes fold in
+    either direction); the cost is linear in the number of nodes.
+
     Args:
         graph: the graph to simplify.
 
@@ -647,36 +528,47 @@ def fold_affines(graph: Graph) -> Graph:
         A new graph; unfoldable Affine nodes are kept.
     """
     nodes = dict(graph.nodes)
-    edges = list(graph.edges)
-    changed = True
-    while changed:
-        changed = False
-        current = Graph(nodes, edges)
-        for name, node in nodes.items():
-            if not isinstance(node, Affine):
-                continue
-            (src,) = current.inputs_of(name)
-            consumers = current.consumers_of(name)
-            before = nodes[src]
-            if isinstance(before, (Linear, Conv2d)) and current.consumers_of(src) == [name]:
-                nodes[src] = _fold_after(before, node)
-                _bypass(nodes, edges, name, src)
-                changed = True
-                break
-            if len(consumers) == 1 and isinstance(nodes[consumers[0]], (Linear, Conv2d)):
-                after = nodes[consumers[0]]
-                folded = _fold_before(node, after)  # type: ignore[arg-type]
-                if folded is not None:
-                    nodes[consumers[0]] = folded
-                    _bypass(nodes, edges, name, src)
-                    changed = True
-                    break
-    return Graph(nodes, edges, scales=dict(graph.scales))
+    inputs = {name: graph.inputs_of(name) for name in nodes}
+    consumers = {name: graph.consumers_of(name) for name in nodes}
+    removed: dict[str, str] = {}  # folded Affine -> the node its readers now read
 
+    def bypass(name: str) -> None:
+        (src,) = inputs[name]
+        for reader in consumers[name]:
+            inputs[reader] = [src if i == name else i for i in inputs[reader]]
+        consumers[src] = [c for c in consumers[src] if c != name] + consumers[name]
+        del nodes[name]
+        removed[name] = src
 
-def _bypass(nodes: dict[str, Node], edges: list[tuple[str, str]], name: str, src: str) -> None:
-    del nodes[name]
-    edges[:] = [(src if a == name else a, b) for a, b in edges if b != name]
+    order = graph.topological_order()
+    for name in order:
+        affine = nodes[name]
+        if not isinstance(affine, Affine):
+            continue
+        (src,) = inputs[name]
+        before = nodes[src]
+        if isinstance(before, (Linear, Conv2d)) and consumers[src] == [name]:
+            nodes[src] = _fold_after(before, affine)
+            bypass(name)
+    for name in reversed(order):
+        node = nodes.get(name)
+        if not isinstance(node, Affine) or len(consumers[name]) != 1:
+            continue
+        after = nodes[consumers[name][0]]
+        if isinstance(after, (Linear, Conv2d)):
+            folded = _fold_before(node, after)
+            if folded is not None:
+                nodes[consumers[name][0]] = folded
+                bypass(name)
+
+    def resolve(name: str) -> str:
+        while name in removed:
+            name = removed[name]
+        return name
+
+    edges = [(resolve(a), b) for a, b in graph.edges if b not in removed]
+    shapes = {name: shape for name, shape in graph.shapes.items() if name in nodes}
+    return Graph(nodes, edges, scales=dict(graph.scales), shapes=shapes)
 
 
 def _fold_after(layer: Linear | Conv2d, affine: Affine) -> Linear | Conv2d:

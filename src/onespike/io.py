@@ -34,10 +34,12 @@ from onespike.errors import (
     ConfigError,
     CorruptFileError,
     MissingFileError,
+    ModelSourceError,
     OnespikeError,
     UnsafeFileError,
 )
 from onespike.models import ModelSpec
+from onespike.sources import ModelSource, state_mismatches
 
 __all__ = [
     "FORMAT_VERSION",
@@ -45,6 +47,8 @@ __all__ = [
     "WEIGHTS_FILE",
     "load_model",
     "load_state_dict_file",
+    "read_model_dir",
+    "read_safetensors",
     "save_model",
 ]
 
@@ -73,7 +77,7 @@ _CREATE_HINT = (
 def save_model(
     directory: str | os.PathLike[str],
     model: nn.Module,
-    spec: ModelSpec,
+    spec: ModelSpec | ModelSource,
     *,
     dataset: str,
     accuracy: float | None = None,
@@ -85,7 +89,10 @@ def save_model(
     Args:
         directory: destination directory; created if missing, existing files are replaced.
         model: the trained model; its state dict must match ``spec``'s architecture.
-        spec: how the model was built (from :func:`onespike.models.build_model`).
+        spec: how the model was built: a :class:`~onespike.models.ModelSpec` (from
+            :func:`onespike.models.build_model`), or the :class:`~onespike.sources.ModelSource`
+            of a user's ``file.py:NAME`` (recorded, never imported on load: such a directory
+            is read back with ``load_module("file.py:NAME", weights=directory)``).
         dataset: name of the dataset the model was trained on.
         accuracy: test accuracy in ``[0, 1]``, if known.
         normalization: the input normalisation the model expects (e.g. ``{"mean": [...],
@@ -104,14 +111,15 @@ def save_model(
     if accuracy is not None and not (math.isfinite(float(accuracy)) and 0 <= accuracy <= 1):
         raise ConfigError(f"accuracy must be in [0, 1] or None, got {accuracy!r}")
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    with torch.random.fork_rng(devices=[]):  # building the reference must not move the RNG
-        reference = spec.build()
-    mismatches = _state_mismatches(reference, state)
-    if mismatches:
-        raise ConfigError(
-            f"the model's state dict does not match spec {spec.name!r} "
-            f"{spec.input_shape}: {'; '.join(mismatches)}"
-        )
+    if isinstance(spec, ModelSpec):
+        with torch.random.fork_rng(devices=[]):  # building the reference must not move the RNG
+            reference = spec.build()
+        mismatches = _state_mismatches(reference, state)
+        if mismatches:
+            raise ConfigError(
+                f"the model's state dict does not match spec {spec.name!r} "
+                f"{spec.input_shape}: {'; '.join(mismatches)}"
+            )
     meta: dict[str, Any] = {
         "format": _FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -152,14 +160,58 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
             the description, the description is malformed or names an unknown architecture,
             or the weights do not match the architecture.
     """
-    given = Path(path)
+    state, meta = read_model_dir(path)
+    meta_path = _files(Path(path))[1]
+    if isinstance(meta["spec"], dict) and "source" in meta["spec"]:
+        record = meta["spec"]
+        raise ModelSourceError(
+            f"{meta_path} describes a model built from your code ({record.get('file')}:"
+            f"{record.get('name')}); onespike never imports code a file names. Load it with "
+            f"--model-file {record.get('file')}:{record.get('name')} --weights {path} (Python: "
+            "onespike.load_module(...))"
+        )
+    try:
+        spec = ModelSpec.from_json(meta["spec"])
+        with torch.random.fork_rng(devices=[]):  # loading must not move the global RNG
+            model = spec.build()
+    except OnespikeError as exc:
+        raise CorruptFileError(f"{meta_path}: bad model spec: {exc}") from exc
+    mismatches = _state_mismatches(model, state)
+    if mismatches:
+        raise CorruptFileError(
+            f"{_files(Path(path))[0]} does not match architecture {spec.name!r} "
+            f"{spec.input_shape} described in {meta_path.name}: {'; '.join(mismatches)}"
+        )
+    model.load_state_dict(state)
+    model.eval()
+    return model, meta
+
+
+def _files(given: Path) -> tuple[Path, Path]:
+    """The weights and description files of a model directory, ``.safetensors`` or ``.json``."""
     if given.is_dir():
-        weights, meta_path = given / WEIGHTS_FILE, given / METADATA_FILE
-    elif given.suffix == ".json":
-        weights, meta_path = given.with_suffix(".safetensors"), given
-    else:
-        weights = given
-        meta_path = given.with_suffix(".json")
+        return given / WEIGHTS_FILE, given / METADATA_FILE
+    if given.suffix == ".json":
+        return given.with_suffix(".safetensors"), given
+    return given, given.with_suffix(".json")
+
+
+def read_model_dir(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a saved model's weights and description, checked, without building anything.
+
+    Args:
+        path: the model directory, its ``.safetensors`` file or its ``.json`` file.
+
+    Returns:
+        ``(state, meta)``: the state dict and the parsed ``model.json``.
+
+    Raises:
+        MissingFileError, UnsafeFileError, CorruptFileError: as :func:`load_model`.
+    """
+    given = Path(path)
+    weights, meta_path = _files(given)
     if weights.is_file():
         _refuse_pickle(weights)  # before anything else reads the file
     elif given.is_dir():
@@ -174,22 +226,8 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
             f"the architecture; {_CREATE_HINT}"
         )
     meta = _read_meta(meta_path)
-    state, _ = _read_safetensors(weights, expected_sha256=meta["sha256"])
-    try:
-        spec = ModelSpec.from_json(meta["spec"])
-        with torch.random.fork_rng(devices=[]):  # loading must not move the global RNG
-            model = spec.build()
-    except OnespikeError as exc:
-        raise CorruptFileError(f"{meta_path}: bad model spec: {exc}") from exc
-    mismatches = _state_mismatches(model, state)
-    if mismatches:
-        raise CorruptFileError(
-            f"{weights} does not match architecture {spec.name!r} {spec.input_shape} "
-            f"described in {meta_path.name}: {'; '.join(mismatches)}"
-        )
-    model.load_state_dict(state)
-    model.eval()
-    return model, meta
+    state, _ = read_safetensors(weights, expected_sha256=meta["sha256"])
+    return state, meta
 
 
 def load_state_dict_file(
@@ -215,7 +253,7 @@ def load_state_dict_file(
             f"safetensors file {file} does not exist; write one with "
             'safetensors.torch.save_file(model.state_dict(), "model.safetensors")'
         )
-    state, _ = _read_safetensors(file, expected_sha256=sha256)
+    state, _ = read_safetensors(file, expected_sha256=sha256)
     return state
 
 
@@ -250,10 +288,11 @@ def _pickle_note(directory: Path) -> str:
     return f" (found {', '.join(found)}: pickle-based files are never loaded. {_CONVERT_HINT})"
 
 
-def _read_safetensors(
+def read_safetensors(
     path: Path, *, expected_sha256: str | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Validate and read a safetensors file; return its tensors and its ``__metadata__``.
+    """Validate and read a safetensors file (pickles refused, truncation and malformed
+    headers named); return its tensors and its ``__metadata__``.
 
     The whole file is read once, so the checksum and the parse see the same bytes.
     """
@@ -331,14 +370,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 def _state_mismatches(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
     """Describe up to five differences between ``model``'s state dict and ``state``."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    problems = [f"missing {k}" for k in expected if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [
-        f"{k} has shape {tuple(state[k].shape)} in the file but {shape} in the model"
-        for k, shape in expected.items()
-        if k in state and tuple(state[k].shape) != shape
-    ]
+    problems = state_mismatches(model, state)
     if len(problems) > 5:
         problems = [*problems[:5], f"and {len(problems) - 5} more"]
     return problems

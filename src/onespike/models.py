@@ -1,4 +1,5 @@
-"""Model definitions: the MLP, the Quartz MNIST ConvNet and a small VGG, plus a name registry.
+"""Model definitions: the MLP, the Quartz MNIST ConvNet, small and deep VGGs, a ResNet-20, and a
+name registry.
 
 Every model is a plain :class:`torch.nn.Module` built from layer modules (``nn.ReLU``,
 ``nn.Flatten``, ...) rather than functional calls, so :func:`onespike.extract` sees each layer
@@ -24,10 +25,13 @@ from onespike.errors import ConfigError, CorruptFileError
 __all__ = [
     "MLP",
     "MODELS",
+    "BasicBlock",
     "ConvNetBN",
     "ModelSpec",
     "Normalize",
     "QuartzConvNet",
+    "ResNet20",
+    "VGG11Slim",
     "VGGSmall",
     "build_model",
 ]
@@ -283,6 +287,198 @@ class VGGSmall(nn.Module):
         return self.classifier(self.features(x))
 
 
+class BasicBlock(nn.Module):
+    """The basic residual block of He et al. ("Deep Residual Learning for Image Recognition",
+    arXiv 1512.03385): ``relu(BN(conv3x3(relu(BN(conv3x3(x))))) + shortcut(x))``.
+
+    The shortcut is the identity when shape is kept, else a projection ``BN(conv1x1(x))`` with
+    the block's stride (the paper's option B). Each ReLU is its own module, so that tools that
+    swap activations by module name (:func:`onespike.optimize.prepare_ttfs_aware`) see both.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        """Create the block.
+
+        Args:
+            in_channels: channels of the block input.
+            out_channels: channels of the block output.
+            stride: stride of the first convolution (and of the projection shortcut).
+
+        Raises:
+            ConfigError: a count or the stride is not a positive integer.
+        """
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            _check_positive(name, value)
+        _check_positive("stride", stride)
+        cin, cout, step = int(in_channels), int(out_channels), int(stride)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=step, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = (
+            nn.Identity()
+            if step == 1 and cin == cout
+            else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=step, bias=False), nn.BatchNorm2d(cout)
+            )
+        )
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the block output for ``x`` of shape ``(N, in_channels, H, W)``."""
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out = out + self.shortcut(x)
+        return self.relu2(out)
+
+
+class ResNet20(nn.Module):
+    """The CIFAR-style ResNet-20 of He et al. (arXiv 1512.03385, section 4.2), for ``28 x 28``.
+
+    ``Conv3x3(16) BN ReLU``, three stages of three :class:`BasicBlock` with 16, 32 and 64
+    channels (the first block of stages 2 and 3 has stride 2 and a projection shortcut), global
+    average pooling, ``Flatten``, ``Linear(64, num_classes)``: 19 convolutions and one dense
+    layer. On ``28 x 28`` input the stages run at 28, 14 and 7 pixels, and the global pooling is
+    ``AvgPool2d(7)`` (a fixed window, which :func:`onespike.extract` maps directly).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: Sequence[int] = (16, 32, 64),
+        blocks: int = 3,
+    ) -> None:
+        """Create the network.
+
+        Args:
+            in_channels: number of input channels.
+            num_classes: number of outputs.
+            widths: channels of the three stages.
+            blocks: basic blocks per stage (3 gives ResNet-20: ``6 * blocks + 2`` layers).
+
+        Raises:
+            ConfigError: ``widths`` does not have three positive entries or a count is not
+                positive.
+        """
+        super().__init__()
+        stage_widths = [int(w) for w in widths]
+        if len(stage_widths) != 3:
+            raise ConfigError(
+                f"ResNet20 needs exactly 3 widths (stages at 28, 14 and 7 pixels), got "
+                f"{stage_widths}"
+            )
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+            ("blocks", blocks),
+            *(("widths", w) for w in stage_widths),
+        ):
+            _check_positive(name, value)
+        self.stem = nn.Sequential(
+            nn.Conv2d(int(in_channels), stage_widths[0], 3, padding=1, bias=False),
+            nn.BatchNorm2d(stage_widths[0]),
+            nn.ReLU(),
+        )
+        stages: list[nn.Module] = []
+        previous = stage_widths[0]
+        for index, width in enumerate(stage_widths):
+            layers = []
+            for block in range(int(blocks)):
+                stride = 2 if index > 0 and block == 0 else 1
+                layers.append(BasicBlock(previous, width, stride))
+                previous = width
+            stages.append(nn.Sequential(*layers))
+        self.stage1, self.stage2, self.stage3 = stages
+        self.pool = nn.AvgPool2d(kernel_size=7)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(previous, int(num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits ``(N, num_classes)`` for ``x`` of shape ``(N, C, 28, 28)``."""
+        out = self.stage3(self.stage2(self.stage1(self.stem(x))))
+        return self.fc(self.flatten(self.pool(out)))
+
+
+# VGG-11 (configuration "A" of Simonyan & Zisserman, "Very Deep Convolutional Networks for
+# Large-Scale Image Recognition", arXiv 1409.1556): the convolutions after which it pools.
+_VGG11_POOL_AFTER = (0, 1, 3, 5, 7)
+
+
+class VGG11Slim(nn.Module):
+    """VGG-11 with BatchNorm at a quarter of the usual width, for ``28 x 28`` input.
+
+    Eight ``Conv3x3-BN-ReLU`` layers of 16-32-64-64-128-128-128-128 channels with a
+    ``MaxPool(2)`` after the 1st, 2nd, 4th, 6th and 8th (VGG-11's configuration A, a quarter
+    of 64-128-256-256-512-512-512-512), then ``Flatten``, two
+    ``Linear(128)-ReLU`` layers with dropout and ``Linear(num_classes)``: 11 weight layers. Five
+    halvings do not fit 28 pixels exactly, so the third pooling pads by one (7 to 4 pixels;
+    padded positions never win a maximum): 28, 14, 7, 4, 2, 1.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: Sequence[int] = (16, 32, 64, 64, 128, 128, 128, 128),
+        hidden: int = 128,
+        dropout: float = 0.2,
+    ) -> None:
+        """Create the network.
+
+        Args:
+            in_channels: number of input channels.
+            num_classes: number of outputs.
+            widths: channels of the eight convolutions.
+            hidden: width of the two hidden dense layers.
+            dropout: dropout probability before each hidden dense layer; ``0`` adds none.
+
+        Raises:
+            ConfigError: ``widths`` does not have eight positive entries, a count is not
+                positive, or ``dropout`` is outside ``[0, 1)``.
+        """
+        super().__init__()
+        conv_widths = [int(w) for w in widths]
+        if len(conv_widths) != 8:
+            raise ConfigError(f"VGG11Slim needs exactly 8 widths, got {conv_widths}")
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+            ("hidden", hidden),
+            *(("widths", w) for w in conv_widths),
+        ):
+            _check_positive(name, value)
+        _check_dropout(dropout)
+        layers: list[nn.Module] = []
+        previous = int(in_channels)
+        for index, width in enumerate(conv_widths):
+            layers += [
+                nn.Conv2d(previous, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
+            previous = width
+            if index in _VGG11_POOL_AFTER:
+                # The third pooling pads: 7 pixels to 4 (padded positions never win).
+                third = index == _VGG11_POOL_AFTER[2]
+                layers.append(nn.MaxPool2d(2, padding=1 if third else 0))
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.Flatten()]
+        for width in (int(hidden), int(hidden)):
+            if dropout > 0:
+                head.append(nn.Dropout(dropout))
+            head += [nn.Linear(previous, width), nn.ReLU()]
+            previous = width
+        head.append(nn.Linear(previous, int(num_classes)))
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits ``(N, num_classes)`` for ``x`` of shape ``(N, C, 28, 28)``."""
+        return self.classifier(self.features(x))
+
+
 def _check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or int(value) != value or int(value) < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
@@ -327,11 +523,35 @@ def _build_vgg(input_shape: tuple[int, int, int], num_classes: int, **kwargs: An
     return VGGSmall(in_channels=c, num_classes=num_classes, **kwargs)
 
 
+def _build_resnet20(
+    input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any
+) -> nn.Module:
+    c, h, w = input_shape
+    if (h, w) != (28, 28):
+        raise ConfigError(
+            f"resnet20 needs (C, 28, 28) input, got {input_shape}; use 'mlp' for other sizes"
+        )
+    return ResNet20(in_channels=c, num_classes=num_classes, **kwargs)
+
+
+def _build_vgg11_slim(
+    input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any
+) -> nn.Module:
+    c, h, w = input_shape
+    if (h, w) != (28, 28):
+        raise ConfigError(
+            f"vgg11-slim needs (C, 28, 28) input, got {input_shape}; use 'mlp' for other sizes"
+        )
+    return VGG11Slim(in_channels=c, num_classes=num_classes, **kwargs)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": _build_mlp,
     "quartz-convnet": _build_quartz,
     "convnet-bn": _build_convnet_bn,
     "vgg-small": _build_vgg,
+    "resnet20": _build_resnet20,
+    "vgg11-slim": _build_vgg11_slim,
 }
 """Architecture name -> builder ``(input_shape, num_classes, **kwargs) -> nn.Module``."""
 
@@ -443,9 +663,10 @@ def build_model(
     """Build a model by registry name and return it with the spec that rebuilds it.
 
     Args:
-        name: ``"mlp"``, ``"quartz-convnet"`` or ``"vgg-small"``.
+        name: a key of :data:`MODELS`: ``"mlp"``, ``"quartz-convnet"``, ``"convnet-bn"``,
+            ``"vgg-small"``, ``"resnet20"`` or ``"vgg11-slim"``.
         input_shape: ``(C, H, W)`` of one sample; ``"mlp"`` infers its input width from it,
-            ``"quartz-convnet"`` needs ``H = W = 28`` and ``"vgg-small"`` ``H = W = 32``.
+            ``"vgg-small"`` needs ``H = W = 32`` and the others ``H = W = 28``.
         num_classes: number of outputs.
         **kwargs: passed to the model constructor (e.g. ``hidden=(100,)`` for the MLP); must be
             JSON-serialisable so the spec can be saved. ``binary=True`` makes the hidden weight

@@ -16,7 +16,15 @@ bias, exactly.
   linear expression is accepted when every reader of the pool is a ReLU (``relu`` and ``max``
   commute), and then the expression becomes a neuron population named after its producer;
 - the graph output, if it is a linear expression (logits), becomes the output neuron
-  population named after its producer; it has no ReLU in the ANN.
+  population named after its producer; it has no ReLU in the ANN;
+- a Concat of inputs along dimension 1 becomes, for each input, a :class:`PadChannels` that
+  places it among the output channels; a following Linear/Conv2d/Affine/average pooling
+  absorbs the padding (it reads its slice of the weights), so a concatenation costs nothing
+  beyond the synapses it feeds; max pooling of a concatenation of populations pools each part;
+- a clipped ReLU (``ReLU(max_value=c)``, e.g. ReLU6) bounds the population's scale by ``c``:
+  ``scale = min(calibrated scale, c)``. A spike code clips its values at the scale already
+  (the top of the code range), so with ``scale = c`` the spiking network clips exactly where
+  the ANN does.
 
 With normalisation scales ``lambda`` (see :func:`onespike.normalize`), a projection from ``P``
 into ``Q`` is multiplied by ``lambda_P / lambda_Q`` and ``Q``'s bias is divided by
@@ -27,7 +35,7 @@ every population lie in ``[0, 1]`` for the calibration data.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -37,9 +45,12 @@ from torch import Tensor
 
 from onespike.errors import UnsupportedLayerError
 from onespike.graph import (
+    LINEAR_NODES,
+    AdaptiveAvgPool2d,
     Add,
     Affine,
     AvgPool2d,
+    Concat,
     Conv2d,
     Flatten,
     Graph,
@@ -48,6 +59,7 @@ from onespike.graph import (
     MaxPool2d,
     Node,
     Output,
+    PadChannels,
     ReLU,
     apply_linear,
     max_pool,
@@ -107,6 +119,8 @@ class Population:
         depth: longest path in neuron layers from the input (input and pools add none).
         is_output: the network's output population.
         ann_relu: whether the ANN applies a ReLU here (False for raw logits).
+        ann_max: the clipping value of a clipped ReLU (ReLU6: 6), in the graph's units, or
+            None; ``scale`` is at most this value.
         threshold: firing threshold of integrate-and-fire neurons, in normalised units: a
             float, or a tensor broadcastable to ``shape`` (per channel or per neuron). Set by
             the rate and hybrid converters; TTFS neurons derive theirs from the code.
@@ -122,6 +136,7 @@ class Population:
     depth: int = 0
     is_output: bool = False
     ann_relu: bool = True
+    ann_max: float | None = None
     threshold: float | Tensor = 1.0
 
     @property
@@ -154,6 +169,77 @@ def _has_constant(node: Node) -> bool:
     return False
 
 
+def _pad_shape(pad: PadChannels, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (pad.before + shape[0] + pad.after, *shape[1:])
+
+
+def _absorb_pads(ops: tuple[Node, ...], shape: tuple[int, ...]) -> tuple[Node, ...]:
+    """``ops`` with every PadChannels moved as far right as it goes and folded into a weighted
+    layer where one follows: the same linear map (the constants are kept elsewhere), without
+    computing on the zero channels. ``shape`` is the per-sample shape ``ops`` start from."""
+    out: list[Node] = []
+    pending: PadChannels | None = None
+    for op in ops:
+        if isinstance(op, PadChannels):
+            pending = (
+                op
+                if pending is None
+                else PadChannels(pending.before + op.before, pending.after + op.after)
+            )
+            continue
+        if pending is not None:
+            first, width = pending.before, shape[0]
+            part = slice(first, first + width)
+            if isinstance(op, Affine):
+                op = Affine(op.scale[part].clone(), op.shift[part].clone())
+                out.append(op)
+                shape = _op_shape(op, shape)
+                continue
+            if isinstance(op, (AvgPool2d, AdaptiveAvgPool2d)):
+                out.append(op)
+                shape = _op_shape(op, shape)
+                continue
+            if isinstance(op, Flatten) and len(shape) > 1:
+                area = math.prod(shape[1:])
+                out.append(op)
+                shape = (math.prod(shape),)
+                pending = PadChannels(pending.before * area, pending.after * area)
+                continue
+            flat_linear = isinstance(op, Linear) and len(shape) == 1
+            if isinstance(op, (Linear, Conv2d)) and (
+                flat_linear or (isinstance(op, Conv2d) and op.groups == 1)
+            ):
+                op = replace(op, weight=op.weight[:, part].clone(), bias=None)
+                pending = None
+            else:
+                out.append(pending)
+                shape = _pad_shape(pending, shape)
+                pending = None
+        out.append(op)
+        shape = _op_shape(op, shape)
+    if pending is not None:
+        out.append(pending)
+    return tuple(out)
+
+
+def _op_shape(op: Node, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if isinstance(op, PadChannels):
+        return _pad_shape(op, shape)
+    if isinstance(op, Affine):
+        return shape
+    if isinstance(op, Flatten):
+        return (math.prod(shape),)
+    probe = torch.zeros((1, *shape), device="meta")
+    return tuple(apply_linear(op, probe, bias=False).shape[1:])
+
+
+def _bare_concat(expr: _Expr) -> bool:
+    """``expr`` only places populations side by side (non-negative, no constant)."""
+    return expr.const is None and all(
+        len(ops) == 1 and isinstance(ops[0], PadChannels) for _, ops in expr.terms
+    )
+
+
 def populations(graph: Graph) -> list[Population]:
     """Derive the populations of ``graph``, in topological order, with normalisation applied.
 
@@ -170,8 +256,12 @@ def populations(graph: Graph) -> list[Population]:
     values: dict[str, str | _Expr] = {}
     raw: dict[str, Population] = {}
 
-    def make_neuron(name: str, expr: _Expr, *, is_output: bool, relu: bool) -> str:
-        projections = tuple(Projection(src, ops) for src, ops in expr.terms)
+    def make_neuron(
+        name: str, expr: _Expr, *, is_output: bool, relu: bool, ann_max: float | None = None
+    ) -> str:
+        projections = tuple(
+            Projection(src, _absorb_pads(ops, raw[src].shape)) for src, ops in expr.terms
+        )
         raw[name] = Population(
             name,
             "neuron",
@@ -180,7 +270,21 @@ def populations(graph: Graph) -> list[Population]:
             bias=expr.const,
             is_output=is_output,
             ann_relu=relu,
+            ann_max=ann_max,
         )
+        return name
+
+    def ceiling(name: str) -> float | None:
+        """The clipping value a population's activations already respect, if any."""
+        pop = raw[name]
+        return ceiling(pop.sources[0]) if pop.kind == "maxpool" else pop.ann_max
+
+    def pool(name: str, node: MaxPool2d, source: str, shape: tuple[int, ...]) -> str:
+        if raw[source].kind == "input":
+            raise UnsupportedLayerError(
+                f"max pooling '{name}' of the raw input: pool inside the first layer instead"
+            )
+        raw[name] = Population(name, "maxpool", shape, (Projection(source, ()),), pool=node)
         return name
 
     for name in graph.topological_order():
@@ -190,7 +294,7 @@ def populations(graph: Graph) -> list[Population]:
         if isinstance(node, Input):
             raw[name] = Population(name, "input", node.shape)
             values[name] = name
-        elif isinstance(node, (Linear, Conv2d, AvgPool2d, Flatten, Affine)):
+        elif isinstance(node, LINEAR_NODES):
             expr = _as_expr(values[srcs[0]], graph.shapes[srcs[0]])
             const = None
             if expr.const is not None or _has_constant(node):
@@ -204,28 +308,46 @@ def populations(graph: Graph) -> list[Population]:
             values[name] = _Expr([(p, (*ops, node)) for p, ops in expr.terms], const, shape)
         elif isinstance(node, ReLU):
             value = values[srcs[0]]
-            values[name] = (
-                value
-                if isinstance(value, str)
-                else make_neuron(name, value, is_output=False, relu=True)
-            )
+            bound = ceiling(value) if isinstance(value, str) else None
+            if node.max_value is not None and bound is not None and bound <= node.max_value:
+                values[name] = value  # already clipped at or below max_value
+            elif node.max_value is not None:
+                values[name] = make_neuron(
+                    name,
+                    _as_expr(value, graph.shapes[srcs[0]]),
+                    is_output=False,
+                    relu=True,
+                    ann_max=node.max_value,
+                )
+            elif isinstance(value, str) or _bare_concat(value):
+                values[name] = value  # already non-negative: the ReLU changes nothing
+            else:
+                values[name] = make_neuron(name, value, is_output=False, relu=True)
         elif isinstance(node, MaxPool2d):
             value = values[srcs[0]]
+            if isinstance(value, _Expr) and _bare_concat(value):
+                # max pooling acts channel by channel: pool each concatenated part
+                terms = []
+                for index, (source, ops) in enumerate(value.terms):
+                    part = f"{name}.{index}"
+                    pooled = (raw[source].shape[0], *shape[1:])
+                    terms.append((pool(part, node, source, pooled), ops))
+                values[name] = _Expr(terms, None, shape)
+                continue
             if not isinstance(value, str):
+                # relu (clipped or not) is monotone, so it commutes with max pooling
                 readers = [graph.nodes[c] for c in graph.consumers_of(name)]
-                if not readers or not all(isinstance(r, ReLU) for r in readers):
+                limits = {r.max_value for r in readers if isinstance(r, ReLU)}
+                if not readers or not all(isinstance(r, ReLU) for r in readers) or len(limits) > 1:
                     raise UnsupportedLayerError(
                         f"max pooling '{name}' reads a value that is not rectified and is not "
                         "followed by ReLU; spike codes carry only non-negative values. Apply "
                         "ReLU before the pooling."
                     )
-                value = make_neuron(srcs[0], value, is_output=False, relu=True)
-            if raw[value].kind == "input":
-                raise UnsupportedLayerError(
-                    f"max pooling '{name}' of the raw input: pool inside the first layer instead"
+                value = make_neuron(
+                    srcs[0], value, is_output=False, relu=True, ann_max=limits.pop()
                 )
-            raw[name] = Population(name, "maxpool", shape, (Projection(value, ()),), pool=node)
-            values[name] = name
+            values[name] = pool(name, node, value, shape)
         elif isinstance(node, Add):
             exprs = [_as_expr(values[s], graph.shapes[s]) for s in srcs]
             terms = [t for e in exprs for t in e.terms]
@@ -235,6 +357,23 @@ def populations(graph: Graph) -> list[Population]:
                 const = consts[0]
                 for c in consts[1:]:
                     const = const + c
+            values[name] = _Expr(terms, const, shape)
+        elif isinstance(node, Concat):
+            exprs = [_as_expr(values[s], graph.shapes[s]) for s in srcs]
+            total = shape[0]
+            terms = []
+            parts: list[Tensor] = []
+            offset = 0
+            for expr in exprs:
+                width = expr.shape[0]
+                pad = PadChannels(offset, total - offset - width)
+                terms += [(p, (*ops, pad)) for p, ops in expr.terms]
+                parts.append(expr.const if expr.const is not None else torch.zeros(expr.shape))
+                offset += width
+            const = None
+            if any(e.const is not None for e in exprs):
+                dtype = next(e.const.dtype for e in exprs if e.const is not None)
+                const = torch.cat([p.to(dtype) for p in parts], dim=0)
             values[name] = _Expr(terms, const, shape)
         elif isinstance(node, Output):
             value = values[srcs[0]]
@@ -260,6 +399,8 @@ def _finish(graph: Graph, raw: dict[str, Population]) -> list[Population]:
             finished[name] = replace(pop, scale=src.scale, depth=src.depth)
             continue
         scale = float(graph.scales.get(name, 1.0))
+        if pop.ann_max is not None:
+            scale = min(scale, pop.ann_max)
         projections = tuple(
             replace(p, factor=finished[p.source].scale / scale) for p in pop.projections
         )
@@ -301,6 +442,8 @@ def forward_populations(
             pre = pre_activation(pop, out, bias_scale=bias_scale)
             if activation is not None:
                 out[pop.name] = activation(pop, pre)
+            elif pop.ann_max is not None:
+                out[pop.name] = pre.clamp(0.0, pop.ann_max / pop.scale)
             else:
                 out[pop.name] = torch.relu(pre) if pop.ann_relu else pre
     return out
@@ -338,12 +481,27 @@ def _structural(op: Node, x: Tensor) -> Tensor:
     if isinstance(op, AvgPool2d):
         area = op.kernel_size[0] * op.kernel_size[1]
         return F.avg_pool2d(x, op.kernel_size, op.stride, op.padding) * area
+    if isinstance(op, AdaptiveAvgPool2d):
+        areas = _window_areas(op, x.shape[-2:]).to(x.dtype)
+        return F.adaptive_avg_pool2d(x, op.output_size) * areas
     if isinstance(op, Affine):
         view = (1, -1) + (1,) * (x.ndim - 2)
         return x * (op.scale != 0).to(x.dtype).view(view)
-    if isinstance(op, Flatten):
-        return x.flatten(1)
+    if isinstance(op, (Flatten, PadChannels)):
+        return apply_linear(op, x)
     raise TypeError(f"{type(op).__name__} is not a linear node")
+
+
+def _window_areas(op: AdaptiveAvgPool2d, size: Sequence[int]) -> Tensor:
+    """Inputs in each adaptive pooling window: ``(ceil((i+1)H/h) - floor(iH/h))`` per axis."""
+
+    def lengths(n: int, out: int) -> Tensor:
+        return torch.tensor(
+            [-(-(i + 1) * n // out) - (i * n) // out for i in range(out)], dtype=torch.float64
+        )
+
+    rows, cols = (lengths(int(n), o) for n, o in zip(size, op.output_size, strict=True))
+    return rows[:, None] * cols[None, :]
 
 
 def projection_fanout(proj: Projection, source_shape: tuple[int, ...]) -> Tensor:

@@ -95,7 +95,17 @@ from onespike.errors import (
     OnespikeError,
     UnsupportedLayerError,
 )
-from onespike.graph import Affine, AvgPool2d, Conv2d, Flatten, Linear, Node, apply_linear
+from onespike.graph import (
+    AdaptiveAvgPool2d,
+    Affine,
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    Linear,
+    Node,
+    PadChannels,
+    apply_linear,
+)
 from onespike.network import Population, Projection, SpikingNetwork, build_network
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "check_config", "from_nir", "to_nir", "write_nir"]
@@ -228,7 +238,7 @@ class _Exporter:
             channel_bias = (
                 bias[:, 0, 0] if bias is not None else torch.zeros(channels, dtype=weight.dtype)
             )
-            return nir.Conv2d(
+            conv = nir.Conv2d(
                 input_shape=(int(shape[1]), int(shape[2])),
                 weight=_array(weight),
                 stride=op.stride,
@@ -238,6 +248,9 @@ class _Exporter:
                 bias=_array(channel_bias),
                 metadata=metadata,
             )
+            # nir 1.0 takes the input channels from the weight alone (C_in / groups)
+            conv.input_type = {"input": np.array([int(shape[0]), int(shape[1]), int(shape[2])])}
+            return conv
         if isinstance(op, AvgPool2d):
             return nir.AvgPool2d(
                 kernel_size=np.array(op.kernel_size),
@@ -252,6 +265,18 @@ class _Exporter:
             return nir.Scale(
                 scale=_array(scale),
                 metadata={"onespike_role": "affine", "onespike_shift": _array(op.shift)},
+            )
+        if isinstance(op, PadChannels):
+            raise UnsupportedLayerError(
+                "a concatenation read by a population without a weighted layer between them "
+                "(e.g. BatchNorm and ReLU of a DenseNet concatenation) has no NIR node: NIR 1.0 "
+                "cannot place channels; convert to onespike's own formats instead"
+            )
+        if isinstance(op, AdaptiveAvgPool2d):
+            raise UnsupportedLayerError(
+                f"adaptive average pooling to {op.output_size} with irregular windows has no "
+                "NIR node (NIR's AvgPool2d is regular); choose an output size that divides the "
+                "input"
             )
         raise UnsupportedLayerError(f"{type(op).__name__} has no NIR node")  # pragma: no cover
 

@@ -35,10 +35,12 @@ from torch import Tensor, nn
 from onespike.convert.config import TTFSConfig
 from onespike.data import Dataset
 from onespike.errors import ConfigError, CorruptFileError
-from onespike.graph import Graph, extract
+from onespike.graph import Graph, ReLU
 from onespike.io import save_model
 from onespike.models import ModelSpec
 from onespike.network import populations
+from onespike.sources import ModelSource
+from onespike.tracing import extract
 from onespike.train import TrainConfig, TrainResult, train
 
 __all__ = [
@@ -173,11 +175,20 @@ class TTFSAwareNet(nn.Module):
         return TTFSConfig(steps=self.steps, **kwargs)
 
 
+def _is_activation(module: nn.Module) -> bool:
+    """A module TTFS-aware fine-tuning swaps: ``nn.ReLU``, or a clipped ReLU (``nn.ReLU6``,
+    ``nn.Hardtanh(0, c)``), whose clipping value bounds the initial scale."""
+    if isinstance(module, nn.ReLU):
+        return True
+    return isinstance(module, nn.Hardtanh) and module.min_val == 0 and module.max_val > 0
+
+
 def _activation_percentiles(
     model: nn.Module, inputs: Iterable[Tensor], percentile: float
 ) -> tuple[dict[str, float], float]:
-    """Percentile of every nn.ReLU's output and of the positive logits, over ``inputs``."""
-    relus = {name: m for name, m in model.named_modules() if isinstance(m, nn.ReLU)}
+    """Percentile of every activation module's output and of the positive logits, over
+    ``inputs``."""
+    relus = {name: m for name, m in model.named_modules() if _is_activation(m)}
     values: dict[str, list[np.ndarray]] = {name: [] for name in relus}
     handles = [
         module.register_forward_hook(
@@ -201,7 +212,24 @@ def _activation_percentiles(
         value = float(np.percentile(np.concatenate(chunks), percentile)) if chunks else 0.0
         return value if value > 0 else 1.0
 
-    return {name: pick(chunks) for name, chunks in values.items()}, pick(logits)
+    scales = {name: pick(chunks) for name, chunks in values.items()}
+    for name, module in relus.items():
+        if isinstance(module, nn.Hardtanh):
+            scales[name] = min(scales[name], float(module.max_val))
+    return scales, pick(logits)
+
+
+def _unscaled_activations(net: TTFSAwareNet, example: Tensor) -> list[str]:
+    """Activations that become populations without a learned scale: functional ones
+    (``F.relu``, ``torch.clamp``, ...), which TTFS-aware fine-tuning cannot swap."""
+    graph = extract(net, example)
+    return sorted(
+        pop.name
+        for pop in populations(graph)
+        if pop.kind == "neuron"
+        and isinstance(graph.nodes.get(pop.name), ReLU)
+        and pop.name not in graph.scales
+    )
 
 
 def _swap_relus(model: nn.Module, scales: dict[str, float], levels: int) -> None:
@@ -221,7 +249,8 @@ def prepare_ttfs_aware(
     """Copy ``model`` and swap its ReLUs for TTFS quantisers with calibrated scales.
 
     Args:
-        model: trained network using ``nn.ReLU`` modules (the original is not modified).
+        model: trained network whose activations are ``nn.ReLU`` (or ``nn.ReLU6`` /
+            ``nn.Hardtanh(0, c)``) modules (the original is not modified).
         calibration: input batches for the initial scales.
         steps: T of the target TTFS network.
         percentile: activation percentile for the initial scales.
@@ -231,14 +260,20 @@ def prepare_ttfs_aware(
     """
     TTFSConfig(steps=steps)  # validates steps
     body = copy.deepcopy(model)
-    scales, output_scale = _activation_percentiles(body, calibration, percentile)
-    if not scales:
-        raise ConfigError(
-            "the model has no nn.ReLU modules to make TTFS-aware; use nn.ReLU modules rather "
-            "than functional relu calls"
-        )
+    batches = list(calibration)
+    scales, output_scale = _activation_percentiles(body, batches, percentile)
     _swap_relus(body, scales, steps - 1)
-    return TTFSAwareNet(body, steps - 1, output_scale)
+    net = TTFSAwareNet(body, steps - 1, output_scale)
+    functional = _unscaled_activations(net, batches[0][:2]) if batches and scales else []
+    if not scales or functional:
+        where = f" (functional activations at {', '.join(functional)})" if functional else ""
+        raise ConfigError(
+            "TTFS-aware fine-tuning learns one scale per activation module, and the model has "
+            f"activations that are not nn.ReLU / nn.ReLU6 / nn.Hardtanh(0, c) modules{where}; "
+            "write them as modules (e.g. self.act = nn.ReLU()), or convert without "
+            "fine-tuning"
+        )
+    return net
 
 
 @dataclass(frozen=True)
@@ -292,7 +327,7 @@ def optimize_for_ttfs(
 def save_ttfs_aware(
     directory: str | Path,
     net: TTFSAwareNet,
-    spec: ModelSpec,
+    spec: ModelSpec | ModelSource,
     *,
     dataset: str,
     accuracy: float | None = None,
@@ -343,10 +378,12 @@ def restore_ttfs_aware(model: nn.Module, meta: dict[str, Any]) -> TTFSAwareNet |
     body = copy.deepcopy(model)
     modules = dict(body.named_modules())
     for name in scales:
-        if not isinstance(modules.get(name), nn.ReLU):
+        module = modules.get(name)
+        if module is None or not _is_activation(module):
             raise CorruptFileError(
                 f"model.json: 'ttfs_aware' names activation {name!r}, which is not an nn.ReLU "
-                "of this architecture; the file does not belong to these weights"
+                "(or clipped ReLU) module of this architecture; the file does not belong to "
+                "these weights"
             )
     _swap_relus(body, scales, steps - 1)
     return TTFSAwareNet(body, steps - 1, output_scale).eval()

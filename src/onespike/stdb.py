@@ -66,8 +66,17 @@ from onespike._fs import atomic_write_bytes, atomic_write_json, read_json
 from onespike.convert.config import HybridConfig
 from onespike.data import Dataset
 from onespike.errors import ConfigError, CorruptFileError, MissingFileError, OnespikeError
+from onespike.graph import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    Conv2d,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    Node,
+    PadChannels,
+)
 from onespike.graph import Affine as AffineNode
-from onespike.graph import AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Node
 from onespike.io import load_state_dict_file
 from onespike.network import Population, Projection, SpikingNetwork, build_network
 from onespike.simulate.hybrid import encode_input, run_layers
@@ -441,6 +450,10 @@ def _op_record(op: Node, key: str, tensors: dict[str, Tensor]) -> dict[str, Any]
             "stride": list(op.stride),
             "padding": list(op.padding),
         }
+    if isinstance(op, AdaptiveAvgPool2d):
+        return {"type": "AdaptiveAvgPool2d", "output_size": list(op.output_size)}
+    if isinstance(op, PadChannels):
+        return {"type": "PadChannels", "before": op.before, "after": op.after}
     if isinstance(op, Flatten):
         return {"type": "Flatten"}
     if isinstance(op, AffineNode):
@@ -509,6 +522,7 @@ def save_hybrid(
                 "depth": pop.depth,
                 "is_output": pop.is_output,
                 "ann_relu": pop.ann_relu,
+                "ann_max": pop.ann_max,
                 "threshold": threshold,
             }
         )
@@ -562,6 +576,10 @@ def _load_op(record: dict[str, Any], tensors: dict[str, Tensor]) -> Node:
         return AvgPool2d(
             _pair(record["kernel_size"]), _pair(record["stride"]), _pair(record["padding"])
         )
+    if kind == "AdaptiveAvgPool2d":
+        return AdaptiveAvgPool2d(_pair(record["output_size"]))
+    if kind == "PadChannels":
+        return PadChannels(int(record["before"]), int(record["after"]))
     if kind == "Flatten":
         return Flatten()
     if kind == "Affine":
@@ -643,6 +661,7 @@ def load_hybrid(directory: str | os.PathLike[str]) -> tuple[SpikingNetwork, dict
                     depth=int(entry["depth"]),
                     is_output=bool(entry["is_output"]),
                     ann_relu=bool(entry["ann_relu"]),
+                    ann_max=None if entry.get("ann_max") is None else float(entry["ann_max"]),
                     threshold=threshold,
                 )
             )

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from onespike._fs import atomic_write_bytes, atomic_write_json
 from onespike.data import Dataset
 from onespike.errors import ChecksumError, ConfigError, CorruptFileError
-from onespike.io import _read_safetensors, _state_mismatches
+from onespike.io import _state_mismatches, read_safetensors
 
 __all__ = [
     "CHECKPOINT_JSON",
@@ -420,7 +420,7 @@ def _load_checkpoint(directory: Path) -> tuple[dict[str, Tensor], dict[str, Any]
                 "train with resume=False"
             )
         return None
-    tensors, metadata = _read_safetensors(tensor_path)
+    tensors, metadata = read_safetensors(tensor_path)
     try:
         record = json.loads(metadata[_METADATA_KEY])
     except (KeyError, json.JSONDecodeError) as exc:
