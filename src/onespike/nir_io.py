@@ -108,7 +108,16 @@ from onespike.graph import (
 )
 from onespike.network import Population, Projection, SpikingNetwork, build_network
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "check_config", "from_nir", "to_nir", "write_nir"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MAX_RECORD_CHARS",
+    "MAX_VALUES",
+    "check_config",
+    "from_nir",
+    "to_nir",
+    "write_nir",
+]
 
 FORMAT_NAME = "onespike.nir"
 FORMAT_VERSION = 1
@@ -614,6 +623,277 @@ def write_nir(path: str | os.PathLike[str], net: SpikingNetwork) -> Path:
 
 
 # import --------------------------------------------------------------------------------------
+MAX_VALUES = 2**28
+"""Upper bound on the values in one parameter array or one population of a graph that
+:func:`from_nir` reads (2**28 float32 values are 1 GiB); ``from_nir(..., max_values=n)`` raises
+it for a really large model. A hostile file cannot make onespike allocate more than this per
+array or population."""
+
+MAX_RECORD_CHARS = 2**26
+"""Upper bound on the length of the ``onespike_network`` metadata record (64 Mi characters)."""
+
+# What from_nir reads, per NIR node type: floating-point array fields and integer fields.
+_FLOAT_FIELDS: dict[str, tuple[str, ...]] = {
+    "Input": (),
+    "Output": (),
+    "Linear": ("weight",),
+    "Affine": ("weight", "bias"),
+    "Conv2d": ("weight", "bias"),
+    "AvgPool2d": (),
+    "Flatten": (),
+    "Scale": ("scale",),
+    "Delay": ("delay",),
+    "IF": ("r", "v_threshold", "v_reset"),
+    "I": ("r",),
+    "LI": ("tau", "r", "v_leak"),
+    "Threshold": ("threshold",),
+}
+# field -> smallest allowed value
+_INT_FIELDS: dict[str, dict[str, int | None]] = {
+    "Conv2d": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1},
+    "AvgPool2d": {"kernel_size": 1, "stride": 1, "padding": 0},
+    "Flatten": {"start_dim": None, "end_dim": None},
+}
+_METADATA_ARRAYS = ("onespike_weight", "onespike_shift", "onespike_threshold", "onespike_bias")
+_SHAPE_FIELDS = {"Input": ("input_type", "input"), "Output": ("output_type", "output")}
+
+
+def _type_name(node: Any) -> str:
+    module = type(node).__module__ or ""
+    prefix = "nir." if module.split(".")[0] == "nir" else ""
+    return prefix + type(node).__name__
+
+
+def _kind(nir: Any, node: Any) -> str | None:
+    """The NIR type name of ``node`` if from_nir reads that type (exact type, no subclasses)."""
+    for name in _FLOAT_FIELDS:
+        if type(node) is getattr(nir, name, None):
+            return name
+    return None
+
+
+def _non_numeric(where: str, value: Any) -> InvalidGraphError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return InvalidGraphError(
+        f"{where} is not numeric ({type(value).__name__} {shown}); NIR parameters are arrays of "
+        "numbers. Write the graph again with numeric parameters (onespike.to_nir does)."
+    )
+
+
+def _numeric(where: str, value: Any, max_values: int, *, integer: bool = False) -> np.ndarray:
+    """``value`` as a numpy array after checking type, size and finiteness."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise _non_numeric(where, value)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise _non_numeric(where, value) from exc
+    kinds = "iuf" if integer else "f"
+    if array.dtype.kind not in kinds:
+        if array.dtype.kind in "iub":
+            raise InvalidGraphError(
+                f"{where} has dtype {array.dtype}; onespike reads floating-point parameters. "
+                "Write it as float32."
+            )
+        raise _non_numeric(where, value)
+    if array.size > max_values:
+        raise InvalidGraphError(
+            f"{where} has {array.size} values, above the bound of {max_values} per array "
+            f"(onespike.nir_io.MAX_VALUES = 2**28); for a model this large, pass "
+            f"from_nir(..., max_values={array.size})"
+        )
+    finite = np.isfinite(array)
+    if not bool(finite.all()):
+        bad = int(array.size - int(finite.sum()))
+        first = tuple(int(i) for i in np.argwhere(~finite)[0]) if array.ndim else ()
+        raise InvalidGraphError(
+            f"{where} holds {bad} non-finite value(s) (NaN or Inf), the first at index "
+            f"{first}: a network with one computes garbage (e.g. every prediction the same "
+            "class). Export it again from a network with finite parameters, or correct the "
+            "value in the graph."
+        )
+    if integer and not bool((array == np.round(array)).all()):
+        raise InvalidGraphError(f"{where} is {array.tolist()!r}; give whole numbers")
+    return array
+
+
+def _check_integers(where: str, value: Any, smallest: int | None, max_values: int) -> np.ndarray:
+    if isinstance(value, str):
+        raise InvalidGraphError(
+            f"{where} is {value!r}; onespike reads explicit integers (e.g. padding=1 instead of "
+            "'same'). Write the node with integers."
+        )
+    array = _numeric(where, value, max_values, integer=True)
+    if array.size not in (1, 2):
+        raise InvalidGraphError(
+            f"{where} has {array.size} values; give one value or one per spatial dimension (2)"
+        )
+    if smallest is not None and bool((array < smallest).any()):
+        raise InvalidGraphError(f"{where} is {array.tolist()!r}; it must be at least {smallest}")
+    if bool((np.abs(array) > max_values).any()):
+        raise InvalidGraphError(f"{where} is {array.tolist()!r}, above the bound {max_values}")
+    return array
+
+
+def _check_shape(where: str, value: Any, max_values: int) -> tuple[int, ...]:
+    array = _numeric(where, value, max_values, integer=True)
+    if array.ndim > 1 or array.size == 0 or bool((array < 1).any()):
+        raise InvalidGraphError(
+            f"{where} is {array.tolist()!r}; a shape is a list of positive integers"
+        )
+    shape = tuple(int(v) for v in np.atleast_1d(array))
+    _check_size(where, shape, max_values)
+    return shape
+
+
+def _check_size(where: str, shape: tuple[int, ...], max_values: int) -> None:
+    size = 1
+    for dim in shape:
+        size *= dim
+    if size > max_values:
+        raise InvalidGraphError(
+            f"{where} {shape} has {size} values, above the bound of {max_values} per "
+            f"population (onespike.nir_io.MAX_VALUES = 2**28); for a model this large, pass "
+            f"from_nir(..., max_values={size})"
+        )
+
+
+def _check_parameters(name: str, kind: str, node: Any, max_values: int) -> None:
+    for field in _FLOAT_FIELDS[kind]:
+        _numeric(
+            f"node {name!r} ({_type_name(node)}) parameter {field!r}",
+            getattr(node, field, None),
+            max_values,
+        )
+    for field, smallest in _INT_FIELDS.get(kind, {}).items():
+        where = f"node {name!r} ({_type_name(node)}) parameter {field!r}"
+        _check_integers(where, getattr(node, field, None), smallest, max_values)
+    if kind in _SHAPE_FIELDS:
+        attribute, key = _SHAPE_FIELDS[kind]
+        types = getattr(node, attribute, None)
+        value = types.get(key) if isinstance(types, dict) else None
+        _check_shape(f"node {name!r} ({_type_name(node)}) shape", value, max_values)
+    metadata = getattr(node, "metadata", None)
+    if isinstance(metadata, dict):
+        for key in _METADATA_ARRAYS:
+            if key in metadata:
+                where = f"node {name!r} ({_type_name(node)}) metadata {key!r}"
+                _numeric(where, metadata[key], max_values)
+
+
+def _find_cycle(left: set[str], preds: dict[str, list[str]]) -> list[str]:
+    """One cycle among ``left`` (nodes Kahn's algorithm could not order), in edge order."""
+    node = min(left)
+    seen: dict[str, int] = {}
+    path: list[str] = []
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = next(p for p in preds[node] if p in left)
+    cycle = path[seen[node] :]
+    return cycle[::-1]
+
+
+def _check_graph(nir: Any, graph: Any, max_values: int) -> dict[str, str]:
+    """Validate a graph's structure and parameters before anything reads them.
+
+    Returns:
+        The NIR type name of each node.
+    """
+    nodes = graph.nodes
+    if not isinstance(nodes, dict):
+        raise InvalidGraphError(
+            f"the graph's nodes are a {type(nodes).__name__}; NIR graphs map names to nodes"
+        )
+    kinds: dict[str, str] = {}
+    for name, node in nodes.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidGraphError(f"node name {name!r} is not a non-empty string")
+        kind = _kind(nir, node)
+        if kind is None:
+            raise InvalidGraphError(
+                f"node {name!r} is a {_type_name(node)}, which onespike does not read; from_nir "
+                f"reads the node types onespike.to_nir writes ({', '.join(_FLOAT_FIELDS)}). "
+                "Export the network with onespike.to_nir."
+            )
+        kinds[name] = kind
+    try:
+        edges = [tuple(edge) for edge in graph.edges]
+    except TypeError as exc:
+        raise InvalidGraphError(
+            f"the graph's edges are not a list of (source, target) pairs: {graph.edges!r:.80}"
+        ) from exc
+    seen: set[tuple[Any, ...]] = set()
+    preds: dict[str, list[str]] = {name: [] for name in nodes}
+    succs: dict[str, list[str]] = {name: [] for name in nodes}
+    for edge in edges:
+        if len(edge) != 2 or not all(isinstance(end, str) for end in edge):
+            raise InvalidGraphError(f"edge {edge!r:.80} is not a pair of node names")
+        source, target = edge
+        for end in edge:
+            if end not in nodes:
+                raise InvalidGraphError(
+                    f"edge {source!r} -> {target!r} names node {end!r}, which the graph lacks; "
+                    "add the node or remove the edge"
+                )
+        if edge in seen:
+            raise InvalidGraphError(
+                f"edge {source!r} -> {target!r} appears twice; NIR edges are a set"
+            )
+        seen.add(edge)
+        preds[target].append(source)
+        succs[source].append(target)
+    indegree = {name: len(p) for name, p in preds.items()}
+    ready = [name for name, d in indegree.items() if d == 0]
+    ordered = 0
+    while ready:
+        name = ready.pop()
+        ordered += 1
+        for target in succs[name]:
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                ready.append(target)
+    if ordered < len(nodes):
+        left = {name for name, d in indegree.items() if d > 0}
+        cycle = _find_cycle(left, preds)
+        raise InvalidGraphError(
+            f"the graph has a cycle: {' -> '.join([*cycle, cycle[0]])}; onespike reads "
+            "feed-forward networks (NIR graphs from onespike.to_nir have no cycles). Remove "
+            "the edge that closes it."
+        )
+    for name, node in nodes.items():
+        _check_parameters(name, kinds[name], node, max_values)
+    return kinds
+
+
+def _check_max_values(max_values: Any) -> int:
+    if isinstance(max_values, bool) or not isinstance(max_values, int) or max_values < 1:
+        raise ConfigError(f"max_values must be a positive integer, got {max_values!r}")
+    return max_values
+
+
+def _check_file_sizes(path: str | os.PathLike[str], max_values: int) -> None:
+    """Refuse an HDF5 file holding an array above the bound before nir.read loads it."""
+    import h5py
+
+    too_large: list[tuple[str, int]] = []
+
+    def visit(name: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset) and item.size is not None and item.size > max_values:
+            too_large.append((name, int(item.size)))
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems(visit)
+    if too_large:
+        name, size = too_large[0]
+        raise InvalidGraphError(
+            f"{path}: array {name!r} has {size} values, above the bound of {max_values} per "
+            f"array (onespike.nir_io.MAX_VALUES = 2**28); for a model this large, pass "
+            f"from_nir(..., max_values={size})"
+        )
+
+
 def _tensor(value: Any) -> Tensor:
     return torch.from_numpy(np.array(value, copy=True))
 
@@ -727,6 +1007,12 @@ def _record(graph: Any) -> dict[str, Any]:
     text = metadata.get(_RECORD_KEY)
     if isinstance(text, bytes):
         text = text.decode("utf-8")
+    if isinstance(text, str) and len(text) > MAX_RECORD_CHARS:
+        raise InvalidGraphError(
+            f"the '{_RECORD_KEY}' metadata has {len(text)} characters, above the bound of "
+            f"{MAX_RECORD_CHARS} (onespike.nir_io.MAX_RECORD_CHARS); onespike.to_nir writes "
+            "records of a few kilobytes"
+        )
     if not isinstance(text, str):
         raise InvalidGraphError(
             f"this NIR graph has no '{_RECORD_KEY}' metadata: onespike.from_nir rebuilds networks "
@@ -747,23 +1033,35 @@ def _record(graph: Any) -> dict[str, Any]:
     return record
 
 
-def _read(nir: Any, path: str | os.PathLike[str]) -> Any:
+def _read(nir: Any, path: str | os.PathLike[str], max_values: int) -> Any:
     if not Path(path).is_file():
         raise MissingFileError(
             f"{path} does not exist; write one with onespike.nir_io.write_nir(path, net) or "
             "`onespike export --format nir`"
         )
     try:
+        _check_file_sizes(path, max_values)
         return nir.read(path)
-    except (OSError, KeyError, ValueError, TypeError, AssertionError) as exc:
-        raise CorruptFileError(f"{path} is not a readable NIR file: {exc!r}") from exc
+    except OnespikeError:
+        raise
+    except Exception as exc:  # any failure of the reader means a bad file
+        raise CorruptFileError(
+            f"{path} is not a readable NIR file ({exc!r}); write it with "
+            "onespike.nir_io.write_nir or nir.write"
+        ) from exc
 
 
-def from_nir(graph: Any) -> SpikingNetwork:
+def from_nir(graph: Any, *, max_values: int = MAX_VALUES) -> SpikingNetwork:
     """Rebuild the spiking network a graph from :func:`to_nir` describes.
+
+    The graph is validated before use: node types, edges (no missing node, no duplicate, no
+    cycle), parameters (numeric, finite, at most ``max_values`` values per array and per
+    population).
 
     Args:
         graph: a ``nir.NIRGraph`` (e.g. from ``nir.read``) or the path of a NIR file.
+        max_values: the largest number of values one parameter array or one population may
+            hold (default :data:`MAX_VALUES`, 2**28).
 
     Returns:
         The network; it simulates exactly as the exported one.
@@ -776,12 +1074,14 @@ def from_nir(graph: Any) -> SpikingNetwork:
         ImportError: the package ``nir`` is not installed.
     """
     nir = _import_nir()
+    max_values = _check_max_values(max_values)
     if isinstance(graph, (str, os.PathLike)):
-        graph = _read(nir, graph)
+        graph = _read(nir, graph, max_values)
     if not isinstance(graph, nir.NIRGraph):
         raise InvalidGraphError(
             f"from_nir expects a nir.NIRGraph or a path, got {type(graph).__name__}"
         )
+    _check_graph(nir, graph, max_values)
     record = _record(graph)
     try:
         return _rebuild(nir, graph.nodes, record)

@@ -1,0 +1,495 @@
+"""Hostile NIR input: every case is a named OnespikeError whose message names the problem.
+
+Each case edits a graph that onespike.to_nir wrote (or a file that nir.write wrote) in one
+way and asserts the error class and a fragment of the message that names the node, the
+parameter or the edge. The graphs are tiny (an MLP 8-16-12-4, a small CNN, a network with a
+skip connection), so that the whole file runs in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import onespike
+from onespike.network import SpikingNetwork
+from onespike.nir_io import MAX_VALUES, write_nir
+
+nir = pytest.importorskip(
+    "nir", reason="NIR support is the 'nir' extra: pip install 'onespike[nir]'"
+)
+
+ZERO_RESET = {"reset": "zero", "initial_membrane": 0.0}
+
+
+class Skip(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 10)
+        self.fc2 = nn.Linear(10, 10)
+        self.fc3 = nn.Linear(10, 10)
+        self.out = nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h1 = torch.relu(self.fc1(x))
+        h2 = torch.relu(self.fc2(h1))
+        h3 = torch.relu(self.fc3(h2) + h1)
+        return self.out(h3)
+
+
+def _network(kind: str, config: Any) -> SpikingNetwork:
+    torch.manual_seed(3)
+    if kind == "mlp":
+        model: nn.Module = nn.Sequential(
+            nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 4)
+        )
+        shape: tuple[int, ...] = (8,)
+    elif kind == "cnn":
+        model = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(4, 6, 3, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(6, 3),
+        )
+        shape = (1, 8, 8)
+    else:
+        model, shape = Skip(), (6,)
+    x = torch.rand((32, *shape), generator=torch.Generator().manual_seed(5))
+    graph = onespike.normalize(onespike.extract(model, x[:2]), [x])
+    return onespike.convert(graph, config)
+
+
+RATE = onespike.RateConfig(steps=8, **ZERO_RESET)  # type: ignore[arg-type]
+TTFS = onespike.TTFSConfig(steps=6)
+HYBRID = onespike.HybridConfig(steps=4, leak=0.875)
+
+_NETS: dict[tuple[str, str], SpikingNetwork] = {}
+
+
+def _graph(kind: str = "mlp", method: str = "rate") -> Any:
+    """A fresh NIR graph of one of the test networks (the networks are built once)."""
+    key = (kind, method)
+    if key not in _NETS:
+        _NETS[key] = _network(kind, {"rate": RATE, "ttfs": TTFS, "hybrid": HYBRID}[method])
+    return onespike.to_nir(_NETS[key])
+
+
+def _set(name: str, field: str, value: Callable[[Any], Any]) -> Callable[[Any], None]:
+    def edit(graph: Any) -> None:
+        node = graph.nodes[name]
+        setattr(node, field, value(getattr(node, field)))
+
+    return edit
+
+
+def _nan_at_0(array: Any) -> Any:
+    out = np.array(array, dtype=np.float32, copy=True)
+    out.reshape(-1)[0] = np.nan
+    return out
+
+
+def _inf_at_last(array: Any) -> Any:
+    out = np.array(array, dtype=np.float32, copy=True)
+    out.reshape(-1)[-1] = np.inf
+    return out
+
+
+def _meta(name: str, key: str, value: Callable[[Any], Any]) -> Callable[[Any], None]:
+    def edit(graph: Any) -> None:
+        metadata = graph.nodes[name].metadata
+        metadata[key] = value(metadata[key])
+
+    return edit
+
+
+def _replace_node(name: str, make: Callable[[Any], Any]) -> Callable[[Any], None]:
+    def edit(graph: Any) -> None:
+        graph.nodes[name] = make(graph.nodes[name])
+
+    return edit
+
+
+def _add_edge(source: str, target: str) -> Callable[[Any], None]:
+    def edit(graph: Any) -> None:
+        graph.edges.append((source, target))
+
+    return edit
+
+
+# (id, network, method, edit, error class, message fragment)
+PARAMETER_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = [
+    (
+        "nan-weight",
+        "mlp",
+        "rate",
+        _set("1.synapses", "weight", _nan_at_0),
+        onespike.InvalidGraphError,
+        r"node '1\.synapses' \(nir\.Affine\) parameter 'weight' holds 1 non-finite",
+    ),
+    (
+        "inf-bias",
+        "mlp",
+        "rate",
+        _set("3.synapses", "bias", _inf_at_last),
+        onespike.InvalidGraphError,
+        r"'3\.synapses' \(nir\.Affine\) parameter 'bias' holds 1 non-finite value\(s\) "
+        r"\(NaN or Inf\), the first at index \(11,\)",
+    ),
+    (
+        "nan-threshold",
+        "mlp",
+        "rate",
+        _set("1", "v_threshold", _nan_at_0),
+        onespike.InvalidGraphError,
+        r"node '1' \(nir\.IF\) parameter 'v_threshold' holds 1 non-finite",
+    ),
+    (
+        "nan-reset",
+        "mlp",
+        "rate",
+        _set("1", "v_reset", _nan_at_0),
+        onespike.InvalidGraphError,
+        r"'v_reset' holds 1 non-finite",
+    ),
+    (
+        "nan-conv-weight",
+        "cnn",
+        "rate",
+        _set("1.synapses", "weight", _nan_at_0),
+        onespike.InvalidGraphError,
+        r"'1\.synapses' \(nir\.Conv2d\) parameter 'weight' holds 1 non-finite.*\(0, 0, 0, 0\)",
+    ),
+    (
+        "inf-ttfs-threshold",
+        "mlp",
+        "ttfs",
+        _set("1", "threshold", _inf_at_last),
+        onespike.InvalidGraphError,
+        r"node '1' \(nir\.Threshold\) parameter 'threshold' holds 1 non-finite",
+    ),
+    (
+        "nan-ttfs-bias-metadata",
+        "mlp",
+        "ttfs",
+        _meta("1.current", "onespike_bias", _nan_at_0),
+        onespike.InvalidGraphError,
+        r"node '1\.current' \(nir\.I\) metadata 'onespike_bias' holds 1 non-finite",
+    ),
+    (
+        "nan-unscaled-weight-metadata",
+        "mlp",
+        "rate",
+        _meta("1.synapses", "onespike_weight", _nan_at_0),
+        onespike.InvalidGraphError,
+        r"metadata 'onespike_weight' holds 1 non-finite",
+    ),
+    (
+        "nan-hybrid-leak-tau",
+        "mlp",
+        "hybrid",
+        _set("1.membrane", "tau", _nan_at_0),
+        onespike.InvalidGraphError,
+        r"node '1\.membrane' \(nir\.LI\) parameter 'tau' holds 1 non-finite",
+    ),
+    (
+        "nan-delay",
+        "skip",
+        "ttfs",
+        _set("relu_2.synapses1.delay", "delay", _nan_at_0),
+        onespike.InvalidGraphError,
+        r"'relu_2\.synapses1\.delay' \(nir\.Delay\) parameter 'delay' holds 1 non-finite",
+    ),
+    (
+        "string-weight",
+        "mlp",
+        "rate",
+        _set("1.synapses", "weight", lambda w: np.full(w.shape, "0.5")),
+        onespike.InvalidGraphError,
+        r"'1\.synapses' \(nir\.Affine\) parameter 'weight' is not numeric \(ndarray",
+    ),
+    (
+        "none-bias",
+        "mlp",
+        "rate",
+        _set("1.synapses", "bias", lambda _: None),
+        onespike.InvalidGraphError,
+        r"parameter 'bias' is not numeric \(NoneType None\)",
+    ),
+    (
+        "object-threshold",
+        "mlp",
+        "rate",
+        _set("1", "v_threshold", lambda t: np.array([{"x": 1}] * t.size, dtype=object)),
+        onespike.InvalidGraphError,
+        r"node '1' \(nir\.IF\) parameter 'v_threshold' is not numeric",
+    ),
+    (
+        "integer-weight",
+        "mlp",
+        "rate",
+        _set("1.synapses", "weight", lambda w: np.ones(w.shape, dtype=np.int64)),
+        onespike.InvalidGraphError,
+        r"parameter 'weight' has dtype int64; onespike reads floating-point parameters",
+    ),
+    (
+        "padding-same",
+        "cnn",
+        "rate",
+        _set("1.synapses", "padding", lambda _: "same"),
+        onespike.InvalidGraphError,
+        r"parameter 'padding' is 'same'; onespike reads explicit integers",
+    ),
+    (
+        "stride-zero",
+        "cnn",
+        "rate",
+        _set("4.synapses.1", "stride", lambda _: np.array([0, 0])),
+        onespike.InvalidGraphError,
+        r"'4\.synapses\.1' \(nir\.Conv2d\) parameter 'stride' is \[0, 0\]; it must be at least 1",
+    ),
+    (
+        "fractional-kernel",
+        "cnn",
+        "rate",
+        _set("4.synapses.0", "kernel_size", lambda _: np.array([1.5, 2.0])),
+        onespike.InvalidGraphError,
+        r"'4\.synapses\.0' \(nir\.AvgPool2d\) parameter 'kernel_size' is \[1\.5, 2\.0\]; "
+        r"give whole numbers",
+    ),
+    (
+        "three-strides",
+        "cnn",
+        "rate",
+        _set("1.synapses", "stride", lambda _: np.array([1, 1, 1])),
+        onespike.InvalidGraphError,
+        r"parameter 'stride' has 3 values; give one value or one per spatial dimension",
+    ),
+    (
+        "negative-input-shape",
+        "mlp",
+        "rate",
+        _set("input", "input_type", lambda _: {"input": np.array([-8])}),
+        onespike.InvalidGraphError,
+        r"node 'input' \(nir\.Input\) shape is \[-8\]; a shape is a list of positive integers",
+    ),
+]
+
+STRUCTURE_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = [
+    (
+        "unknown-node-type",
+        "mlp",
+        "rate",
+        _replace_node(
+            "1",
+            lambda n: nir.LIF(
+                tau=n.r, r=n.r, v_leak=n.v_reset, v_threshold=n.v_threshold, v_reset=n.v_reset
+            ),
+        ),
+        onespike.InvalidGraphError,
+        r"node '1' is a nir\.LIF, which onespike does not read",
+    ),
+    (
+        "foreign-object-node",
+        "mlp",
+        "rate",
+        _replace_node("1", lambda n: {"type": "IF"}),
+        onespike.InvalidGraphError,
+        r"node '1' is a dict, which onespike does not read",
+    ),
+    (
+        "nested-graph-node",
+        "mlp",
+        "rate",
+        _replace_node(
+            "1", lambda n: nir.NIRGraph.from_list(nir.Affine(np.ones((2, 2)), np.zeros(2)))
+        ),
+        onespike.InvalidGraphError,
+        r"node '1' is a nir\.NIRGraph, which onespike does not read",
+    ),
+    (
+        "edge-to-missing-node",
+        "mlp",
+        "rate",
+        _add_edge("1", "ghost"),
+        onespike.InvalidGraphError,
+        r"edge '1' -> 'ghost' names node 'ghost', which the graph lacks",
+    ),
+    (
+        "edge-from-missing-node",
+        "mlp",
+        "rate",
+        _add_edge("ghost", "3"),
+        onespike.InvalidGraphError,
+        r"edge 'ghost' -> '3' names node 'ghost', which the graph lacks",
+    ),
+    (
+        "duplicate-edge",
+        "mlp",
+        "rate",
+        _add_edge("1", "3.synapses"),
+        onespike.InvalidGraphError,
+        r"edge '1' -> '3\.synapses' appears twice",
+    ),
+    (
+        "cycle",
+        "mlp",
+        "rate",
+        _add_edge("3", "1.synapses"),
+        onespike.InvalidGraphError,
+        r"cycle: 3\.synapses -> 3 -> 1\.synapses -> 1 -> 3\.synapses",
+    ),
+    (
+        "self-loop",
+        "mlp",
+        "ttfs",
+        _add_edge("1.membrane", "1.membrane"),
+        onespike.InvalidGraphError,
+        r"cycle: 1\.membrane -> 1\.membrane",
+    ),
+    (
+        "edge-not-a-pair",
+        "mlp",
+        "rate",
+        lambda g: g.edges.append(("input", "1.synapses", "3")),
+        onespike.InvalidGraphError,
+        r"edge \('input', '1\.synapses', '3'\) is not a pair of node names",
+    ),
+    (
+        "non-string-node-name",
+        "mlp",
+        "rate",
+        lambda g: g.nodes.update({7: nir.Input(input_type={"input": np.array([8])})}),
+        onespike.InvalidGraphError,
+        r"node name 7 is not a non-empty string",
+    ),
+]
+
+
+def _check(kind: str, method: str, edit: Callable[[Any], None], error: type, match: str) -> None:
+    graph = _graph(kind, method)
+    edit(graph)
+    with pytest.raises(error, match=match):
+        onespike.from_nir(graph)
+
+
+@pytest.mark.parametrize(
+    ("kind", "method", "edit", "error", "match"),
+    [case[1:] for case in PARAMETER_CASES],
+    ids=[case[0] for case in PARAMETER_CASES],
+)
+def test_bad_parameters_are_named(
+    kind: str, method: str, edit: Callable[[Any], None], error: type, match: str
+) -> None:
+    _check(kind, method, edit, error, match)
+
+
+@pytest.mark.parametrize(
+    ("kind", "method", "edit", "error", "match"),
+    [case[1:] for case in STRUCTURE_CASES],
+    ids=[case[0] for case in STRUCTURE_CASES],
+)
+def test_bad_structure_is_named(
+    kind: str, method: str, edit: Callable[[Any], None], error: type, match: str
+) -> None:
+    _check(kind, method, edit, error, match)
+
+
+def test_the_unedited_graphs_load() -> None:
+    """The baseline of every case above: the same graphs without the edit load."""
+    for kind, method in [("mlp", m) for m in ("rate", "ttfs", "hybrid")] + [
+        ("cnn", "rate"),
+        ("skip", "ttfs"),
+    ]:
+        net = onespike.from_nir(_graph(kind, method))
+        assert [p.name for p in net.populations] == [
+            p.name for p in _NETS[kind, method].populations
+        ]
+
+
+# Sizes ----------------------------------------------------------------------------------------
+def test_size_bound_is_a_documented_constant_with_an_override() -> None:
+    assert MAX_VALUES == 2**28
+    graph = _graph("mlp", "rate")  # the largest array: 16 x 12 = 192 weights
+    with pytest.raises(
+        onespike.InvalidGraphError,
+        match=r"'3\.synapses' \(nir\.Affine\) parameter 'weight' has 192 values, above the "
+        r"bound of 191 per array.*max_values=192",
+    ):
+        onespike.from_nir(graph, max_values=191)
+    net = onespike.from_nir(graph, max_values=192)
+    assert net["3"].shape == (12,)
+
+
+def test_population_above_the_bound_is_refused() -> None:
+    graph = _graph("mlp", "rate")
+    graph.nodes["input"].input_type = {"input": np.array([2**14, 2**15])}
+    with pytest.raises(
+        onespike.InvalidGraphError,
+        match=r"node 'input' \(nir\.Input\) shape \(16384, 32768\) has 536870912 values, above "
+        r"the bound of 268435456 per population",
+    ):
+        onespike.from_nir(graph)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "10"])
+def test_max_values_must_be_a_positive_integer(bad: Any) -> None:
+    with pytest.raises(onespike.ConfigError, match="max_values must be a positive integer"):
+        onespike.from_nir(_graph("mlp", "rate"), max_values=bad)
+
+
+def test_file_with_an_oversized_array_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "big.nir"
+    write_nir(path, _NETS.get(("mlp", "rate")) or _network("mlp", RATE))
+    with h5py.File(path, "a") as handle:
+        # 2**29 float32 values declared, none stored: the file stays small, reading it would
+        # allocate 2 GiB.
+        handle["node/nodes/1.synapses"].create_dataset(
+            "extra", shape=(2**29,), dtype="f4", chunks=(2**16,)
+        )
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(
+        onespike.InvalidGraphError,
+        match=r"array 'node/nodes/1\.synapses/extra' has 536870912 values, above the bound",
+    ):
+        onespike.from_nir(path)
+
+
+def test_metadata_record_above_its_bound_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onespike.nir_io as nir_io
+
+    graph = _graph("mlp", "rate")
+    size = len(graph.metadata["onespike_network"])
+    monkeypatch.setattr(nir_io, "MAX_RECORD_CHARS", size - 1)
+    with pytest.raises(
+        onespike.InvalidGraphError, match=rf"metadata has {size} characters, above the bound"
+    ):
+        onespike.from_nir(graph)
+
+
+# Files ----------------------------------------------------------------------------------------
+def test_hdf5_file_that_is_not_nir_is_corrupt(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "other.nir"
+    with h5py.File(path, "w") as handle:
+        handle["data"] = np.arange(4)
+    with pytest.raises(onespike.CorruptFileError, match=r"other\.nir is not a readable NIR file"):
+        onespike.from_nir(path)
+
+
+def test_file_with_nan_weight_is_refused(tmp_path: Path) -> None:
+    graph = _graph("mlp", "rate")
+    _set("1.synapses", "weight", _nan_at_0)(graph)
+    path = tmp_path / "nan.nir"
+    nir.write(path, graph)
+    with pytest.raises(onespike.InvalidGraphError, match=r"'1\.synapses'.*'weight'.*non-finite"):
+        onespike.from_nir(path)
