@@ -127,7 +127,7 @@ def _add_edge(source: str, target: str) -> Callable[[Any], None]:
 
 
 # (id, network, method, edit, error class, message fragment)
-PARAMETER_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = [
+PARAMETER_CASES: list[tuple[str, str, str, Callable[[Any], object], type, str]] = [
     (
         "nan-weight",
         "mlp",
@@ -284,7 +284,7 @@ PARAMETER_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = 
     ),
 ]
 
-STRUCTURE_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = [
+STRUCTURE_CASES: list[tuple[str, str, str, Callable[[Any], object], type, str]] = [
     (
         "unknown-node-type",
         "mlp",
@@ -375,7 +375,7 @@ STRUCTURE_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = 
 ]
 
 
-def _check(kind: str, method: str, edit: Callable[[Any], None], error: type, match: str) -> None:
+def _check(kind: str, method: str, edit: Callable[[Any], object], error: type, match: str) -> None:
     graph = _graph(kind, method)
     edit(graph)
     with pytest.raises(error, match=match):
@@ -388,7 +388,7 @@ def _check(kind: str, method: str, edit: Callable[[Any], None], error: type, mat
     ids=[case[0] for case in PARAMETER_CASES],
 )
 def test_bad_parameters_are_named(
-    kind: str, method: str, edit: Callable[[Any], None], error: type, match: str
+    kind: str, method: str, edit: Callable[[Any], object], error: type, match: str
 ) -> None:
     _check(kind, method, edit, error, match)
 
@@ -399,7 +399,7 @@ def test_bad_parameters_are_named(
     ids=[case[0] for case in STRUCTURE_CASES],
 )
 def test_bad_structure_is_named(
-    kind: str, method: str, edit: Callable[[Any], None], error: type, match: str
+    kind: str, method: str, edit: Callable[[Any], object], error: type, match: str
 ) -> None:
     _check(kind, method, edit, error, match)
 
@@ -524,7 +524,7 @@ def _insert_scale(source: str, target: str) -> Callable[[Any], None]:
     return edit
 
 
-TOPOLOGY_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = [
+TOPOLOGY_CASES: list[tuple[str, str, str, Callable[[Any], object], type, str]] = [
     (
         "added-edge",
         "mlp",
@@ -599,7 +599,7 @@ TOPOLOGY_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = [
 ]
 
 # Parameters the record also fixes, and shapes ---------------------------------------------------
-AGREEMENT_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = [
+AGREEMENT_CASES: list[tuple[str, str, str, Callable[[Any], object], type, str]] = [
     (
         "delay-changed",
         "skip",
@@ -794,7 +794,7 @@ def _pop_field(index: int, key: str, value: Any) -> Callable[[dict[str, Any]], A
     return lambda r: r["populations"][index].__setitem__(key, value)
 
 
-RECORD_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = [
+RECORD_CASES: list[tuple[str, str, str, Callable[[Any], object], type, str]] = [
     (
         "record-depth",
         "mlp",
@@ -952,7 +952,7 @@ RECORD_CASES: list[tuple[str, str, str, Callable[[Any], None], type, str]] = [
     ids=[case[0] for case in TOPOLOGY_CASES + AGREEMENT_CASES + RECORD_CASES],
 )
 def test_graph_and_record_must_agree(
-    kind: str, method: str, edit: Callable[[Any], None], error: type, match: str
+    kind: str, method: str, edit: Callable[[Any], object], error: type, match: str
 ) -> None:
     _check(kind, method, edit, error, match)
 
