@@ -69,6 +69,18 @@ transform (unscaled weights, thresholds, TTFS biases). :func:`from_nir` reads gr
 by :func:`to_nir`; NIR node values stay authoritative: metadata refines a node only where it
 agrees with it.
 
+**Validation on import.** :func:`from_nir` checks a graph before it uses any of it, in three
+layers, each refusing with an :class:`~onespike.errors.InvalidGraphError` that names the node,
+the parameter or the edge: (1) the graph itself: node types onespike reads, edges between
+existing nodes, no duplicate edge, no cycle, every parameter numeric and finite, integer fields
+whole and in range, at most :data:`MAX_VALUES` values per array and per population (the bound
+is checked in the HDF5 file before ``nir.read`` loads it; ``from_nir(..., max_values=n)`` raises
+it); (2) the ``onespike_network`` record: the type, range and size of every field; (3) the two
+together: the topology is the graph's, so its nodes, node types and edges must be exactly those
+the record describes (an edited graph is refused with the added, missing or changed nodes and
+edges listed), the values the record also fixes (delays, factors, neuron constants, the TTFS
+threshold, depths, shapes) must agree, and the shapes must chain from the input to the output.
+
 ``nir`` is optional (the ``nir`` extra): it is imported when one of these functions runs.
 """
 
