@@ -35,12 +35,14 @@ from onespike import (
     TTFSConfig,
     UnsafeFileError,
 )
+from onespike import hardware as hw
 from onespike._fs import atomic_write_text, remove_stale_temporaries
 from onespike.cli import main
 from onespike.errors import CalibrationWarning, OnespikeError
 from onespike.io import METADATA_FILE, WEIGHTS_FILE, load_model, save_model
 from onespike.models import build_model
-from onespike.stdb import NETWORK_FILE, NETWORK_TENSORS, load_hybrid, save_hybrid
+from onespike.stdb import NETWORK_FILE, NETWORK_TENSORS, STDBConfig, load_hybrid, save_hybrid
+from onespike.train import TrainConfig
 from onespike.validate import Limits, description_sha256
 
 Edit = Callable[[dict[str, Any]], None]
@@ -343,6 +345,19 @@ CONFIGS: list[tuple[str, Callable[[], object], str]] = [
     ("hybrid leak NaN", lambda: HybridConfig(leak=math.nan), "leak"),
     ("hybrid steps 0", lambda: HybridConfig(steps=0), "steps"),
     ("hybrid unknown input code", lambda: HybridConfig(input_code="rate"), "input_code"),  # type: ignore[arg-type]
+]
+
+
+_TRAIN = {"epochs": 1, "batch_size": 8, "lr": 1e-3}
+CONFIGS += [
+    ("training lr NaN", lambda: TrainConfig(**{**_TRAIN, "lr": math.nan}), "lr"),
+    ("training epochs fractional", lambda: TrainConfig(**{**_TRAIN, "epochs": 2.5}), "epochs"),
+    ("training batch size 0", lambda: TrainConfig(**{**_TRAIN, "batch_size": 0}), "batch_size"),
+    ("training seed above 2**63", lambda: TrainConfig(**{**_TRAIN, "seed": 2**70}), "seed"),
+    ("STDB lr NaN", lambda: STDBConfig(lr=math.nan), "lr"),
+    ("STDB epochs 0", lambda: STDBConfig(epochs=0), "epochs"),
+    ("accelerator with 0 PEs", lambda: hw.AcceleratorConfig(pes=0), "pes"),
+    ("accelerator with 2.5 PEs", lambda: hw.AcceleratorConfig(pes=2.5), "pes"),  # type: ignore[arg-type]
 ]
 
 
