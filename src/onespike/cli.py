@@ -20,7 +20,7 @@ import click
 import torch
 
 from onespike import distributed
-from onespike._fs import atomic_write_json
+from onespike._fs import atomic_write_json, read_json
 from onespike.binary import binarize
 from onespike.convert import HybridConfig, RateConfig, TTFSConfig, convert
 from onespike.data import DATASETS, Dataset, batches, load_dataset, split_validation
@@ -103,10 +103,15 @@ def _model_options(func: F) -> F:
         help="Architecture to train.",
     )(func)
     func = click.option(
-        "--epochs", type=int, default=None, help="Training epochs (default depends on the dataset)."
+        "--epochs",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Training epochs (default depends on the dataset).",
     )(func)
     func = click.option("--lr", type=float, default=1e-3, show_default=True)(func)
-    func = click.option("--batch-size", type=int, default=128, show_default=True)(func)
+    func = click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)(
+        func
+    )
     func = click.option("--seed", type=int, default=0, show_default=True)(func)
     func = click.option(
         "--binary",
@@ -162,6 +167,11 @@ def _model_file_options(
             parsed = _parse_model_file(model_file, weights, model_args)
         except OnespikeError as exc:
             raise click.UsageError(f"{type(exc).__name__}: {exc}") from exc
+        if parsed is not None and parsed.trains and "model_name" in kwargs and _given("model_name"):
+            raise click.UsageError(
+                f"--model names a built-in architecture, but --model-file {model_file} gives "
+                "the architecture to train; drop one of them"
+            )
         if parsed is not None and not parsed.trains:
             context = click.get_current_context()
             given = [
@@ -234,13 +244,16 @@ def _parse_model_file(
 
 _percentile_option = click.option(
     "--percentile",
-    type=float,
+    type=click.FloatRange(0, 100, min_open=True),
     default=99.99,
     show_default=True,
     help="Activation percentile used for normalisation (100 = max).",
 )
 _limit_option = click.option(
-    "--limit", type=int, default=None, help="Evaluate only the first N test images."
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Evaluate only the first N test images.",
 )
 
 
@@ -356,9 +369,151 @@ def _check_fits(model: torch.nn.Module, meta: dict[str, Any], dataset: Dataset) 
         )
 
 
+# Per-sample shape of each dataset, known without loading it.
+_SAMPLE_SHAPES = {
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+}
+
+
+def _check_model_record(model_file: _ModelFile | None, dataset: str) -> None:
+    """Compare the dataset and input shape a model directory records with ``--dataset``,
+    before any data is loaded (the forward check of :func:`_check_fits` follows the load)."""
+    if model_file is None:
+        return
+    source = model_file.source
+    if source.kind == "onespike" and source.path is not None:
+        directory = source.path if source.path.is_dir() else source.path.parent
+    elif source.kind == "python" and model_file.weights is not None and model_file.weights.is_dir():
+        directory = model_file.weights
+    else:
+        return
+    path = directory / "model.json"
+    if not path.is_file():
+        return  # the loader names the missing file
+    meta = read_json(path, "train the model again with onespike train")
+    if not isinstance(meta, dict):
+        return  # the loader names the malformed file
+    recorded = meta.get("dataset")
+    if isinstance(recorded, str) and recorded != dataset:
+        raise ShapeError(
+            f"the model in {directory} was trained on {recorded!r} (its model.json says so), "
+            f"not on {dataset!r}; pass --dataset {recorded}"
+        )
+    spec = meta.get("spec")
+    shape = spec.get("input_shape") if isinstance(spec, dict) else None
+    expected = _SAMPLE_SHAPES.get(dataset)
+    if isinstance(shape, list) and expected is not None and tuple(shape) != expected:
+        raise ShapeError(
+            f"the model in {directory} takes inputs of shape {tuple(shape)} (its model.json "
+            f"says so); {dataset} samples have shape {expected}: pass the --dataset it was "
+            "trained on"
+        )
+
+
 def _model_label(spec: ModelSpec | ModelSource) -> str:
     """The model's name in tables and records."""
     return spec.name if isinstance(spec, ModelSpec) else spec.label
+
+
+# ---- options that do not apply ----------------------------------------------------------------
+# The methods each method-specific option applies to; an option absent here applies to every
+# method of the commands that take it. An option the user gave (on the command line or from the
+# environment, never a default) that does not apply is a usage error naming the conflict.
+_APPLIES_TO: dict[str, tuple[str, ...]] = {
+    "no_rectifier": ("ttfs",),
+    "target_accuracy": ("ttfs",),
+    "validation_from": ("ttfs",),
+    "reset": ("rate",),
+    "input_code": ("rate",),
+    "threshold_scale": ("rate",),
+    "initial_membrane": ("rate",),
+    "dither": ("rate",),
+    "early_exit": ("rate",),
+    "leak": ("hybrid",),
+    "threshold_init": ("hybrid",),
+    "readout": ("hybrid",),
+}
+
+
+def _given(name: str) -> bool:
+    """Whether the user gave option ``name`` (a default does not count)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source is not None and source not in (
+        click.core.ParameterSource.DEFAULT,
+        click.core.ParameterSource.DEFAULT_MAP,
+    )
+
+
+def _flag(name: str) -> str:
+    """The command-line spelling of parameter ``name`` of the current command."""
+    for param in click.get_current_context().command.params:
+        if param.name == name and isinstance(param, click.Option):
+            return max(param.opts, key=len)
+    return "--" + name.replace("_", "-")
+
+
+def _refuse_given(names: list[str] | tuple[str, ...], why: str) -> None:
+    """Refuse the options of ``names`` the user gave, as not applying because of ``why``."""
+    given = [n for n in names if n in click.get_current_context().params and _given(n)]
+    if given:
+        flags = ", ".join(_flag(n) for n in given)
+        verb = "does" if len(given) == 1 else "do"
+        raise click.UsageError(f"{flags} {verb} not apply {why}; drop {flags}")
+
+
+def _refuse_inapplicable(
+    method: str,
+    applies: dict[str, tuple[str, ...]] = _APPLIES_TO,
+    spelling: dict[str, str] | None = None,
+) -> None:
+    """Refuse every given option that does not apply to ``method``, naming the conflict.
+
+    Args:
+        method: the method chosen.
+        applies: option name -> the methods it applies to.
+        spelling: method -> how the user chooses it (default ``--method NAME``).
+    """
+    context = click.get_current_context()
+
+    def say(m: str) -> str:
+        return (spelling or {}).get(m, f"--method {m}")
+
+    given = [n for n, methods in applies.items() if n in context.params and method not in methods]
+    given = [n for n in given if _given(n)]
+    if not given:
+        return
+    chosen = say(method)
+    if "method" in context.params and not _given("method") and method not in (spelling or {}):
+        chosen += " (the default)"
+    parts = [f"{_flag(n)} applies to {' or '.join(say(m) for m in applies[n])} only" for n in given]
+    raise click.UsageError(
+        f"{'; '.join(parts)}, not to {chosen}: drop "
+        f"{', '.join(_flag(n) for n in given)} or choose the method "
+        f"{'it is' if len(given) == 1 else 'they are'} for"
+    )
+
+
+def _refuse_for_loaded_model(model_file: _ModelFile | None, names: tuple[str, ...]) -> None:
+    """Refuse options that only shape a model onespike trains when ``model_file`` gives a
+    trained one."""
+    if model_file is not None and not model_file.trains:
+        _refuse_given(
+            names,
+            f"to the trained model --model-file {model_file.source.path} (they shape the "
+            "training of a new model)",
+        )
+
+
+def _refuse_for_dataset(dataset: str) -> None:
+    """``--data-dir`` and ``--download`` find files; the embedded digits set has none."""
+    if dataset == "digits":
+        _refuse_given(
+            ("data_dir", "download"),
+            "to --dataset digits, which is embedded (scikit-learn's bundled digits)",
+        )
 
 
 @click.group()
@@ -390,12 +545,14 @@ def main() -> None:
     help="hybrid: also convert to a single-spike hybrid network and fine-tune it with STDB "
     "(T from --steps, default 5); it is saved in model-hybrid/.",
 )
-@click.option("--steps", type=int, default=None, help="T of the network to fine-tune for.")
-@click.option("--finetune-epochs", type=int, default=3, show_default=True)
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=None, help="T of the network to fine-tune for."
+)
+@click.option("--finetune-epochs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--finetune-lr", type=float, default=2e-4, show_default=True)
 @click.option(
     "--finetune-samples",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Hybrid: fine-tune on the first N training images only (default: all).",
 )
@@ -420,6 +577,18 @@ def train_command(
     finetune_samples: int | None,
 ) -> None:
     """Train a model and save it as model.safetensors + model.json (resumes if interrupted)."""
+    _refuse_for_dataset(dataset)
+    _refuse_inapplicable(
+        "hybrid" if method == "hybrid" else "ttfs-aware" if ttfs_aware else "ann",
+        {
+            "steps": ("hybrid", "ttfs-aware"),
+            "finetune_epochs": ("hybrid", "ttfs-aware"),
+            "finetune_lr": ("hybrid", "ttfs-aware"),
+            "finetune_samples": ("hybrid",),
+        },
+        {"ann": "plain training (--method ann)", "ttfs-aware": "--ttfs-aware"},
+    )
+    _refuse_for_loaded_model(model_file, ("binary",))
     if model_file is not None and model_file.source.kind == "onnx":
         raise click.UsageError(
             "train needs a PyTorch model: an ONNX file can be run, evaluated, exported and "
@@ -434,12 +603,13 @@ def train_command(
     if method == "hybrid":
         if ttfs_aware:
             raise click.UsageError("--ttfs-aware and --method hybrid fine-tune different networks")
-        HybridConfig(steps=steps or 5)
+        HybridConfig(steps=(5 if steps is None else steps))
         STDBConfig(epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed)
     if ttfs_aware:
         if steps is None:
             raise click.UsageError("--ttfs-aware needs --steps T")
         TTFSConfig(steps=steps)
+    _check_model_record(model_file, dataset)
     train_ds, test_ds = _load_splits(dataset, data_dir, download)
     model, accuracy, spec, _ = _obtain_model(
         model_file,
@@ -460,7 +630,7 @@ def train_command(
             accuracy,
             train_ds,
             test_ds,
-            steps=steps or 5,
+            steps=(5 if steps is None else steps),
             config=STDBConfig(
                 epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed
             ),
@@ -555,7 +725,7 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
 )
 @click.option(
     "--steps",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="T: levels of the TTFS code (default 16, or the T a TTFS-aware model was tuned for); "
     "time steps of a rate code (default 64) or of the hybrid code (default 5, or the T a "
@@ -615,14 +785,14 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
 )
 @click.option(
     "--early-exit",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Rate: stop a sample once its prediction held for this many steps (0: off).",
 )
 @click.option(
     "--target-accuracy",
-    type=float,
+    type=click.FloatRange(0, 1, min_open=True),
     default=None,
     help="Pick the smallest T whose SNN reaches this accuracy on a validation split.",
 )
@@ -633,7 +803,7 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
 )
 @click.option(
     "--check-samples",
-    type=int,
+    type=click.IntRange(min=1),
     default=32,
     show_default=True,
     help="Test samples also run through the stepped reference simulator.",
@@ -678,6 +848,16 @@ def run_command(
     out: Path,
 ) -> None:
     """Train (or load), convert, simulate and compare a spiking network with its ANN."""
+    _refuse_for_dataset(dataset)
+    _refuse_inapplicable(method)
+    if target_accuracy is None:
+        _refuse_given(
+            ("validation_from",), "without --target-accuracy (it names the images T is chosen on)"
+        )
+    if method != "rate":
+        _refuse_for_loaded_model(model_file, ("binary",))
+    if method != "rate":
+        _refuse_for_loaded_model(model_file, ("seed",))
     method_config = functools.partial(
         _spiking_config,
         method,
@@ -692,10 +872,10 @@ def run_command(
         dither=dither,
         binary=binary,
         early_exit=early_exit,
+        seed=seed,
     )
-    if target_accuracy is not None and method != "ttfs":
-        raise click.UsageError("--target-accuracy chooses T for --method ttfs")
-    method_config(steps or 16)  # fail on a bad option before any training
+    method_config(16 if steps is None else steps)  # fail on a bad option before any training
+    _check_model_record(model_file, dataset)
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
@@ -895,6 +1075,7 @@ def _spiking_config(
     binary: bool,
     early_exit: int,
     dither: float | None = None,
+    seed: int = 0,
 ) -> TTFSConfig | RateConfig | HybridConfig:
     """The config of ``--method`` with T = ``steps`` from the options of ``run``."""
     if method == "ttfs":
@@ -911,6 +1092,7 @@ def _spiking_config(
         dither=dither,
         binary=binary,
         early_exit=early_exit,
+        seed=seed,
     )
 
 
@@ -945,6 +1127,11 @@ def _evaluation_network(
     extras: dict[str, Any] = {}
     aware = restore_ttfs_aware(model, meta) if method == "ttfs" else None
     if aware is not None:
+        _refuse_given(
+            ("percentile",),
+            f"to a TTFS-aware model (its scales were learned for T={aware.steps}; nothing is "
+            "calibrated)",
+        )
         if choose_steps is not None:
             raise click.UsageError(
                 f"this model was fine-tuned for T={aware.steps}; --target-accuracy chooses T "
@@ -952,7 +1139,7 @@ def _evaluation_network(
             )
         if steps is not None and steps != aware.steps:
             click.echo(f"warning: model fine-tuned for T={aware.steps}, run at T={steps}", err=True)
-        run_steps = steps or aware.steps
+        run_steps = aware.steps if steps is None else steps
         graph = aware.to_graph(train_ds.images[:2])
         if measure_finetuned:
             extras["finetuned_ann_accuracy"] = evaluate(aware, test_ds)
@@ -961,12 +1148,16 @@ def _evaluation_network(
         if choose_steps is not None:
             steps, chosen = choose_steps(graph)
             extras.update(chosen)
-        run_steps = steps or {"ttfs": 16, "rate": 64}.get(method, 5)
+        run_steps = {"ttfs": 16, "rate": 64}.get(method, 5) if steps is None else steps
     tuned = _saved_hybrid(model_file, meta) if method == "hybrid" else None
     if tuned is None:
         return convert(graph, make_config(run_steps)), graph, run_steps, extras
     assert isinstance(tuned.config, HybridConfig)
-    run_steps = steps or tuned.config.steps
+    _refuse_given(
+        ("percentile", "leak", "threshold_init"),
+        "to a fine-tuned hybrid network (STDB learned its thresholds and leak)",
+    )
+    run_steps = tuned.config.steps if steps is None else steps
     if run_steps != tuned.config.steps:
         click.echo(
             f"warning: network fine-tuned for T={tuned.config.steps}, run at T={run_steps}",
@@ -986,7 +1177,7 @@ def _evaluation_network(
 @_limit_option
 @click.option(
     "--eval-batch-size",
-    type=int,
+    type=click.IntRange(min=1),
     default=500,
     show_default=True,
     help="Test images simulated at once; under torchrun each process takes a contiguous run "
@@ -1044,6 +1235,12 @@ def evaluate_command(
     same results.json as one process: every count is summed exactly over the shards.
     """
     _, world_size, _ = distributed.environment()
+    _refuse_for_dataset(dataset)
+    _refuse_inapplicable(method)
+    if method != "rate":
+        _refuse_for_loaded_model(model_file, ("binary", "seed"))
+    if world_size == 1:
+        _refuse_given(("backend",), "outside torchrun (WORLD_SIZE is 1: no process group)")
     if world_size > 1 and model_file is None:
         raise click.UsageError(
             f"evaluate under torchrun (WORLD_SIZE={world_size}) needs --model-file, so that "
@@ -1066,8 +1263,10 @@ def evaluate_command(
         dither=dither,
         binary=binary,
         early_exit=early_exit,
+        seed=seed,
     )
-    make_config(steps or 16)  # fail on a bad option before any loading
+    make_config(16 if steps is None else steps)  # fail on a bad option before any loading
+    _check_model_record(model_file, dataset)
     with distributed.process_group(backend) as context:  # type: ignore[arg-type]
         # Rank 0 loads the model, calibrates and converts once; the others receive the network.
         if context.is_main:
@@ -1148,7 +1347,10 @@ def evaluate_command(
 @_model_file_options
 @click.option("--method", type=click.Choice(["ttfs", "rate"]), default="ttfs", show_default=True)
 @click.option(
-    "--steps", type=int, default=None, help="T (default 16 for TTFS, 64 for rate coding)."
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="T (default 16 for TTFS, 64 for rate coding).",
 )
 @click.option("--no-rectifier", is_flag=True, help="TTFS: leave zero-valued neurons silent.")
 @_percentile_option
@@ -1159,8 +1361,10 @@ def evaluate_command(
     help="Accelerator model (default: ttfs-accelerator for TTFS, rate-core for rate coding; "
     "dense-ann runs the ANN itself).",
 )
-@click.option("--pes", type=int, default=16, show_default=True, help="PEs per core.")
-@click.option("--cores", type=int, default=4, show_default=True)
+@click.option(
+    "--pes", type=click.IntRange(min=1), default=16, show_default=True, help="PEs per core."
+)
+@click.option("--cores", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--clock-mhz", type=float, default=200.0, show_default=True)
 @click.option(
     "--mapping", type=click.Choice(["tiled", "pipelined"]), default="tiled", show_default=True
@@ -1200,6 +1404,16 @@ def hardware_command(
     out: Path,
 ) -> None:
     """Cycles, latency, energy and power of one inference on an accelerator model."""
+    _refuse_for_dataset(dataset)
+    if architecture == "dense-ann":
+        _refuse_given(
+            ("method", "steps", "no_rectifier"),
+            "to --architecture dense-ann, which runs the ANN itself",
+        )
+    else:
+        _refuse_inapplicable(method, {"no_rectifier": ("ttfs",)})
+    if method != "rate" or architecture == "dense-ann":
+        _refuse_for_loaded_model(model_file, ("binary", "seed"))
     config = AcceleratorConfig(
         pes=pes,
         cores=cores,
@@ -1209,10 +1423,11 @@ def hardware_command(
     )
     ann = architecture == "dense-ann"
     spiking: Any = (
-        TTFSConfig(steps=steps or 16, rectifier=not no_rectifier)
+        TTFSConfig(steps=(16 if steps is None else steps), rectifier=not no_rectifier)
         if method == "ttfs"
-        else RateConfig(steps=steps or 64, binary=binary)
+        else RateConfig(steps=(64 if steps is None else steps), binary=binary, seed=seed)
     )
+    _check_model_record(model_file, dataset)
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
@@ -1229,7 +1444,14 @@ def hardware_command(
     model.eval()
     aware = restore_ttfs_aware(model, meta) if method == "ttfs" and not ann else None
     if aware is not None:
-        spiking = TTFSConfig(steps=steps or aware.steps, rectifier=not no_rectifier)
+        _refuse_given(
+            ("percentile",),
+            f"to a TTFS-aware model (its scales were learned for T={aware.steps}; nothing is "
+            "calibrated)",
+        )
+        spiking = TTFSConfig(
+            steps=(aware.steps if steps is None else steps), rectifier=not no_rectifier
+        )
         graph = aware.to_graph(train_ds.images[:2])
     else:
         graph = _calibrated_graph(model, train_ds, percentile=percentile)
@@ -1311,7 +1533,7 @@ def _print_hardware(report: HardwareReport, record: dict[str, Any]) -> None:
 )
 @click.option(
     "--steps",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="T (default 16 for TTFS, 64 for rate coding, 5 for hybrid, or the T a fine-tuned "
     "model was made for).",
@@ -1387,6 +1609,10 @@ def export_command(
     """Train (or load) and convert a model, and write the spiking network as a NIR file."""
     from onespike.nir_io import check_config, write_nir
 
+    _refuse_for_dataset(dataset)
+    _refuse_inapplicable(method)
+    if method != "rate":
+        _refuse_for_loaded_model(model_file, ("binary", "seed"))
     method_config = functools.partial(
         _spiking_config,
         method,
@@ -1400,8 +1626,10 @@ def export_command(
         initial_membrane=initial_membrane,
         binary=binary,
         early_exit=0,
+        seed=seed,
     )
-    check_config(method_config(steps or 16))  # refuse before any training
+    check_config(method_config(16 if steps is None else steps))  # refuse before any training
+    _check_model_record(model_file, dataset)
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,

@@ -1,0 +1,212 @@
+"""Bad input on the command line: every case gives a usage error (exit 2) or a named
+OnespikeError (exit 1) naming the conflict, with no traceback and nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from onespike.cli import main
+from tests import zoo
+
+ZOO = f"{Path(zoo.__file__)}:MixedCNN"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A digits MLP trained here (with its held-out split) and its TTFS-aware fine-tuning."""
+    out = tmp_path_factory.mktemp("trained")
+    args = ["train", "--dataset", "digits", "--epochs", "2", "--ttfs-aware", "--steps", "4"]
+    args += ["--finetune-epochs", "1", "--out", str(out)]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return {"model": out / "model", "ttfs": out / "model-ttfs", "run": out}
+
+
+def _invoke(args: list[str]) -> Result:
+    return CliRunner().invoke(main, args)
+
+
+def _check_refused(result: Result, code: int, *fragments: str) -> None:
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )  # a usage error or a named OnespikeError, never a raw traceback
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output, (fragment, result.output)
+
+
+def _fill(args: list[str], models: dict[str, Path]) -> list[str]:
+    return [a.format(**{k: str(v) for k, v in models.items()}, zoo=ZOO) for a in args]
+
+
+# ---- 1. options that do not apply to the method or to the model source ------------------------
+# (name, arguments, what the message must say); every one exits 2 before any work.
+CONFLICTS = [
+    ("run ttfs + input-code", ["run", "--method", "ttfs", "--input-code", "poisson"],
+     ["--input-code applies to --method rate only, not to --method ttfs"]),
+    ("run default ttfs + reset", ["run", "--reset", "zero"],
+     ["--reset applies to --method rate only", "--method ttfs (the default)"]),
+    ("run rate + no-rectifier", ["run", "--method", "rate", "--no-rectifier"],
+     ["--no-rectifier applies to --method ttfs only, not to --method rate"]),
+    ("run rate + leak + readout", ["run", "--method", "rate", "--leak", "0.9", "--readout",
+     "first_spike"], ["--leak applies to --method hybrid only", "--readout applies"]),
+    ("run hybrid + early-exit", ["run", "--method", "hybrid", "--early-exit", "2"],
+     ["--early-exit applies to --method rate only, not to --method hybrid"]),
+    ("run hybrid + dither", ["run", "--method", "hybrid", "--dither", "0.1"],
+     ["--dither applies to --method rate only"]),
+    ("run ttfs + threshold-init", ["run", "--threshold-init", "0.5"],
+     ["--threshold-init applies to --method hybrid only"]),
+    ("run rate + target-accuracy", ["run", "--method", "rate", "--target-accuracy", "0.9"],
+     ["--target-accuracy applies to --method ttfs only"]),
+    ("run model-file + model", ["run", "--model-file", "{model}", "--model", "vgg-small"],
+     ["--model configure training"]),
+    ("run trainable file.py + model", ["run", "--model-file", "{zoo}", "--model", "vgg-small"],
+     ["--model names a built-in architecture", "drop one of them"]),
+    ("run model-file + binary (ttfs)", ["run", "--model-file", "{model}", "--binary"],
+     ["--binary does not apply to the trained model"]),
+    ("run model-file + seed (ttfs)", ["run", "--model-file", "{model}", "--seed", "3"],
+     ["--seed does not apply to the trained model"]),
+    ("run digits + data-dir", ["run", "--data-dir", "/nonexistent"],
+     ["--data-dir does not apply to --dataset digits"]),
+    ("run digits + download", ["run", "--download"], ["--download does not apply"]),
+    ("evaluate ttfs + reset", ["evaluate", "--reset", "zero"],
+     ["--reset applies to --method rate only"]),
+    ("evaluate backend, one process", ["evaluate", "--backend", "gloo"],
+     ["--backend does not apply outside torchrun"]),
+    ("evaluate model-file + binary", ["evaluate", "--model-file", "{model}", "--binary"],
+     ["--binary does not apply"]),
+    ("export ttfs + input-code", ["export", "--method", "ttfs", "--input-code", "poisson"],
+     ["--input-code applies to --method rate only"]),
+    ("export rate (default) + readout", ["export", "--readout", "first_spike"],
+     ["--readout applies to --method hybrid only", "--method rate (the default)"]),
+    ("export model-file + seed", ["export", "--model-file", "{model}", "--method", "ttfs",
+     "--seed", "1"], ["--seed does not apply"]),
+    ("hardware dense-ann + steps", ["hardware", "--architecture", "dense-ann", "--steps", "8"],
+     ["--steps does not apply to --architecture dense-ann"]),
+    ("hardware rate + no-rectifier", ["hardware", "--method", "rate", "--no-rectifier"],
+     ["--no-rectifier applies to --method ttfs only"]),
+    ("train plain + steps", ["train", "--steps", "4"],
+     ["--steps applies to --method hybrid or --ttfs-aware only", "plain training"]),
+    ("train plain + finetune-lr", ["train", "--finetune-lr", "1e-3"],
+     ["--finetune-lr applies to"]),
+    ("train ttfs-aware + finetune-samples", ["train", "--ttfs-aware", "--steps", "4",
+     "--finetune-samples", "10"], ["--finetune-samples applies to --method hybrid only"]),
+    ("train model-file + binary", ["train", "--model-file", "{model}", "--ttfs-aware",
+     "--steps", "4", "--binary"], ["--binary does not apply to the trained model"]),
+    ("train digits + data-dir", ["train", "--data-dir", "/nonexistent"],
+     ["--data-dir does not apply to --dataset digits"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "args", "fragments"), CONFLICTS, ids=[c[0] for c in CONFLICTS])
+def test_options_that_do_not_apply_are_refused(
+    name: str, args: list[str], fragments: list[str], models: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    flag = "--output" if args[0] == "export" else "--out"
+    target = out / "net.nir" if args[0] == "export" else out
+    result = _invoke([*_fill(args, models), flag, str(target)])
+    _check_refused(result, 2, *fragments)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["run", "--model-file", "{ttfs}", "--percentile", "99.9"], "--percentile does not"),
+        (["hardware", "--model-file", "{ttfs}", "--percentile", "99.9"], "--percentile does not"),
+    ],
+)
+def test_calibration_options_refused_for_a_ttfs_aware_model(
+    args: list[str], fragment: str, models: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = _invoke([*_fill(args, models), "--out", str(out)])
+    _check_refused(result, 2, fragment, "TTFS-aware model")
+    assert not (out / "results.json").exists()
+    assert not (out / "hardware.json").exists()
+
+
+def test_the_ttfs_aware_model_records_its_steps(models: dict[str, Path]) -> None:
+    meta = json.loads((models["ttfs"] / "model.json").read_text())
+    assert meta["extra"]["ttfs_aware"]["steps"] == 4
+
+
+# ---- 2. numbers out of range: --steps 0 never runs T = 16 -------------------------------------
+RANGES = [
+    ("run steps 0", ["run", "--steps", "0"], "--steps"),
+    ("run steps -3", ["run", "--method", "rate", "--steps", "-3"], "--steps"),
+    ("evaluate steps 0", ["evaluate", "--steps", "0"], "--steps"),
+    ("export steps 0", ["export", "--steps", "0"], "--steps"),
+    ("hardware steps 0", ["hardware", "--steps", "0"], "--steps"),
+    ("train hybrid steps 0", ["train", "--method", "hybrid", "--steps", "0"], "--steps"),
+    ("train ttfs-aware steps -1", ["train", "--ttfs-aware", "--steps", "-1"], "--steps"),
+    ("run epochs 0", ["run", "--epochs", "0"], "--epochs"),
+    ("train batch-size 0", ["train", "--batch-size", "0"], "--batch-size"),
+    ("run limit 0", ["run", "--limit", "0"], "--limit"),
+    ("run check-samples 0", ["run", "--check-samples", "0"], "--check-samples"),
+    ("run early-exit -1", ["run", "--method", "rate", "--early-exit", "-1"], "--early-exit"),
+    ("run target-accuracy 1.5", ["run", "--target-accuracy", "1.5"], "--target-accuracy"),
+    ("run target-accuracy 0", ["run", "--target-accuracy", "0"], "--target-accuracy"),
+    ("run percentile 0", ["run", "--percentile", "0"], "--percentile"),
+    ("run percentile 101", ["run", "--percentile", "101"], "--percentile"),
+    ("hardware pes 0", ["hardware", "--pes", "0"], "--pes"),
+    ("hardware cores 0", ["hardware", "--cores", "0"], "--cores"),
+    ("evaluate eval-batch-size 0", ["evaluate", "--eval-batch-size", "0"], "--eval-batch-size"),
+    ("train finetune-epochs 0", ["train", "--ttfs-aware", "--steps", "4", "--finetune-epochs",
+     "0"], "--finetune-epochs"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "args", "flag"), RANGES, ids=[c[0] for c in RANGES])
+def test_numbers_out_of_range_are_usage_errors(
+    name: str, args: list[str], flag: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    option = "--output" if args[0] == "export" else "--out"
+    target = out / "net.nir" if args[0] == "export" else out
+    result = _invoke([*args, option, str(target)])
+    _check_refused(result, 2, f"Invalid value for '{flag}'", "is not in the range")
+    assert not out.exists()
+
+
+def test_steps_one_reaches_the_config_check(tmp_path: Path) -> None:
+    # --steps 1 passes the option's range; TTFS needs two levels and says so (exit 1).
+    result = _invoke(["run", "--steps", "1", "--out", str(tmp_path / "out")])
+    _check_refused(result, 1, "ConfigError", "steps >= 2")
+    assert not (tmp_path / "out").exists()
+
+
+# ---- 3. the model's recorded dataset and input shape against --dataset, before any loading ----
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run"],
+        ["evaluate"],
+        ["hardware"],
+        ["export", "--method", "ttfs"],
+        ["train", "--ttfs-aware", "--steps", "4"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_model_of_another_dataset_is_refused_before_loading(
+    command: list[str], models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onespike import cli
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dataset was loaded")
+
+    monkeypatch.setattr(cli, "_load_splits", never)
+    out = tmp_path / "out"
+    option = "--output" if command[0] == "export" else "--out"
+    target = out / "net.nir" if command[0] == "export" else out
+    args = [*command, "--dataset", "mnist", "--model-file", str(models["model"])]
+    result = _invoke([*args, option, str(target)])
+    _check_refused(result, 1, "ShapeError", "trained on 'digits'", "pass --dataset digits")
+    assert not out.exists()
