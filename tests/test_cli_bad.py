@@ -4,6 +4,7 @@ OnespikeError (exit 1) naming the conflict, with no traceback and nothing writte
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,103 @@ def test_a_model_of_another_dataset_is_refused_before_loading(
     result = _invoke([*args, option, str(target)])
     _check_refused(result, 1, "ShapeError", "trained on 'digits'", "pass --dataset digits")
     assert not out.exists()
+
+
+# ---- 4. output paths, checked before any work ------------------------------------------------
+def _a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "taken"
+    path.write_text("keep me\n")
+    return path
+
+
+OUTPUTS = [
+    ("run --out is a file", ["run", "--out", "{file}"], "is a file, but a directory is expected"),
+    ("train --out is a file", ["train", "--out", "{file}"], "is a file, but a directory"),
+    ("evaluate --out is a file", ["evaluate", "--out", "{file}"], "is a file, but a directory"),
+    ("hardware --out is a file", ["hardware", "--out", "{file}"], "is a file, but a directory"),
+    ("run --out under a file", ["run", "--out", "{file}/sub"], "cannot be created inside it"),
+    ("export --output under a file", ["export", "--output", "{file}/net.nir"],
+     "the directory of --output"),
+    ("export --output is a directory", ["export", "--output", "{dir}"],
+     "is a directory, but a file is expected"),
+    ("run results.json is a directory", ["run", "--out", "{dir}"],
+     "results.json is a directory"),
+    ("run runs/ is a file", ["run", "--out", "{dir}"], "runs is a file"),
+    ("train model is a file", ["train", "--out", "{dir}"], "model is a file"),
+    ("train model-ttfs is a file", ["train", "--ttfs-aware", "--steps", "4", "--out", "{dir}"],
+     "model-ttfs is a file"),
+    ("hardware hardware.png is a directory", ["hardware", "--out", "{dir}"],
+     "hardware.png is a directory"),
+    ("export: model beside it is a file", ["export", "--output", "{dir}/net.nir"],
+     "model is a file"),
+]  # fmt: skip
+# What stands in the way in {dir}, per case ("/" marks a directory).
+_IN_THE_WAY = {
+    "run results.json is a directory": "results.json/",
+    "run runs/ is a file": "runs",
+    "train model is a file": "model",
+    "train model-ttfs is a file": "model-ttfs",
+    "hardware hardware.png is a directory": "hardware.png/",
+    "export: model beside it is a file": "model",
+}
+
+
+@pytest.mark.parametrize(("name", "args", "message"), OUTPUTS, ids=[c[0] for c in OUTPUTS])
+def test_output_paths_are_checked_before_any_work(
+    name: str, args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onespike import cli
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dataset was loaded")
+
+    monkeypatch.setattr(cli, "_load_splits", never)
+    taken = _a_file(tmp_path)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    entry = _IN_THE_WAY.get(name)
+    if entry is not None and entry.endswith("/"):
+        (folder / entry.rstrip("/")).mkdir()
+    elif entry is not None:
+        (folder / entry).write_text("not a directory\n")
+    before = sorted(p.name for p in folder.rglob("*"))
+    filled = [a.format(file=taken, dir=folder) for a in args]
+    _check_refused(_invoke(filled), 2, message)
+    assert taken.read_text() == "keep me\n"
+    assert sorted(p.name for p in folder.rglob("*")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "taken"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_an_unwritable_out_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from onespike import cli
+
+    monkeypatch.setattr(cli, "_load_splits", lambda *a, **k: pytest.fail("data loaded"))
+    result = _invoke(["run", "--out", "/proc/onespike-test/run"])
+    _check_refused(result, 2, "/proc/onespike-test/run", "name a place you can write to")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only directory")
+def test_a_read_only_directory_is_refused(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = _invoke(["run", "--out", str(locked / "run")])
+        _check_refused(result, 2, "is not writable")
+        assert not (locked / "run").exists()
+    finally:
+        locked.chmod(0o700)
+
+
+def test_report_output_paths(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "report").write_text("a file where the figures go\n")
+    _check_refused(_invoke(["report", str(run_dir)]), 2, "report is a file")
+    (run_dir / "report").unlink()
+    target = tmp_path / "page"
+    target.mkdir()
+    result = _invoke(["report", str(run_dir), "--out", str(target)])
+    _check_refused(result, 2, "is a directory, but a file is expected")
+    assert list(run_dir.iterdir()) == []

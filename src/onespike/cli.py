@@ -9,7 +9,9 @@ ANN. Errors are reported as one line naming the problem and the fix, with exit s
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -413,6 +415,80 @@ def _check_model_record(model_file: _ModelFile | None, dataset: str) -> None:
         )
 
 
+def _check_output_dir(
+    directory: Path,
+    option: str,
+    *,
+    dirs: tuple[str, ...] = (),
+    files: tuple[str, ...] = (),
+    create: bool = True,
+) -> None:
+    """Check, before any work, that ``directory`` can hold a command's outputs, and create it.
+
+    Args:
+        directory: what ``option`` names.
+        option: the option's spelling, for the message.
+        dirs: entries the command writes as directories inside ``directory``.
+        files: entries it writes as files there.
+        create: create ``directory`` (else only check that it could be).
+
+    Raises:
+        click.UsageError: a file stands where a directory goes (or the reverse), or the place
+            cannot be written.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise click.UsageError(
+            f"{option} {directory} is a file, but a directory is expected (its outputs go "
+            "inside it); name a directory, or move the file"
+        )
+    for name in dirs:
+        if (directory / name).exists() and not (directory / name).is_dir():
+            raise click.UsageError(
+                f"{directory / name} is a file, but {option} {directory} writes a directory "
+                "there; move it, or name another directory"
+            )
+    for name in files:
+        if (directory / name).is_dir():
+            raise click.UsageError(
+                f"{directory / name} is a directory, but {option} {directory} writes a file "
+                "there; move it, or name another directory"
+            )
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise click.UsageError(
+            f"{existing} is a file, so {option} {directory} cannot be created inside it; "
+            "name another place"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.UsageError(
+            f"{existing} is not writable, so {option} {directory} cannot be written; name a "
+            "place you can write to"
+        )
+    if not create:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise click.UsageError(
+            f"cannot write into {option} {directory} ({exc.strerror or exc}); name a place "
+            "you can write to"
+        ) from exc
+
+
+def _check_output_file(path: Path, option: str, *, create: bool = True) -> None:
+    """Check, before any work, that ``path`` can be written as a file, its directory created."""
+    if path.is_dir():
+        raise click.UsageError(
+            f"{option} {path} is a directory, but a file is expected; name the file to "
+            "write (e.g. inside that directory)"
+        )
+    _check_output_dir(path.parent, f"the directory of {option}", create=create)
+
+
 def _model_label(spec: ModelSpec | ModelSource) -> str:
     """The model's name in tables and records."""
     return spec.name if isinstance(spec, ModelSpec) else spec.label
@@ -610,6 +686,18 @@ def train_command(
             raise click.UsageError("--ttfs-aware needs --steps T")
         TTFSConfig(steps=steps)
     _check_model_record(model_file, dataset)
+    _check_output_dir(
+        out,
+        "--out",
+        dirs=(
+            "checkpoints",
+            "model",
+            "model-ttfs",
+            "ttfs-checkpoints",
+            "model-hybrid",
+            "stdb-checkpoints",
+        ),
+    )
     train_ds, test_ds = _load_splits(dataset, data_dir, download)
     model, accuracy, spec, _ = _obtain_model(
         model_file,
@@ -876,6 +964,7 @@ def run_command(
     )
     method_config(16 if steps is None else steps)  # fail on a bad option before any training
     _check_model_record(model_file, dataset)
+    _check_output_dir(out, "--out", dirs=("model", "checkpoints", "runs"), files=("results.json",))
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
@@ -1016,6 +1105,10 @@ def _print_table(row: dict[str, Any]) -> None:
 @_friendly_errors
 def report_command(run_dir: Path, out: Path | None) -> None:
     """Write one self-contained HTML page comparing every method run into RUN_DIR."""
+    if run_dir.is_dir():  # else write_report names the missing run directory
+        _check_output_dir(run_dir / "report", "the report directory", create=False)
+        if out is not None:
+            _check_output_file(out, "--out", create=False)
     try:
         path = write_report(run_dir, out)
     except ImportError as exc:
@@ -1234,7 +1327,7 @@ def evaluate_command(
     torchrun --nproc_per_node N -m onespike evaluate --model-file DIR/model ... gives the
     same results.json as one process: every count is summed exactly over the shards.
     """
-    _, world_size, _ = distributed.environment()
+    rank, world_size, _ = distributed.environment()
     _refuse_for_dataset(dataset)
     _refuse_inapplicable(method)
     if method != "rate":
@@ -1267,6 +1360,9 @@ def evaluate_command(
     )
     make_config(16 if steps is None else steps)  # fail on a bad option before any loading
     _check_model_record(model_file, dataset)
+    _check_output_dir(
+        out, "--out", dirs=("model", "checkpoints"), files=("results.json",), create=rank == 0
+    )
     with distributed.process_group(backend) as context:  # type: ignore[arg-type]
         # Rank 0 loads the model, calibrates and converts once; the others receive the network.
         if context.is_main:
@@ -1428,6 +1524,9 @@ def hardware_command(
         else RateConfig(steps=(64 if steps is None else steps), binary=binary, seed=seed)
     )
     _check_model_record(model_file, dataset)
+    _check_output_dir(
+        out, "--out", dirs=("model", "checkpoints"), files=("hardware.json", "hardware.png")
+    )
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
@@ -1630,6 +1729,9 @@ def export_command(
     )
     check_config(method_config(16 if steps is None else steps))  # refuse before any training
     _check_model_record(model_file, dataset)
+    _check_output_file(output, "--output")
+    if model_file is None or model_file.trains:  # the model trained here is saved beside it
+        _check_output_dir(output.parent, "the directory of --output", dirs=("model", "checkpoints"))
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
