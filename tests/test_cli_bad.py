@@ -311,3 +311,23 @@ def test_report_output_paths(tmp_path: Path) -> None:
     result = _invoke(["report", str(run_dir), "--out", str(target)])
     _check_refused(result, 2, "is a directory, but a file is expected")
     assert list(run_dir.iterdir()) == []
+
+
+# ---- 5. report text is drawn literally ---------------------------------------------------------
+def test_a_dollar_in_a_record_does_not_break_the_report(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib")
+    run_dir = tmp_path / "run"
+    args = ["run", "--model-file", str(models["model"]), "--steps", "4", "--limit", "40"]
+    result = _invoke([*args, "--check-samples", "2", "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    (path,) = (run_dir / "runs").glob("*.json")
+    record = json.loads(path.read_text())
+    record["method"] = record["summary"]["method"] = "ttfs $\\frac{$ x"  # invalid TeX
+    path.write_text(json.dumps(record))
+    result = _invoke(["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    page = (run_dir / "report" / "report.html").read_text()
+    assert "ttfs $\\frac{$ x" in page
+    assert (run_dir / "report" / "cost.png").stat().st_size > 1000
