@@ -331,3 +331,142 @@ def test_a_dollar_in_a_record_does_not_break_the_report(
     page = (run_dir / "report" / "report.html").read_text()
     assert "ttfs $\\frac{$ x" in page
     assert (run_dir / "report" / "cost.png").stat().st_size > 1000
+
+
+# ---- 6. honest validation: train holds out a recorded split; T is chosen on exactly it --------
+def test_train_holds_out_and_records_a_validation_split(models: dict[str, Path]) -> None:
+    from onespike.data import load_dataset
+
+    total = len(load_dataset("digits", "train"))
+    meta = json.loads((models["model"] / "model.json").read_text())
+    split = meta["extra"]["validation"]
+    assert split["dataset"] == "digits"
+    assert split["split"] == "train"
+    assert split["of"] == total
+    assert split["fraction"] == 0.1
+    assert split["seed"] == 0
+    assert split["size"] == round(0.1 * total)
+    record = json.loads((models["run"] / "checkpoints" / "checkpoint.json").read_text())
+    assert record["num_samples"] == total - split["size"]  # trained on the rest only
+    assert all(epoch["val_accuracy"] is not None for epoch in record["history"])
+
+
+def _capture_choice(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    from onespike import cli
+
+    seen: list[object] = []
+    choose = cli.smallest_steps
+
+    def spy(graph: object, validation: object, *args: object, **kwargs: object) -> object:
+        seen.append(validation)
+        return choose(graph, validation, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "smallest_steps", spy)
+    return seen
+
+
+def test_target_accuracy_chooses_t_on_the_recorded_held_out_images(
+    models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from onespike.data import load_dataset, split_validation
+
+    seen = _capture_choice(monkeypatch)
+    out = tmp_path / "out"
+    args = ["run", "--model-file", str(models["model"]), "--target-accuracy", "0.3"]
+    result = _invoke([*args, "--check-samples", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rest, held_out = split_validation(load_dataset("digits", "train"), 0.1, seed=0)
+    (validation,) = seen
+    assert torch.equal(validation.images, held_out.images)  # type: ignore[attr-defined]
+    assert torch.equal(validation.labels, held_out.labels)  # type: ignore[attr-defined]
+    record = json.loads((out / "results.json").read_text())
+    assert record["validation"]["from"] == "recorded"
+    # digits: 1,797 images, 360 for testing, 1,437 for training; 10 % of those held out.
+    assert record["validation"]["size"] == len(held_out) == 144
+    assert len(rest) == 1293
+
+
+USER_NET = """
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.flat = nn.Flatten()
+        self.fc1 = nn.Linear(64, 32)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(self.flat(x))))
+"""
+
+
+@pytest.fixture
+def foreign_model(tmp_path: Path) -> list[str]:
+    """A model from elsewhere (file.py:NAME plus a .pt state dict): it records no split."""
+    import torch
+
+    from onespike.data import load_dataset
+    from onespike.sources import load_module
+    from onespike.train import TrainConfig, train
+
+    code = tmp_path / "net.py"
+    code.write_text(USER_NET)
+    model, _ = load_module(f"{code}:Net")
+    torch.manual_seed(0)
+    train(model, load_dataset("digits", "train"), TrainConfig(5, 64, 3e-3), progress=False)
+    weights = tmp_path / "net.pt"
+    torch.save(model.state_dict(), weights)
+    return ["--model-file", f"{code}:Net", "--weights", str(weights)]
+
+
+def test_target_accuracy_refuses_a_model_without_a_split(
+    foreign_model: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onespike import cli
+
+    monkeypatch.setattr(cli, "_load_splits", lambda *a, **k: pytest.fail("data loaded"))
+    out = tmp_path / "out"
+    result = _invoke(["run", *foreign_model, "--target-accuracy", "0.5", "--out", str(out)])
+    _check_refused(result, 2, "records no held-out validation split", "--validation-from test")
+    assert not out.exists()
+
+
+def test_validation_from_test_chooses_on_one_half_and_scores_the_other(
+    foreign_model: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from onespike.data import load_dataset, split_validation
+
+    seen = _capture_choice(monkeypatch)
+    out = tmp_path / "out"
+    args = ["run", *foreign_model, "--target-accuracy", "0.5", "--validation-from", "test"]
+    result = _invoke([*args, "--seed", "3", "--check-samples", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scored, chosen_on = split_validation(load_dataset("digits", "test"), 0.5, seed=3)
+    (validation,) = seen
+    assert torch.equal(validation.images, chosen_on.images)  # type: ignore[attr-defined]
+    record = json.loads((out / "results.json").read_text())
+    assert record["validation"] == {
+        "from": "test",
+        "fraction": 0.5,
+        "seed": 3,
+        "size": len(chosen_on),
+        "scored_on": len(scored),
+    }
+    assert len(chosen_on) + len(scored) == 360
+    # The SNN and the ANN are scored on the other half only.
+    assert record["snn_accuracy"] * len(scored) == pytest.approx(
+        round(record["snn_accuracy"] * len(scored)), abs=1e-9
+    )
+    assert "scoring on the other 180" in result.output
+
+
+def test_validation_from_without_target_accuracy_is_refused(tmp_path: Path) -> None:
+    result = _invoke(["run", "--validation-from", "test", "--out", str(tmp_path / "out")])
+    _check_refused(result, 2, "--validation-from does not apply without --target-accuracy")
+    assert not (tmp_path / "out").exists()

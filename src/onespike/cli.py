@@ -26,7 +26,14 @@ from onespike._fs import atomic_write_json, read_json
 from onespike.binary import binarize
 from onespike.convert import HybridConfig, RateConfig, TTFSConfig, convert
 from onespike.data import DATASETS, Dataset, batches, load_dataset, split_validation
-from onespike.errors import MissingFileError, ModelSourceError, OnespikeError, ShapeError
+from onespike.errors import (
+    ConfigError,
+    CorruptFileError,
+    MissingFileError,
+    ModelSourceError,
+    OnespikeError,
+    ShapeError,
+)
 from onespike.evaluate import agreement, evaluate_snn, smallest_steps, summarize, ttfs_diagnostics
 from onespike.graph import Graph
 from onespike.hardware import (
@@ -60,6 +67,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Epochs that bring each dataset's models near their usual accuracy on a laptop CPU.
 DEFAULT_EPOCHS = {"digits": 30, "mnist": 8, "fashion-mnist": 12, "cifar10": 30}
 CALIBRATION_SAMPLES = 5000
+# Share of the training split that ``train`` holds out (seeded by --seed) and never trains on;
+# --target-accuracy chooses T on exactly these images, as recorded in model.json.
+VALIDATION_FRACTION = 0.1
+TEST_VALIDATION_FRACTION = 0.5  # --validation-from test: the share of the test set T is chosen on
 
 
 def _friendly_errors(func: F) -> F:
@@ -298,17 +309,88 @@ def _train_model(
         lr=lr,
         seed=seed,
     )
-    click.echo(f"training {model_name} on {train_ds.name} for {config.epochs} epochs", err=True)
-    train(model, train_ds, config, val_ds=None, checkpoint_dir=out / "checkpoints")
+    rest, validation = split_validation(train_ds, VALIDATION_FRACTION, seed=seed)
+    split = _split_record(train_ds, validation, seed)
+    click.echo(
+        f"training {model_name} on {len(rest)} {train_ds.name} training images for "
+        f"{config.epochs} epochs ({len(validation)} held out for validation, seed {seed})",
+        err=True,
+    )
+    train(model, rest, config, val_ds=validation, checkpoint_dir=out / "checkpoints")
     accuracy = evaluate(model, test_ds)
-    save_model(out / "model", model, spec, dataset=train_ds.name, accuracy=accuracy)
+    save_model(
+        out / "model",
+        model,
+        spec,
+        dataset=train_ds.name,
+        accuracy=accuracy,
+        extra={"validation": split},
+    )
     click.echo(f"saved {out / 'model'} (test accuracy {accuracy:.4f})", err=True)
     return model, accuracy, spec
 
 
+def _split_record(train_ds: Dataset, validation: Dataset, seed: int) -> dict[str, Any]:
+    """How ``train`` held out ``validation`` from ``train_ds``: enough to draw it again."""
+    return {
+        "dataset": train_ds.name,
+        "split": train_ds.split,
+        "of": len(train_ds),
+        "fraction": VALIDATION_FRACTION,
+        "seed": seed,
+        "size": len(validation),
+        "how": "onespike.data.split_validation(train split, fraction, seed=seed)",
+    }
+
+
+def _recorded_split(meta: dict[str, Any]) -> dict[str, Any] | None:
+    extra = meta.get("extra")
+    split = extra.get("validation") if isinstance(extra, dict) else None
+    return split if isinstance(split, dict) else None
+
+
+def _held_out(meta: dict[str, Any], train_ds: Dataset) -> tuple[Dataset, Dataset | None]:
+    """The training images a model was trained on and the validation images held out from
+    them, as its model.json records; ``(train_ds, None)`` for a model that records no split.
+
+    Raises:
+        CorruptFileError: the record is malformed or does not draw the same split again.
+    """
+    split = _recorded_split(meta)
+    if split is None:
+        return train_ds, None
+    fix = "train the model again with onespike train"
+    try:
+        fraction, seed, size, total = (
+            float(split["fraction"]),
+            int(split["seed"]),
+            int(split["size"]),
+            int(split["of"]),
+        )
+        dataset = str(split["dataset"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptFileError(
+            f"the validation record in model.json is malformed ({exc}); {fix}"
+        ) from exc
+    if dataset != train_ds.name or total != len(train_ds):
+        raise CorruptFileError(
+            f"model.json holds out {size} of {total} {dataset} training images, but the "
+            f"{train_ds.name} training split has {len(train_ds)}; {fix}"
+        )
+    try:
+        rest, validation = split_validation(train_ds, fraction, seed=seed)
+    except ConfigError as exc:
+        raise CorruptFileError(f"the validation record in model.json: {exc}; {fix}") from exc
+    if len(validation) != size:
+        raise CorruptFileError(
+            f"model.json records {size} held-out images, the split draws {len(validation)}; {fix}"
+        )
+    return rest, validation
+
+
 def _calibrated_graph(model: torch.nn.Module, train_ds: Dataset, **normalize_options: Any) -> Graph:
     """The model's graph, normalised on the first ``CALIBRATION_SAMPLES`` training images
-    (sliced from ``train_ds``, the whole training split, rather than read again)."""
+    (sliced from ``train_ds``, the images the model trained on, rather than read again)."""
     graph = extract(model, train_ds.images[:2])
     calibration = batches(train_ds.head(CALIBRATION_SAMPLES), 500)
     return normalize(graph, calibration, progress=True, **normalize_options)
@@ -321,7 +403,13 @@ def _obtain_model(
     if model_file is None or model_file.trains:
         source = model_file.source if model_file is not None else None
         model, accuracy, trained = _train_model(train_ds, test_ds, source=source, **train_args)
-        return model, accuracy, trained, {}
+        seed = int(train_args["seed"])
+        _, validation = split_validation(train_ds, VALIDATION_FRACTION, seed=seed)
+        meta: dict[str, Any] = {
+            "dataset": train_ds.name,
+            "extra": {"validation": _split_record(train_ds, validation, seed)},
+        }
+        return model, accuracy, trained, meta
     model, meta = load_module(
         model_file.source,
         weights=model_file.weights,
@@ -380,24 +468,31 @@ _SAMPLE_SHAPES = {
 }
 
 
-def _check_model_record(model_file: _ModelFile | None, dataset: str) -> None:
-    """Compare the dataset and input shape a model directory records with ``--dataset``,
-    before any data is loaded (the forward check of :func:`_check_fits` follows the load)."""
-    if model_file is None:
-        return
+def _model_json(model_file: _ModelFile) -> tuple[Path, dict[str, Any]] | None:
+    """The directory and ``model.json`` of an onespike model directory ``model_file`` names,
+    read before the model is loaded; ``None`` for other sources (the loader names a missing or
+    malformed file)."""
     source = model_file.source
     if source.kind == "onespike" and source.path is not None:
         directory = source.path if source.path.is_dir() else source.path.parent
     elif source.kind == "python" and model_file.weights is not None and model_file.weights.is_dir():
         directory = model_file.weights
     else:
-        return
+        return None
     path = directory / "model.json"
     if not path.is_file():
-        return  # the loader names the missing file
+        return None
     meta = read_json(path, "train the model again with onespike train")
-    if not isinstance(meta, dict):
-        return  # the loader names the malformed file
+    return (directory, meta) if isinstance(meta, dict) else None
+
+
+def _check_model_record(model_file: _ModelFile | None, dataset: str) -> None:
+    """Compare the dataset and input shape a model directory records with ``--dataset``,
+    before any data is loaded (the forward check of :func:`_check_fits` follows the load)."""
+    found = _model_json(model_file) if model_file is not None else None
+    if found is None:
+        return
+    directory, meta = found
     recorded = meta.get("dataset")
     if isinstance(recorded, str) and recorded != dataset:
         raise ShapeError(
@@ -487,6 +582,23 @@ def _check_output_file(path: Path, option: str, *, create: bool = True) -> None:
             "write (e.g. inside that directory)"
         )
     _check_output_dir(path.parent, f"the directory of {option}", create=create)
+
+
+_NO_SPLIT = (
+    "--target-accuracy chooses T on images the model never trained on, but {model} records no "
+    "held-out validation split (only models saved by onespike train record one); pass "
+    "--validation-from test to choose T on a seeded half of the test set and score on the "
+    "other half, or train the model with onespike train"
+)
+
+
+def _refuse_without_split(model_file: _ModelFile | None) -> None:
+    """Refuse ``--target-accuracy`` from a recorded split a model does not record."""
+    if model_file is None or model_file.trains:
+        return  # trained here: train holds out and records the split
+    found = _model_json(model_file)
+    if found is None or _recorded_split(found[1]) is None:
+        raise click.UsageError(_NO_SPLIT.format(model=f"--model-file {model_file.source.path}"))
 
 
 def _model_label(spec: ModelSpec | ModelSource) -> str:
@@ -699,7 +811,7 @@ def train_command(
         ),
     )
     train_ds, test_ds = _load_splits(dataset, data_dir, download)
-    model, accuracy, spec, _ = _obtain_model(
+    model, accuracy, spec, meta = _obtain_model(
         model_file,
         train_ds,
         test_ds,
@@ -711,6 +823,9 @@ def train_command(
         binary=binary,
         out=out,
     )
+    # Calibrate (and fine-tune) on the images the model trained on, never on those it
+    # held out (model.json records them).
+    train_ds, _ = _held_out(meta, train_ds)
     if method == "hybrid":
         _train_hybrid(
             model,
@@ -724,6 +839,7 @@ def train_command(
             ),
             samples=finetune_samples,
             out=out,
+            split=_recorded_split(meta),
         )
         return
     if not ttfs_aware:
@@ -760,8 +876,10 @@ def _train_hybrid(
     config: STDBConfig,
     samples: int | None,
     out: Path,
+    split: dict[str, Any] | None,
 ) -> None:
-    """Convert to a hybrid network, fine-tune it with STDB, save it in ``out/model-hybrid``."""
+    """Convert to a hybrid network, fine-tune it with STDB, save it in ``out/model-hybrid``
+    (recording the held-out ``split`` the model was trained without)."""
     model.eval()
     graph = _calibrated_graph(model, train_ds)
     net = convert(graph, HybridConfig(steps=steps))
@@ -786,7 +904,12 @@ def _train_hybrid(
     directory = out / "model-hybrid"
     save_hybrid(directory, result.net, extra=info)  # the network first, model.json last
     save_model(
-        directory, model, spec, dataset=train_ds.name, accuracy=ann_accuracy, extra={"hybrid": info}
+        directory,
+        model,
+        spec,
+        dataset=train_ds.name,
+        accuracy=ann_accuracy,
+        extra={"hybrid": info, **({"validation": split} if split is not None else {})},
     )
     click.echo(
         f"saved {directory}: ANN {ann_accuracy:.4f}, hybrid SNN T={steps} {converted:.4f} "
@@ -882,7 +1005,19 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
     "--target-accuracy",
     type=click.FloatRange(0, 1, min_open=True),
     default=None,
-    help="Pick the smallest T whose SNN reaches this accuracy on a validation split.",
+    help="Pick the smallest T whose SNN reaches this accuracy on held-out images: the "
+    "validation split `onespike train` held out and recorded in model.json (see "
+    "--validation-from for a model without one).",
+)
+@click.option(
+    "--validation-from",
+    type=click.Choice(["recorded", "test"]),
+    default="recorded",
+    show_default=True,
+    help="With --target-accuracy: the held-out images T is chosen on. recorded: the "
+    "validation split in the model's model.json (the model never trained on it); test: a "
+    "seeded half of the test set (by --seed), the SNN and the ANN then scored on the other "
+    "half only.",
 )
 @click.option("--no-rectifier", is_flag=True, help="Leave zero-valued neurons silent.")
 @_percentile_option
@@ -928,6 +1063,7 @@ def run_command(
     dither: float | None,
     early_exit: int,
     target_accuracy: float | None,
+    validation_from: str,
     no_rectifier: bool,
     percentile: float,
     energy_model: str,
@@ -944,8 +1080,10 @@ def run_command(
         )
     if method != "rate":
         _refuse_for_loaded_model(model_file, ("binary",))
-    if method != "rate":
+    if method != "rate" and not (target_accuracy is not None and validation_from == "test"):
         _refuse_for_loaded_model(model_file, ("seed",))
+    if target_accuracy is not None and validation_from == "recorded":
+        _refuse_without_split(model_file)
     method_config = functools.partial(
         _spiking_config,
         method,
@@ -966,6 +1104,15 @@ def run_command(
     _check_model_record(model_file, dataset)
     _check_output_dir(out, "--out", dirs=("model", "checkpoints", "runs"), files=("results.json",))
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
+    chosen_on: Dataset | None = None
+    if target_accuracy is not None and validation_from == "test":
+        # T is chosen on one seeded part of the test set; everything is scored on the rest.
+        test_ds, chosen_on = split_validation(test_ds, TEST_VALIDATION_FRACTION, seed=seed)
+        click.echo(
+            f"choosing T on {len(chosen_on)} test images (seed {seed}); scoring on the other "
+            f"{len(test_ds)}",
+            err=True,
+        )
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
         train_ds,
@@ -978,12 +1125,28 @@ def run_command(
         binary=binary,
         out=out,
     )
+    # Calibrate (and fine-tune) on the images the model trained on, never on those it
+    # held out (model.json records them).
+    train_ds, held_out = _held_out(meta, train_ds)
+    if chosen_on is None and held_out is not None:
+        chosen_on = held_out
+        validation_record: dict[str, Any] = {"from": "recorded", **(_recorded_split(meta) or {})}
+    else:
+        validation_record = {
+            "from": "test",
+            "fraction": TEST_VALIDATION_FRACTION,
+            "seed": seed,
+            "size": 0 if chosen_on is None else len(chosen_on),
+            "scored_on": len(test_ds),
+        }
     started = time.perf_counter()
 
     def choose_steps(graph: Graph) -> tuple[int, dict[str, Any]]:
-        """The smallest T whose validation accuracy reaches ``target_accuracy``."""
+        """The smallest T whose accuracy on the held-out images reaches ``target_accuracy``."""
         assert target_accuracy is not None
-        _, validation = split_validation(train_ds, 0.1, seed=seed)
+        if chosen_on is None:  # refused before any work; kept for a malformed record
+            raise click.UsageError(_NO_SPLIT.format(model="this model"))
+        validation = chosen_on
         chosen, tried = smallest_steps(
             graph, validation, target_accuracy, rectifier=not no_rectifier
         )
@@ -996,6 +1159,7 @@ def run_command(
             )
         return chosen, {
             "target_accuracy": target_accuracy,
+            "validation": validation_record,
             "validation_accuracy_by_steps": dict(tried),
         }
 
@@ -1380,6 +1544,9 @@ def evaluate_command(
                     binary=binary,
                     out=out,
                 )
+                # Calibrate (and fine-tune) on the images the model trained on, never on those it
+                # held out (model.json records them).
+                train_ds, _ = _held_out(meta, train_ds)
                 net, graph, run_steps, extras = _evaluation_network(
                     model,
                     meta,
@@ -1540,6 +1707,9 @@ def hardware_command(
         binary=binary,
         out=out,
     )
+    # Calibrate (and fine-tune) on the images the model trained on, never on those it
+    # held out (model.json records them).
+    train_ds, _ = _held_out(meta, train_ds)
     model.eval()
     aware = restore_ttfs_aware(model, meta) if method == "ttfs" and not ann else None
     if aware is not None:
@@ -1745,6 +1915,9 @@ def export_command(
         binary=binary,
         out=output.parent,
     )
+    # Calibrate (and fine-tune) on the images the model trained on, never on those it
+    # held out (model.json records them).
+    train_ds, _ = _held_out(meta, train_ds)
     net, _, _, _ = _evaluation_network(
         model,
         meta,
