@@ -470,3 +470,46 @@ def test_validation_from_without_target_accuracy_is_refused(tmp_path: Path) -> N
     result = _invoke(["run", "--validation-from", "test", "--out", str(tmp_path / "out")])
     _check_refused(result, 2, "--validation-from does not apply without --target-accuracy")
     assert not (tmp_path / "out").exists()
+
+
+# ---- 7, 8. a resumed run says so; the determinism conditions are recorded ---------------------
+def test_a_resumed_training_run_says_from_where(tmp_path: Path) -> None:
+    import torch
+
+    out = tmp_path / "out"
+    first = _invoke(["train", "--epochs", "1", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert "resumed training from" not in first.output
+    record = json.loads((out / "checkpoints" / "checkpoint.json").read_text())
+    expected = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    assert record["environment"] == expected
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["extra"]["training"] == {**expected, "seed": 0}
+    again = _invoke(["train", "--epochs", "2", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    checkpoint = out / "checkpoints" / "checkpoint.safetensors"
+    assert f"resumed training from epoch 1 of 2 (1 left), checkpoint {checkpoint}" in again.output
+
+
+def test_resuming_under_another_thread_count_warns(tmp_path: Path) -> None:
+    import torch
+
+    from onespike.data import load_dataset
+    from onespike.models import build_model
+    from onespike.train import TrainConfig, train
+
+    data = load_dataset("digits", "train").head(200)
+    threads = torch.get_num_threads()
+    torch.manual_seed(0)
+    model, _ = build_model("mlp", (1, 8, 8), 10)
+    train(model, data, TrainConfig(1, 50, 1e-3), checkpoint_dir=tmp_path, progress=False)
+    try:
+        torch.set_num_threads(threads + 1)
+        with pytest.warns(RuntimeWarning, match=f"threads {threads} there, {threads + 1} now"):
+            result = train(
+                model, data, TrainConfig(2, 50, 1e-3), checkpoint_dir=tmp_path, progress=False
+            )
+    finally:
+        torch.set_num_threads(threads)
+    assert result.resumed_from_epoch == 1
+    assert result.resumed_from == tmp_path / "checkpoint.safetensors"

@@ -58,7 +58,7 @@ from onespike.simulate import simulate
 from onespike.sources import ModelSource, check_json_args, load_module, model_source
 from onespike.stdb import STDBConfig, finetune_stdb, load_hybrid, save_hybrid
 from onespike.tracing import extract
-from onespike.train import TrainConfig, evaluate, train
+from onespike.train import TrainConfig, environment, evaluate, train
 
 __all__ = ["main"]
 
@@ -324,7 +324,7 @@ def _train_model(
         spec,
         dataset=train_ds.name,
         accuracy=accuracy,
-        extra={"validation": split},
+        extra={"validation": split, "training": {**environment(), "seed": seed}},
     )
     click.echo(f"saved {out / 'model'} (test accuracy {accuracy:.4f})", err=True)
     return model, accuracy, spec
