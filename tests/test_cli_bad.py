@@ -156,8 +156,6 @@ RANGES = [
     ("run target-accuracy 0", ["run", "--target-accuracy", "0"], "--target-accuracy"),
     ("run percentile 0", ["run", "--percentile", "0"], "--percentile"),
     ("run percentile 101", ["run", "--percentile", "101"], "--percentile"),
-    ("hardware pes 0", ["hardware", "--pes", "0"], "--pes"),
-    ("hardware cores 0", ["hardware", "--cores", "0"], "--cores"),
     ("evaluate eval-batch-size 0", ["evaluate", "--eval-batch-size", "0"], "--eval-batch-size"),
     ("train finetune-epochs 0", ["train", "--ttfs-aware", "--steps", "4", "--finetune-epochs",
      "0"], "--finetune-epochs"),
@@ -173,6 +171,50 @@ def test_numbers_out_of_range_are_usage_errors(
     target = out / "net.nir" if args[0] == "export" else out
     result = _invoke([*args, option, str(target)])
     _check_refused(result, 2, f"Invalid value for '{flag}'", "is not in the range")
+    assert not out.exists()
+
+
+NOT_FINITE = [
+    ("run lr nan", ["run", "--lr", "nan"], "'--lr': 'nan' is not a finite number > 0"),
+    ("train lr -1", ["train", "--lr", "-1"], "'--lr': '-1' is not a finite number > 0"),
+    ("train finetune-lr 0", ["train", "--ttfs-aware", "--steps", "4", "--finetune-lr", "0"],
+     "'--finetune-lr': '0' is not a finite number > 0"),
+    ("hardware clock-mhz inf", ["hardware", "--clock-mhz", "inf"], "'--clock-mhz': 'inf'"),
+    ("run percentile nan", ["run", "--percentile", "nan"], "'--percentile': nan is not a finite"),
+    ("run target-accuracy nan", ["run", "--target-accuracy", "nan"],
+     "'--target-accuracy': nan is not a finite number"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "args", "message"), NOT_FINITE, ids=[c[0] for c in NOT_FINITE])
+def test_non_finite_numbers_are_usage_errors(
+    name: str, args: list[str], message: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    _check_refused(_invoke([*args, "--out", str(out)]), 2, message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["hardware", "--pes", "0"], "pes must be an integer >= 1"),
+        (["hardware", "--cores", "-2"], "cores must be an integer >= 1"),
+        (["run", "--method", "rate", "--threshold-scale", "inf"], "threshold_scale must be"),
+        (["run", "--method", "hybrid", "--leak", "2"], "leak must be a number in (0, 1]"),
+        (["run", "--method", "rate", "--dither", "-1"], "dither must be a number >= 0"),
+        (["run", "--steps", "100000000"], "above max_steps"),
+    ],
+    ids=["pes 0", "cores -2", "threshold-scale inf", "leak 2", "dither -1", "steps 1e8"],
+)
+def test_config_checks_run_before_any_work(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onespike import cli
+
+    monkeypatch.setattr(cli, "_load_splits", lambda *a, **k: pytest.fail("data loaded"))
+    out = tmp_path / "out"
+    _check_refused(_invoke([*args, "--out", str(out)]), 1, "ConfigError", message)
     assert not out.exists()
 
 

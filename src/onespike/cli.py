@@ -9,6 +9,7 @@ ANN. Errors are reported as one line naming the problem and the fix, with exit s
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 import tempfile
@@ -106,6 +107,31 @@ def _data_options(func: F) -> F:
     return func
 
 
+class _Positive(click.ParamType):
+    """A finite float > 0 (click's FloatRange lets NaN through)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"{value!r} is not a finite number > 0", param, ctx)
+        return number
+
+
+_POSITIVE = _Positive()
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Refuse NaN and infinities in a ranged float option."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx, param)
+    return value
+
+
 def _model_options(func: F) -> F:
     func = click.option(
         "--model",
@@ -121,7 +147,7 @@ def _model_options(func: F) -> F:
         default=None,
         help="Training epochs (default depends on the dataset).",
     )(func)
-    func = click.option("--lr", type=float, default=1e-3, show_default=True)(func)
+    func = click.option("--lr", type=_POSITIVE, default=1e-3, show_default=True)(func)
     func = click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)(
         func
     )
@@ -258,6 +284,7 @@ def _parse_model_file(
 _percentile_option = click.option(
     "--percentile",
     type=click.FloatRange(0, 100, min_open=True),
+    callback=_finite,
     default=99.99,
     show_default=True,
     help="Activation percentile used for normalisation (100 = max).",
@@ -737,7 +764,7 @@ def main() -> None:
     "--steps", type=click.IntRange(min=1), default=None, help="T of the network to fine-tune for."
 )
 @click.option("--finetune-epochs", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--finetune-lr", type=float, default=2e-4, show_default=True)
+@click.option("--finetune-lr", type=_POSITIVE, default=2e-4, show_default=True)
 @click.option(
     "--finetune-samples",
     type=click.IntRange(min=1),
@@ -1004,6 +1031,7 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
 @click.option(
     "--target-accuracy",
     type=click.FloatRange(0, 1, min_open=True),
+    callback=_finite,
     default=None,
     help="Pick the smallest T whose SNN reaches this accuracy on held-out images: the "
     "validation split `onespike train` held out and recorded in model.json (see "
@@ -1624,11 +1652,9 @@ def evaluate_command(
     help="Accelerator model (default: ttfs-accelerator for TTFS, rate-core for rate coding; "
     "dense-ann runs the ANN itself).",
 )
-@click.option(
-    "--pes", type=click.IntRange(min=1), default=16, show_default=True, help="PEs per core."
-)
-@click.option("--cores", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--clock-mhz", type=float, default=200.0, show_default=True)
+@click.option("--pes", type=int, default=16, show_default=True, help="PEs per core.")
+@click.option("--cores", type=int, default=4, show_default=True)
+@click.option("--clock-mhz", type=_POSITIVE, default=200.0, show_default=True)
 @click.option(
     "--mapping", type=click.Choice(["tiled", "pipelined"]), default="tiled", show_default=True
 )
