@@ -89,6 +89,8 @@ CONFLICTS = [
      "--seed", "1"], ["--seed does not apply"]),
     ("hardware dense-ann + steps", ["hardware", "--architecture", "dense-ann", "--steps", "8"],
      ["--steps does not apply to --architecture dense-ann"]),
+    ("hardware rate on the TTFS accelerator", ["hardware", "--method", "rate",
+     "--architecture", "ttfs-accelerator"], ["ttfs-accelerator runs single-spike TTFS"]),
     ("hardware rate + no-rectifier", ["hardware", "--method", "rate", "--no-rectifier"],
      ["--no-rectifier applies to --method ttfs only"]),
     ("train plain + steps", ["train", "--steps", "4"],

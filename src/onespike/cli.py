@@ -318,7 +318,9 @@ def _train_model(
     binary: bool,
     out: Path,
     source: ModelSource | None = None,
-) -> tuple[torch.nn.Module, float, ModelSpec | ModelSource]:
+) -> tuple[torch.nn.Module, float, ModelSpec | ModelSource, dict[str, Any]]:
+    """Train a model on ``train_ds`` less a held-out validation split; return it, its test
+    accuracy, its spec and the split's record (as saved in ``model.json``)."""
     torch.manual_seed(seed)
     input_shape = tuple(int(s) for s in train_ds.images.shape[1:])
     spec: ModelSpec | ModelSource
@@ -354,7 +356,7 @@ def _train_model(
         extra={"validation": split, "training": {**environment(), "seed": seed}},
     )
     click.echo(f"saved {out / 'model'} (test accuracy {accuracy:.4f})", err=True)
-    return model, accuracy, spec
+    return model, accuracy, spec, split
 
 
 def _split_record(train_ds: Dataset, validation: Dataset, seed: int) -> dict[str, Any]:
@@ -429,14 +431,10 @@ def _obtain_model(
     """Load ``model_file`` or train a new model; returns model, test accuracy, spec, metadata."""
     if model_file is None or model_file.trains:
         source = model_file.source if model_file is not None else None
-        model, accuracy, trained = _train_model(train_ds, test_ds, source=source, **train_args)
-        seed = int(train_args["seed"])
-        _, validation = split_validation(train_ds, VALIDATION_FRACTION, seed=seed)
-        meta: dict[str, Any] = {
-            "dataset": train_ds.name,
-            "extra": {"validation": _split_record(train_ds, validation, seed)},
-        }
-        return model, accuracy, trained, meta
+        model, accuracy, trained, split = _train_model(
+            train_ds, test_ds, source=source, **train_args
+        )
+        return model, accuracy, trained, {"dataset": train_ds.name, "extra": {"validation": split}}
     model, meta = load_module(
         model_file.source,
         weights=model_file.weights,
@@ -818,7 +816,7 @@ def train_command(
     if method == "hybrid":
         if ttfs_aware:
             raise click.UsageError("--ttfs-aware and --method hybrid fine-tune different networks")
-        HybridConfig(steps=(5 if steps is None else steps))
+        HybridConfig(steps=5 if steps is None else steps)
         STDBConfig(epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed)
     if ttfs_aware:
         if steps is None:
@@ -860,7 +858,7 @@ def train_command(
             accuracy,
             train_ds,
             test_ds,
-            steps=(5 if steps is None else steps),
+            steps=5 if steps is None else steps,
             config=STDBConfig(
                 epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed
             ),
@@ -1156,7 +1154,7 @@ def run_command(
     # Calibrate (and fine-tune) on the images the model trained on, never on those it
     # held out (model.json records them).
     train_ds, held_out = _held_out(meta, train_ds)
-    if chosen_on is None and held_out is not None:
+    if validation_from == "recorded":
         chosen_on = held_out
         validation_record: dict[str, Any] = {"from": "recorded", **(_recorded_split(meta) or {})}
     else:
@@ -1701,6 +1699,11 @@ def hardware_command(
         )
     else:
         _refuse_inapplicable(method, {"no_rectifier": ("ttfs",)})
+    if architecture == "ttfs-accelerator" and method != "ttfs":
+        raise click.UsageError(
+            f"--architecture ttfs-accelerator runs single-spike TTFS networks, not --method "
+            f"{method}; use --architecture rate-core (or in-memory) for a rate-coded network"
+        )
     if method != "rate" or architecture == "dense-ann":
         _refuse_for_loaded_model(model_file, ("binary", "seed"))
     config = AcceleratorConfig(
@@ -1712,9 +1715,9 @@ def hardware_command(
     )
     ann = architecture == "dense-ann"
     spiking: Any = (
-        TTFSConfig(steps=(16 if steps is None else steps), rectifier=not no_rectifier)
+        TTFSConfig(steps=16 if steps is None else steps, rectifier=not no_rectifier)
         if method == "ttfs"
-        else RateConfig(steps=(64 if steps is None else steps), binary=binary, seed=seed)
+        else RateConfig(steps=64 if steps is None else steps, binary=binary, seed=seed)
     )
     _check_model_record(model_file, dataset)
     _check_output_dir(
@@ -1745,7 +1748,7 @@ def hardware_command(
             "calibrated)",
         )
         spiking = TTFSConfig(
-            steps=(aware.steps if steps is None else steps), rectifier=not no_rectifier
+            steps=aware.steps if steps is None else steps, rectifier=not no_rectifier
         )
         graph = aware.to_graph(train_ds.images[:2])
     else:
