@@ -557,3 +557,21 @@ def test_resuming_under_another_thread_count_warns(tmp_path: Path) -> None:
         torch.set_num_threads(threads)
     assert result.resumed_from_epoch == 1
     assert result.resumed_from == tmp_path / "checkpoint.safetensors"
+
+
+def test_a_fine_tuned_hybrid_keeps_the_split_and_refuses_its_conversion_options(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "hybrid"
+    args = ["train", "--model-file", str(models["model"]), "--method", "hybrid", "--steps", "3"]
+    args += ["--finetune-epochs", "1", "--finetune-samples", "100", "--out", str(out)]
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+    tuned = json.loads((out / "model-hybrid" / "model.json").read_text())
+    trained = json.loads((models["model"] / "model.json").read_text())
+    assert tuned["extra"]["validation"] == trained["extra"]["validation"]
+    assert tuned["extra"]["hybrid"]["samples"] == 100
+    run = ["run", "--model-file", str(out / "model-hybrid"), "--method", "hybrid"]
+    result = _invoke([*run, "--leak", "0.9", "--out", str(tmp_path / "run")])
+    _check_refused(result, 2, "--leak does not apply to a fine-tuned hybrid network")
+    assert not (tmp_path / "run" / "results.json").exists()
