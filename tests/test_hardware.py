@@ -407,7 +407,7 @@ def test_cli_hardware_command(tmp_path: Path) -> None:
     assert record["steps"] == 3 * 4 + 1
     assert record["energy_per_inference_j"] > 0
     assert "latency" in result.output
-    loaded = ["hardware", "--dataset", "digits", "--limit", "60", "--steps", "4", "--pes", "8"]
+    loaded = ["hardware", "--dataset", "digits", "--limit", "60", "--pes", "8"]  # no T: an ANN
     dense = CliRunner().invoke(
         main,
         [

@@ -9,7 +9,10 @@ ANN. Errors are reported as one line naming the problem and the fix, with exit s
 from __future__ import annotations
 
 import functools
+import math
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -20,11 +23,18 @@ import click
 import torch
 
 from onespike import distributed
-from onespike._fs import atomic_write_json
+from onespike._fs import atomic_write_json, read_json
 from onespike.binary import binarize
 from onespike.convert import HybridConfig, RateConfig, TTFSConfig, convert
 from onespike.data import DATASETS, Dataset, batches, load_dataset, split_validation
-from onespike.errors import MissingFileError, ModelSourceError, OnespikeError, ShapeError
+from onespike.errors import (
+    ConfigError,
+    CorruptFileError,
+    MissingFileError,
+    ModelSourceError,
+    OnespikeError,
+    ShapeError,
+)
 from onespike.evaluate import agreement, evaluate_snn, smallest_steps, summarize, ttfs_diagnostics
 from onespike.graph import Graph
 from onespike.hardware import (
@@ -49,7 +59,7 @@ from onespike.simulate import simulate
 from onespike.sources import ModelSource, check_json_args, load_module, model_source
 from onespike.stdb import STDBConfig, finetune_stdb, load_hybrid, save_hybrid
 from onespike.tracing import extract
-from onespike.train import TrainConfig, evaluate, train
+from onespike.train import TrainConfig, environment, evaluate, train
 
 __all__ = ["main"]
 
@@ -58,6 +68,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Epochs that bring each dataset's models near their usual accuracy on a laptop CPU.
 DEFAULT_EPOCHS = {"digits": 30, "mnist": 8, "fashion-mnist": 12, "cifar10": 30}
 CALIBRATION_SAMPLES = 5000
+# Share of the training split that ``train`` holds out (seeded by --seed) and never trains on;
+# --target-accuracy chooses T on exactly these images, as recorded in model.json.
+VALIDATION_FRACTION = 0.1
+TEST_VALIDATION_FRACTION = 0.5  # --validation-from test: the share of the test set T is chosen on
 
 
 def _friendly_errors(func: F) -> F:
@@ -93,6 +107,31 @@ def _data_options(func: F) -> F:
     return func
 
 
+class _Positive(click.ParamType):
+    """A finite float > 0 (click's FloatRange lets NaN through)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not (math.isfinite(number) and number > 0):
+            self.fail(f"{value!r} is not a finite number > 0", param, ctx)
+        return number
+
+
+_POSITIVE = _Positive()
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Refuse NaN and infinities in a ranged float option."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx, param)
+    return value
+
+
 def _model_options(func: F) -> F:
     func = click.option(
         "--model",
@@ -103,10 +142,15 @@ def _model_options(func: F) -> F:
         help="Architecture to train.",
     )(func)
     func = click.option(
-        "--epochs", type=int, default=None, help="Training epochs (default depends on the dataset)."
+        "--epochs",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Training epochs (default depends on the dataset).",
     )(func)
-    func = click.option("--lr", type=float, default=1e-3, show_default=True)(func)
-    func = click.option("--batch-size", type=int, default=128, show_default=True)(func)
+    func = click.option("--lr", type=_POSITIVE, default=1e-3, show_default=True)(func)
+    func = click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)(
+        func
+    )
     func = click.option("--seed", type=int, default=0, show_default=True)(func)
     func = click.option(
         "--binary",
@@ -162,6 +206,11 @@ def _model_file_options(
             parsed = _parse_model_file(model_file, weights, model_args)
         except OnespikeError as exc:
             raise click.UsageError(f"{type(exc).__name__}: {exc}") from exc
+        if parsed is not None and parsed.trains and "model_name" in kwargs and _given("model_name"):
+            raise click.UsageError(
+                f"--model names a built-in architecture, but --model-file {model_file} gives "
+                "the architecture to train; drop one of them"
+            )
         if parsed is not None and not parsed.trains:
             context = click.get_current_context()
             given = [
@@ -234,13 +283,17 @@ def _parse_model_file(
 
 _percentile_option = click.option(
     "--percentile",
-    type=float,
+    type=click.FloatRange(0, 100, min_open=True),
+    callback=_finite,
     default=99.99,
     show_default=True,
     help="Activation percentile used for normalisation (100 = max).",
 )
 _limit_option = click.option(
-    "--limit", type=int, default=None, help="Evaluate only the first N test images."
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Evaluate only the first N test images.",
 )
 
 
@@ -265,7 +318,9 @@ def _train_model(
     binary: bool,
     out: Path,
     source: ModelSource | None = None,
-) -> tuple[torch.nn.Module, float, ModelSpec | ModelSource]:
+) -> tuple[torch.nn.Module, float, ModelSpec | ModelSource, dict[str, Any]]:
+    """Train a model on ``train_ds`` less a held-out validation split; return it, its test
+    accuracy, its spec and the split's record (as saved in ``model.json``)."""
     torch.manual_seed(seed)
     input_shape = tuple(int(s) for s in train_ds.images.shape[1:])
     spec: ModelSpec | ModelSource
@@ -283,17 +338,88 @@ def _train_model(
         lr=lr,
         seed=seed,
     )
-    click.echo(f"training {model_name} on {train_ds.name} for {config.epochs} epochs", err=True)
-    train(model, train_ds, config, val_ds=None, checkpoint_dir=out / "checkpoints")
+    rest, validation = split_validation(train_ds, VALIDATION_FRACTION, seed=seed)
+    split = _split_record(train_ds, validation, seed)
+    click.echo(
+        f"training {model_name} on {len(rest)} {train_ds.name} training images for "
+        f"{config.epochs} epochs ({len(validation)} held out for validation, seed {seed})",
+        err=True,
+    )
+    train(model, rest, config, val_ds=validation, checkpoint_dir=out / "checkpoints")
     accuracy = evaluate(model, test_ds)
-    save_model(out / "model", model, spec, dataset=train_ds.name, accuracy=accuracy)
+    save_model(
+        out / "model",
+        model,
+        spec,
+        dataset=train_ds.name,
+        accuracy=accuracy,
+        extra={"validation": split, "training": {**environment(), "seed": seed}},
+    )
     click.echo(f"saved {out / 'model'} (test accuracy {accuracy:.4f})", err=True)
-    return model, accuracy, spec
+    return model, accuracy, spec, split
+
+
+def _split_record(train_ds: Dataset, validation: Dataset, seed: int) -> dict[str, Any]:
+    """How ``train`` held out ``validation`` from ``train_ds``: enough to draw it again."""
+    return {
+        "dataset": train_ds.name,
+        "split": train_ds.split,
+        "of": len(train_ds),
+        "fraction": VALIDATION_FRACTION,
+        "seed": seed,
+        "size": len(validation),
+        "how": "onespike.data.split_validation(train split, fraction, seed=seed)",
+    }
+
+
+def _recorded_split(meta: dict[str, Any]) -> dict[str, Any] | None:
+    extra = meta.get("extra")
+    split = extra.get("validation") if isinstance(extra, dict) else None
+    return split if isinstance(split, dict) else None
+
+
+def _held_out(meta: dict[str, Any], train_ds: Dataset) -> tuple[Dataset, Dataset | None]:
+    """The training images a model was trained on and the validation images held out from
+    them, as its model.json records; ``(train_ds, None)`` for a model that records no split.
+
+    Raises:
+        CorruptFileError: the record is malformed or does not draw the same split again.
+    """
+    split = _recorded_split(meta)
+    if split is None:
+        return train_ds, None
+    fix = "train the model again with onespike train"
+    try:
+        fraction, seed, size, total = (
+            float(split["fraction"]),
+            int(split["seed"]),
+            int(split["size"]),
+            int(split["of"]),
+        )
+        dataset = str(split["dataset"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptFileError(
+            f"the validation record in model.json is malformed ({exc}); {fix}"
+        ) from exc
+    if dataset != train_ds.name or total != len(train_ds):
+        raise CorruptFileError(
+            f"model.json holds out {size} of {total} {dataset} training images, but the "
+            f"{train_ds.name} training split has {len(train_ds)}; {fix}"
+        )
+    try:
+        rest, validation = split_validation(train_ds, fraction, seed=seed)
+    except ConfigError as exc:
+        raise CorruptFileError(f"the validation record in model.json: {exc}; {fix}") from exc
+    if len(validation) != size:
+        raise CorruptFileError(
+            f"model.json records {size} held-out images, the split draws {len(validation)}; {fix}"
+        )
+    return rest, validation
 
 
 def _calibrated_graph(model: torch.nn.Module, train_ds: Dataset, **normalize_options: Any) -> Graph:
     """The model's graph, normalised on the first ``CALIBRATION_SAMPLES`` training images
-    (sliced from ``train_ds``, the whole training split, rather than read again)."""
+    (sliced from ``train_ds``, the images the model trained on, rather than read again)."""
     graph = extract(model, train_ds.images[:2])
     calibration = batches(train_ds.head(CALIBRATION_SAMPLES), 500)
     return normalize(graph, calibration, progress=True, **normalize_options)
@@ -305,8 +431,10 @@ def _obtain_model(
     """Load ``model_file`` or train a new model; returns model, test accuracy, spec, metadata."""
     if model_file is None or model_file.trains:
         source = model_file.source if model_file is not None else None
-        model, accuracy, trained = _train_model(train_ds, test_ds, source=source, **train_args)
-        return model, accuracy, trained, {}
+        model, accuracy, trained, split = _train_model(
+            train_ds, test_ds, source=source, **train_args
+        )
+        return model, accuracy, trained, {"dataset": train_ds.name, "extra": {"validation": split}}
     model, meta = load_module(
         model_file.source,
         weights=model_file.weights,
@@ -356,9 +484,249 @@ def _check_fits(model: torch.nn.Module, meta: dict[str, Any], dataset: Dataset) 
         )
 
 
+# Per-sample shape of each dataset, known without loading it.
+_SAMPLE_SHAPES = {
+    "digits": (1, 8, 8),
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+}
+
+
+def _model_json(model_file: _ModelFile) -> tuple[Path, dict[str, Any]] | None:
+    """The directory and ``model.json`` of an onespike model directory ``model_file`` names,
+    read before the model is loaded; ``None`` for other sources (the loader names a missing or
+    malformed file)."""
+    source = model_file.source
+    if source.kind == "onespike" and source.path is not None:
+        directory = source.path if source.path.is_dir() else source.path.parent
+    elif source.kind == "python" and model_file.weights is not None and model_file.weights.is_dir():
+        directory = model_file.weights
+    else:
+        return None
+    path = directory / "model.json"
+    if not path.is_file():
+        return None
+    meta = read_json(path, "train the model again with onespike train")
+    return (directory, meta) if isinstance(meta, dict) else None
+
+
+def _check_model_record(model_file: _ModelFile | None, dataset: str) -> None:
+    """Compare the dataset and input shape a model directory records with ``--dataset``,
+    before any data is loaded (the forward check of :func:`_check_fits` follows the load)."""
+    found = _model_json(model_file) if model_file is not None else None
+    if found is None:
+        return
+    directory, meta = found
+    recorded = meta.get("dataset")
+    if isinstance(recorded, str) and recorded != dataset:
+        raise ShapeError(
+            f"the model in {directory} was trained on {recorded!r} (its model.json says so), "
+            f"not on {dataset!r}; pass --dataset {recorded}"
+        )
+    spec = meta.get("spec")
+    shape = spec.get("input_shape") if isinstance(spec, dict) else None
+    expected = _SAMPLE_SHAPES.get(dataset)
+    if isinstance(shape, list) and expected is not None and tuple(shape) != expected:
+        raise ShapeError(
+            f"the model in {directory} takes inputs of shape {tuple(shape)} (its model.json "
+            f"says so); {dataset} samples have shape {expected}: pass the --dataset it was "
+            "trained on"
+        )
+
+
+def _check_output_dir(
+    directory: Path,
+    option: str,
+    *,
+    dirs: tuple[str, ...] = (),
+    files: tuple[str, ...] = (),
+    create: bool = True,
+) -> None:
+    """Check, before any work, that ``directory`` can hold a command's outputs, and create it.
+
+    Args:
+        directory: what ``option`` names.
+        option: the option's spelling, for the message.
+        dirs: entries the command writes as directories inside ``directory``.
+        files: entries it writes as files there.
+        create: create ``directory`` (else only check that it could be).
+
+    Raises:
+        click.UsageError: a file stands where a directory goes (or the reverse), or the place
+            cannot be written.
+    """
+    if directory.exists() and not directory.is_dir():
+        raise click.UsageError(
+            f"{option} {directory} is a file, but a directory is expected (its outputs go "
+            "inside it); name a directory, or move the file"
+        )
+    for name in dirs:
+        if (directory / name).exists() and not (directory / name).is_dir():
+            raise click.UsageError(
+                f"{directory / name} is a file, but {option} {directory} writes a directory "
+                "there; move it, or name another directory"
+            )
+    for name in files:
+        if (directory / name).is_dir():
+            raise click.UsageError(
+                f"{directory / name} is a directory, but {option} {directory} writes a file "
+                "there; move it, or name another directory"
+            )
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise click.UsageError(
+            f"{existing} is a file, so {option} {directory} cannot be created inside it; "
+            "name another place"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise click.UsageError(
+            f"{existing} is not writable, so {option} {directory} cannot be written; name a "
+            "place you can write to"
+        )
+    if not create:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise click.UsageError(
+            f"cannot write into {option} {directory} ({exc.strerror or exc}); name a place "
+            "you can write to"
+        ) from exc
+
+
+def _check_output_file(path: Path, option: str, *, create: bool = True) -> None:
+    """Check, before any work, that ``path`` can be written as a file, its directory created."""
+    if path.is_dir():
+        raise click.UsageError(
+            f"{option} {path} is a directory, but a file is expected; name the file to "
+            "write (e.g. inside that directory)"
+        )
+    _check_output_dir(path.parent, f"the directory of {option}", create=create)
+
+
+_NO_SPLIT = (
+    "--target-accuracy chooses T on images the model never trained on, but {model} records no "
+    "held-out validation split (only models saved by onespike train record one); pass "
+    "--validation-from test to choose T on a seeded half of the test set and score on the "
+    "other half, or train the model with onespike train"
+)
+
+
+def _refuse_without_split(model_file: _ModelFile | None) -> None:
+    """Refuse ``--target-accuracy`` from a recorded split a model does not record."""
+    if model_file is None or model_file.trains:
+        return  # trained here: train holds out and records the split
+    found = _model_json(model_file)
+    if found is None or _recorded_split(found[1]) is None:
+        raise click.UsageError(_NO_SPLIT.format(model=f"--model-file {model_file.source.path}"))
+
+
 def _model_label(spec: ModelSpec | ModelSource) -> str:
     """The model's name in tables and records."""
     return spec.name if isinstance(spec, ModelSpec) else spec.label
+
+
+# ---- options that do not apply ----------------------------------------------------------------
+# The methods each method-specific option applies to; an option absent here applies to every
+# method of the commands that take it. An option the user gave (on the command line or from the
+# environment, never a default) that does not apply is a usage error naming the conflict.
+_APPLIES_TO: dict[str, tuple[str, ...]] = {
+    "no_rectifier": ("ttfs",),
+    "target_accuracy": ("ttfs",),
+    "validation_from": ("ttfs",),
+    "reset": ("rate",),
+    "input_code": ("rate",),
+    "threshold_scale": ("rate",),
+    "initial_membrane": ("rate",),
+    "dither": ("rate",),
+    "early_exit": ("rate",),
+    "leak": ("hybrid",),
+    "threshold_init": ("hybrid",),
+    "readout": ("hybrid",),
+}
+
+
+def _given(name: str) -> bool:
+    """Whether the user gave option ``name`` (a default does not count)."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source is not None and source not in (
+        click.core.ParameterSource.DEFAULT,
+        click.core.ParameterSource.DEFAULT_MAP,
+    )
+
+
+def _flag(name: str) -> str:
+    """The command-line spelling of parameter ``name`` of the current command."""
+    for param in click.get_current_context().command.params:
+        if param.name == name and isinstance(param, click.Option):
+            return max(param.opts, key=len)
+    return "--" + name.replace("_", "-")
+
+
+def _refuse_given(names: list[str] | tuple[str, ...], why: str) -> None:
+    """Refuse the options of ``names`` the user gave, as not applying because of ``why``."""
+    given = [n for n in names if n in click.get_current_context().params and _given(n)]
+    if given:
+        flags = ", ".join(_flag(n) for n in given)
+        verb = "does" if len(given) == 1 else "do"
+        raise click.UsageError(f"{flags} {verb} not apply {why}; drop {flags}")
+
+
+def _refuse_inapplicable(
+    method: str,
+    applies: dict[str, tuple[str, ...]] = _APPLIES_TO,
+    spelling: dict[str, str] | None = None,
+) -> None:
+    """Refuse every given option that does not apply to ``method``, naming the conflict.
+
+    Args:
+        method: the method chosen.
+        applies: option name -> the methods it applies to.
+        spelling: method -> how the user chooses it (default ``--method NAME``).
+    """
+    context = click.get_current_context()
+
+    def say(m: str) -> str:
+        return (spelling or {}).get(m, f"--method {m}")
+
+    given = [n for n, methods in applies.items() if n in context.params and method not in methods]
+    given = [n for n in given if _given(n)]
+    if not given:
+        return
+    chosen = say(method)
+    if "method" in context.params and not _given("method") and method not in (spelling or {}):
+        chosen += " (the default)"
+    parts = [f"{_flag(n)} applies to {' or '.join(say(m) for m in applies[n])} only" for n in given]
+    raise click.UsageError(
+        f"{'; '.join(parts)}, not to {chosen}: drop "
+        f"{', '.join(_flag(n) for n in given)} or choose the method "
+        f"{'it is' if len(given) == 1 else 'they are'} for"
+    )
+
+
+def _refuse_for_loaded_model(model_file: _ModelFile | None, names: tuple[str, ...]) -> None:
+    """Refuse options that only shape a model onespike trains when ``model_file`` gives a
+    trained one."""
+    if model_file is not None and not model_file.trains:
+        _refuse_given(
+            names,
+            f"to the trained model --model-file {model_file.source.path} (they shape the "
+            "training of a new model)",
+        )
+
+
+def _refuse_for_dataset(dataset: str) -> None:
+    """``--data-dir`` and ``--download`` find files; the embedded digits set has none."""
+    if dataset == "digits":
+        _refuse_given(
+            ("data_dir", "download"),
+            "to --dataset digits, which is embedded (scikit-learn's bundled digits)",
+        )
 
 
 @click.group()
@@ -390,12 +758,14 @@ def main() -> None:
     help="hybrid: also convert to a single-spike hybrid network and fine-tune it with STDB "
     "(T from --steps, default 5); it is saved in model-hybrid/.",
 )
-@click.option("--steps", type=int, default=None, help="T of the network to fine-tune for.")
-@click.option("--finetune-epochs", type=int, default=3, show_default=True)
-@click.option("--finetune-lr", type=float, default=2e-4, show_default=True)
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=None, help="T of the network to fine-tune for."
+)
+@click.option("--finetune-epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--finetune-lr", type=_POSITIVE, default=2e-4, show_default=True)
 @click.option(
     "--finetune-samples",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Hybrid: fine-tune on the first N training images only (default: all).",
 )
@@ -420,6 +790,18 @@ def train_command(
     finetune_samples: int | None,
 ) -> None:
     """Train a model and save it as model.safetensors + model.json (resumes if interrupted)."""
+    _refuse_for_dataset(dataset)
+    _refuse_inapplicable(
+        "hybrid" if method == "hybrid" else "ttfs-aware" if ttfs_aware else "ann",
+        {
+            "steps": ("hybrid", "ttfs-aware"),
+            "finetune_epochs": ("hybrid", "ttfs-aware"),
+            "finetune_lr": ("hybrid", "ttfs-aware"),
+            "finetune_samples": ("hybrid",),
+        },
+        {"ann": "plain training (--method ann)", "ttfs-aware": "--ttfs-aware"},
+    )
+    _refuse_for_loaded_model(model_file, ("binary",))
     if model_file is not None and model_file.source.kind == "onnx":
         raise click.UsageError(
             "train needs a PyTorch model: an ONNX file can be run, evaluated, exported and "
@@ -434,14 +816,27 @@ def train_command(
     if method == "hybrid":
         if ttfs_aware:
             raise click.UsageError("--ttfs-aware and --method hybrid fine-tune different networks")
-        HybridConfig(steps=steps or 5)
+        HybridConfig(steps=5 if steps is None else steps)
         STDBConfig(epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed)
     if ttfs_aware:
         if steps is None:
             raise click.UsageError("--ttfs-aware needs --steps T")
         TTFSConfig(steps=steps)
+    _check_model_record(model_file, dataset)
+    _check_output_dir(
+        out,
+        "--out",
+        dirs=(
+            "checkpoints",
+            "model",
+            "model-ttfs",
+            "ttfs-checkpoints",
+            "model-hybrid",
+            "stdb-checkpoints",
+        ),
+    )
     train_ds, test_ds = _load_splits(dataset, data_dir, download)
-    model, accuracy, spec, _ = _obtain_model(
+    model, accuracy, spec, meta = _obtain_model(
         model_file,
         train_ds,
         test_ds,
@@ -453,6 +848,9 @@ def train_command(
         binary=binary,
         out=out,
     )
+    # Calibrate (and fine-tune) on the images the model trained on, never on those it
+    # held out (model.json records them).
+    train_ds, _ = _held_out(meta, train_ds)
     if method == "hybrid":
         _train_hybrid(
             model,
@@ -460,12 +858,13 @@ def train_command(
             accuracy,
             train_ds,
             test_ds,
-            steps=steps or 5,
+            steps=5 if steps is None else steps,
             config=STDBConfig(
                 epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed
             ),
             samples=finetune_samples,
             out=out,
+            split=_recorded_split(meta),
         )
         return
     if not ttfs_aware:
@@ -502,8 +901,10 @@ def _train_hybrid(
     config: STDBConfig,
     samples: int | None,
     out: Path,
+    split: dict[str, Any] | None,
 ) -> None:
-    """Convert to a hybrid network, fine-tune it with STDB, save it in ``out/model-hybrid``."""
+    """Convert to a hybrid network, fine-tune it with STDB, save it in ``out/model-hybrid``
+    (recording the held-out ``split`` the model was trained without)."""
     model.eval()
     graph = _calibrated_graph(model, train_ds)
     net = convert(graph, HybridConfig(steps=steps))
@@ -528,7 +929,12 @@ def _train_hybrid(
     directory = out / "model-hybrid"
     save_hybrid(directory, result.net, extra=info)  # the network first, model.json last
     save_model(
-        directory, model, spec, dataset=train_ds.name, accuracy=ann_accuracy, extra={"hybrid": info}
+        directory,
+        model,
+        spec,
+        dataset=train_ds.name,
+        accuracy=ann_accuracy,
+        extra={"hybrid": info, **({"validation": split} if split is not None else {})},
     )
     click.echo(
         f"saved {directory}: ANN {ann_accuracy:.4f}, hybrid SNN T={steps} {converted:.4f} "
@@ -555,7 +961,7 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
 )
 @click.option(
     "--steps",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="T: levels of the TTFS code (default 16, or the T a TTFS-aware model was tuned for); "
     "time steps of a rate code (default 64) or of the hybrid code (default 5, or the T a "
@@ -615,16 +1021,29 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
 )
 @click.option(
     "--early-exit",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Rate: stop a sample once its prediction held for this many steps (0: off).",
 )
 @click.option(
     "--target-accuracy",
-    type=float,
+    type=click.FloatRange(0, 1, min_open=True),
+    callback=_finite,
     default=None,
-    help="Pick the smallest T whose SNN reaches this accuracy on a validation split.",
+    help="Pick the smallest T whose SNN reaches this accuracy on held-out images: the "
+    "validation split `onespike train` held out and recorded in model.json (see "
+    "--validation-from for a model without one).",
+)
+@click.option(
+    "--validation-from",
+    type=click.Choice(["recorded", "test"]),
+    default="recorded",
+    show_default=True,
+    help="With --target-accuracy: the held-out images T is chosen on. recorded: the "
+    "validation split in the model's model.json (the model never trained on it); test: a "
+    "seeded half of the test set (by --seed), the SNN and the ANN then scored on the other "
+    "half only.",
 )
 @click.option("--no-rectifier", is_flag=True, help="Leave zero-valued neurons silent.")
 @_percentile_option
@@ -633,7 +1052,7 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
 )
 @click.option(
     "--check-samples",
-    type=int,
+    type=click.IntRange(min=1),
     default=32,
     show_default=True,
     help="Test samples also run through the stepped reference simulator.",
@@ -670,6 +1089,7 @@ def run_command(
     dither: float | None,
     early_exit: int,
     target_accuracy: float | None,
+    validation_from: str,
     no_rectifier: bool,
     percentile: float,
     energy_model: str,
@@ -678,6 +1098,18 @@ def run_command(
     out: Path,
 ) -> None:
     """Train (or load), convert, simulate and compare a spiking network with its ANN."""
+    _refuse_for_dataset(dataset)
+    _refuse_inapplicable(method)
+    if target_accuracy is None:
+        _refuse_given(
+            ("validation_from",), "without --target-accuracy (it names the images T is chosen on)"
+        )
+    if method != "rate":
+        _refuse_for_loaded_model(model_file, ("binary",))
+    if method != "rate" and not (target_accuracy is not None and validation_from == "test"):
+        _refuse_for_loaded_model(model_file, ("seed",))
+    if target_accuracy is not None and validation_from == "recorded":
+        _refuse_without_split(model_file)
     method_config = functools.partial(
         _spiking_config,
         method,
@@ -692,11 +1124,21 @@ def run_command(
         dither=dither,
         binary=binary,
         early_exit=early_exit,
+        seed=seed,
     )
-    if target_accuracy is not None and method != "ttfs":
-        raise click.UsageError("--target-accuracy chooses T for --method ttfs")
-    method_config(steps or 16)  # fail on a bad option before any training
+    method_config(16 if steps is None else steps)  # fail on a bad option before any training
+    _check_model_record(model_file, dataset)
+    _check_output_dir(out, "--out", dirs=("model", "checkpoints", "runs"), files=("results.json",))
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
+    chosen_on: Dataset | None = None
+    if target_accuracy is not None and validation_from == "test":
+        # T is chosen on one seeded part of the test set; everything is scored on the rest.
+        test_ds, chosen_on = split_validation(test_ds, TEST_VALIDATION_FRACTION, seed=seed)
+        click.echo(
+            f"choosing T on {len(chosen_on)} test images (seed {seed}); scoring on the other "
+            f"{len(test_ds)}",
+            err=True,
+        )
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
         train_ds,
@@ -709,12 +1151,28 @@ def run_command(
         binary=binary,
         out=out,
     )
+    # Calibrate (and fine-tune) on the images the model trained on, never on those it
+    # held out (model.json records them).
+    train_ds, held_out = _held_out(meta, train_ds)
+    if validation_from == "recorded":
+        chosen_on = held_out
+        validation_record: dict[str, Any] = {"from": "recorded", **(_recorded_split(meta) or {})}
+    else:
+        validation_record = {
+            "from": "test",
+            "fraction": TEST_VALIDATION_FRACTION,
+            "seed": seed,
+            "size": 0 if chosen_on is None else len(chosen_on),
+            "scored_on": len(test_ds),
+        }
     started = time.perf_counter()
 
     def choose_steps(graph: Graph) -> tuple[int, dict[str, Any]]:
-        """The smallest T whose validation accuracy reaches ``target_accuracy``."""
+        """The smallest T whose accuracy on the held-out images reaches ``target_accuracy``."""
         assert target_accuracy is not None
-        _, validation = split_validation(train_ds, 0.1, seed=seed)
+        if chosen_on is None:  # refused before any work; kept for a malformed record
+            raise click.UsageError(_NO_SPLIT.format(model="this model"))
+        validation = chosen_on
         chosen, tried = smallest_steps(
             graph, validation, target_accuracy, rectifier=not no_rectifier
         )
@@ -727,6 +1185,7 @@ def run_command(
             )
         return chosen, {
             "target_accuracy": target_accuracy,
+            "validation": validation_record,
             "validation_accuracy_by_steps": dict(tried),
         }
 
@@ -836,6 +1295,10 @@ def _print_table(row: dict[str, Any]) -> None:
 @_friendly_errors
 def report_command(run_dir: Path, out: Path | None) -> None:
     """Write one self-contained HTML page comparing every method run into RUN_DIR."""
+    if run_dir.is_dir():  # else write_report names the missing run directory
+        _check_output_dir(run_dir / "report", "the report directory", create=False)
+        if out is not None:
+            _check_output_file(out, "--out", create=False)
     try:
         path = write_report(run_dir, out)
     except ImportError as exc:
@@ -895,6 +1358,7 @@ def _spiking_config(
     binary: bool,
     early_exit: int,
     dither: float | None = None,
+    seed: int = 0,
 ) -> TTFSConfig | RateConfig | HybridConfig:
     """The config of ``--method`` with T = ``steps`` from the options of ``run``."""
     if method == "ttfs":
@@ -911,6 +1375,7 @@ def _spiking_config(
         dither=dither,
         binary=binary,
         early_exit=early_exit,
+        seed=seed,
     )
 
 
@@ -945,6 +1410,11 @@ def _evaluation_network(
     extras: dict[str, Any] = {}
     aware = restore_ttfs_aware(model, meta) if method == "ttfs" else None
     if aware is not None:
+        _refuse_given(
+            ("percentile",),
+            f"to a TTFS-aware model (its scales were learned for T={aware.steps}; nothing is "
+            "calibrated)",
+        )
         if choose_steps is not None:
             raise click.UsageError(
                 f"this model was fine-tuned for T={aware.steps}; --target-accuracy chooses T "
@@ -952,7 +1422,7 @@ def _evaluation_network(
             )
         if steps is not None and steps != aware.steps:
             click.echo(f"warning: model fine-tuned for T={aware.steps}, run at T={steps}", err=True)
-        run_steps = steps or aware.steps
+        run_steps = aware.steps if steps is None else steps
         graph = aware.to_graph(train_ds.images[:2])
         if measure_finetuned:
             extras["finetuned_ann_accuracy"] = evaluate(aware, test_ds)
@@ -961,12 +1431,16 @@ def _evaluation_network(
         if choose_steps is not None:
             steps, chosen = choose_steps(graph)
             extras.update(chosen)
-        run_steps = steps or {"ttfs": 16, "rate": 64}.get(method, 5)
+        run_steps = {"ttfs": 16, "rate": 64}.get(method, 5) if steps is None else steps
     tuned = _saved_hybrid(model_file, meta) if method == "hybrid" else None
     if tuned is None:
         return convert(graph, make_config(run_steps)), graph, run_steps, extras
     assert isinstance(tuned.config, HybridConfig)
-    run_steps = steps or tuned.config.steps
+    _refuse_given(
+        ("percentile", "leak", "threshold_init"),
+        "to a fine-tuned hybrid network (STDB learned its thresholds and leak)",
+    )
+    run_steps = tuned.config.steps if steps is None else steps
     if run_steps != tuned.config.steps:
         click.echo(
             f"warning: network fine-tuned for T={tuned.config.steps}, run at T={run_steps}",
@@ -986,7 +1460,7 @@ def _evaluation_network(
 @_limit_option
 @click.option(
     "--eval-batch-size",
-    type=int,
+    type=click.IntRange(min=1),
     default=500,
     show_default=True,
     help="Test images simulated at once; under torchrun each process takes a contiguous run "
@@ -1043,7 +1517,13 @@ def evaluate_command(
     torchrun --nproc_per_node N -m onespike evaluate --model-file DIR/model ... gives the
     same results.json as one process: every count is summed exactly over the shards.
     """
-    _, world_size, _ = distributed.environment()
+    rank, world_size, _ = distributed.environment()
+    _refuse_for_dataset(dataset)
+    _refuse_inapplicable(method)
+    if method != "rate":
+        _refuse_for_loaded_model(model_file, ("binary", "seed"))
+    if world_size == 1:
+        _refuse_given(("backend",), "outside torchrun (WORLD_SIZE is 1: no process group)")
     if world_size > 1 and model_file is None:
         raise click.UsageError(
             f"evaluate under torchrun (WORLD_SIZE={world_size}) needs --model-file, so that "
@@ -1066,8 +1546,13 @@ def evaluate_command(
         dither=dither,
         binary=binary,
         early_exit=early_exit,
+        seed=seed,
     )
-    make_config(steps or 16)  # fail on a bad option before any loading
+    make_config(16 if steps is None else steps)  # fail on a bad option before any loading
+    _check_model_record(model_file, dataset)
+    _check_output_dir(
+        out, "--out", dirs=("model", "checkpoints"), files=("results.json",), create=rank == 0
+    )
     with distributed.process_group(backend) as context:  # type: ignore[arg-type]
         # Rank 0 loads the model, calibrates and converts once; the others receive the network.
         if context.is_main:
@@ -1085,6 +1570,9 @@ def evaluate_command(
                     binary=binary,
                     out=out,
                 )
+                # Calibrate (and fine-tune) on the images the model trained on, never on those it
+                # held out (model.json records them).
+                train_ds, _ = _held_out(meta, train_ds)
                 net, graph, run_steps, extras = _evaluation_network(
                     model,
                     meta,
@@ -1148,7 +1636,10 @@ def evaluate_command(
 @_model_file_options
 @click.option("--method", type=click.Choice(["ttfs", "rate"]), default="ttfs", show_default=True)
 @click.option(
-    "--steps", type=int, default=None, help="T (default 16 for TTFS, 64 for rate coding)."
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="T (default 16 for TTFS, 64 for rate coding).",
 )
 @click.option("--no-rectifier", is_flag=True, help="TTFS: leave zero-valued neurons silent.")
 @_percentile_option
@@ -1161,7 +1652,7 @@ def evaluate_command(
 )
 @click.option("--pes", type=int, default=16, show_default=True, help="PEs per core.")
 @click.option("--cores", type=int, default=4, show_default=True)
-@click.option("--clock-mhz", type=float, default=200.0, show_default=True)
+@click.option("--clock-mhz", type=_POSITIVE, default=200.0, show_default=True)
 @click.option(
     "--mapping", type=click.Choice(["tiled", "pipelined"]), default="tiled", show_default=True
 )
@@ -1200,6 +1691,21 @@ def hardware_command(
     out: Path,
 ) -> None:
     """Cycles, latency, energy and power of one inference on an accelerator model."""
+    _refuse_for_dataset(dataset)
+    if architecture == "dense-ann":
+        _refuse_given(
+            ("method", "steps", "no_rectifier"),
+            "to --architecture dense-ann, which runs the ANN itself",
+        )
+    else:
+        _refuse_inapplicable(method, {"no_rectifier": ("ttfs",)})
+    if architecture == "ttfs-accelerator" and method != "ttfs":
+        raise click.UsageError(
+            f"--architecture ttfs-accelerator runs single-spike TTFS networks, not --method "
+            f"{method}; use --architecture rate-core (or in-memory) for a rate-coded network"
+        )
+    if method != "rate" or architecture == "dense-ann":
+        _refuse_for_loaded_model(model_file, ("binary", "seed"))
     config = AcceleratorConfig(
         pes=pes,
         cores=cores,
@@ -1209,9 +1715,13 @@ def hardware_command(
     )
     ann = architecture == "dense-ann"
     spiking: Any = (
-        TTFSConfig(steps=steps or 16, rectifier=not no_rectifier)
+        TTFSConfig(steps=16 if steps is None else steps, rectifier=not no_rectifier)
         if method == "ttfs"
-        else RateConfig(steps=steps or 64, binary=binary)
+        else RateConfig(steps=64 if steps is None else steps, binary=binary, seed=seed)
+    )
+    _check_model_record(model_file, dataset)
+    _check_output_dir(
+        out, "--out", dirs=("model", "checkpoints"), files=("hardware.json", "hardware.png")
     )
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
@@ -1226,10 +1736,20 @@ def hardware_command(
         binary=binary,
         out=out,
     )
+    # Calibrate (and fine-tune) on the images the model trained on, never on those it
+    # held out (model.json records them).
+    train_ds, _ = _held_out(meta, train_ds)
     model.eval()
     aware = restore_ttfs_aware(model, meta) if method == "ttfs" and not ann else None
     if aware is not None:
-        spiking = TTFSConfig(steps=steps or aware.steps, rectifier=not no_rectifier)
+        _refuse_given(
+            ("percentile",),
+            f"to a TTFS-aware model (its scales were learned for T={aware.steps}; nothing is "
+            "calibrated)",
+        )
+        spiking = TTFSConfig(
+            steps=aware.steps if steps is None else steps, rectifier=not no_rectifier
+        )
         graph = aware.to_graph(train_ds.images[:2])
     else:
         graph = _calibrated_graph(model, train_ds, percentile=percentile)
@@ -1311,7 +1831,7 @@ def _print_hardware(report: HardwareReport, record: dict[str, Any]) -> None:
 )
 @click.option(
     "--steps",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="T (default 16 for TTFS, 64 for rate coding, 5 for hybrid, or the T a fine-tuned "
     "model was made for).",
@@ -1387,6 +1907,10 @@ def export_command(
     """Train (or load) and convert a model, and write the spiking network as a NIR file."""
     from onespike.nir_io import check_config, write_nir
 
+    _refuse_for_dataset(dataset)
+    _refuse_inapplicable(method)
+    if method != "rate":
+        _refuse_for_loaded_model(model_file, ("binary", "seed"))
     method_config = functools.partial(
         _spiking_config,
         method,
@@ -1400,8 +1924,13 @@ def export_command(
         initial_membrane=initial_membrane,
         binary=binary,
         early_exit=0,
+        seed=seed,
     )
-    check_config(method_config(steps or 16))  # refuse before any training
+    check_config(method_config(16 if steps is None else steps))  # refuse before any training
+    _check_model_record(model_file, dataset)
+    _check_output_file(output, "--output")
+    if model_file is None or model_file.trains:  # the model trained here is saved beside it
+        _check_output_dir(output.parent, "the directory of --output", dirs=("model", "checkpoints"))
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
@@ -1415,6 +1944,9 @@ def export_command(
         binary=binary,
         out=output.parent,
     )
+    # Calibrate (and fine-tune) on the images the model trained on, never on those it
+    # held out (model.json records them).
+    train_ds, _ = _held_out(meta, train_ds)
     net, _, _, _ = _evaluation_network(
         model,
         meta,

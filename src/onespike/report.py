@@ -37,12 +37,13 @@ C-major order; :data:`RASTER_SPIKES` spikes per population, the earliest; rate c
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -381,6 +382,18 @@ def _pyplot() -> Any:
     return plt
 
 
+def _literal_text(draw: Callable[..., Any]) -> Callable[..., Any]:
+    """Draw with matplotlib's mathtext off, so that a ``$`` in a record's method, a population
+    name or any label is drawn as itself rather than parsed (and possibly refused) as TeX."""
+
+    @functools.wraps(draw)
+    def wrapper(plt: Any, *args: Any, **kwargs: Any) -> Any:
+        with plt.rc_context({"text.parse_math": False}):
+            return draw(plt, *args, **kwargs)
+
+    return wrapper
+
+
 def _label(record: dict[str, Any]) -> str:
     return f"{record['method']} T={record['steps']}"
 
@@ -400,6 +413,7 @@ def _ann_accuracies(records: Sequence[dict[str, Any]]) -> list[float]:
     return sorted({round(float(r["summary"]["ann_accuracy"]), 6) for r in records})
 
 
+@_literal_text
 def _figure_accuracy(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     from matplotlib.ticker import FuncFormatter
 
@@ -481,6 +495,7 @@ def _layer_names(records: Sequence[dict[str, Any]]) -> list[str]:
     return names
 
 
+@_literal_text
 def _figure_layers(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     names = _layer_names(records)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9.0, 7.0), sharex=True)
@@ -536,6 +551,7 @@ def _figure_layers(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
+@_literal_text
 def _figure_raster(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     fig, axes = plt.subplots(
         len(records), 1, figsize=(9.0, 3.3 * len(records) + 0.4), squeeze=False
@@ -591,6 +607,7 @@ def _figure_raster(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
+@_literal_text
 def _figure_cost(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     from matplotlib.ticker import EngFormatter
 
@@ -657,6 +674,7 @@ def _hardware_parts(hardware: dict[str, Any]) -> list[tuple[str, float]]:
     return [*parts, ("static (leakage)", float(hardware["static_energy_j"]))]
 
 
+@_literal_text
 def _figure_hardware(plt: Any, hardware: dict[str, Any]) -> Figure:
     from matplotlib.ticker import EngFormatter
 
@@ -687,6 +705,7 @@ class _Section:
     table: str = ""
 
 
+@_literal_text
 def _png(plt: Any, fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

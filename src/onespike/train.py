@@ -8,8 +8,15 @@ training starts. With ``checkpoint_dir`` it writes, after every epoch,
   learning-rate schedule position and both RNG states (as uint8 tensors);
 * ``checkpoint.json``: the epoch, the config, the history and the layout of the optimizer state,
 
-both atomically and the JSON last. Resuming restores every piece, so a run interrupted after
-epoch ``k`` and resumed ends with bit-identical weights to an uninterrupted run (on the CPU).
+both atomically and the JSON last. Resuming restores every piece and says so (epoch and
+checkpoint path, on stderr, with ``progress=True``).
+
+**Determinism, exactly.** Two runs give bit-identical weights, and a run interrupted after
+epoch ``k`` and resumed gives bit-identical weights to an uninterrupted one, when they share
+the seed, the torch version and the number of torch threads (``torch.get_num_threads()``),
+on the CPU: the thread count changes how torch splits its reductions, so the rounding of
+float sums, and another torch version may change its kernels. The checkpoint records both
+(``environment``); resuming under others warns that the result is no longer bit-identical.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -43,6 +51,7 @@ __all__ = [
     "LossFn",
     "TrainConfig",
     "TrainResult",
+    "environment",
     "evaluate",
     "predict",
     "train",
@@ -139,10 +148,21 @@ class TrainResult:
             training batches as seen during the epoch), ``val_accuracy`` (``None`` without a
             validation set) and ``seconds``.
         resumed_from_epoch: the checkpoint epoch training continued from; 0 for a fresh run.
+        resumed_from: the checkpoint file it continued from; ``None`` for a fresh run.
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from_epoch: int = 0
+    resumed_from: Path | None = None
+
+
+def environment() -> dict[str, Any]:
+    """What bit-identical training depends on besides the seed: torch's version and threads.
+
+    Returns:
+        ``{"torch": torch.__version__, "threads": torch.get_num_threads()}``.
+    """
+    return {"torch": str(torch.__version__), "threads": int(torch.get_num_threads())}
 
 
 def train(
@@ -160,7 +180,8 @@ def train(
 
     Training seeds torch's global RNG with ``config.seed`` when it starts (the caller builds,
     and so seeds, the model beforehand). Batches are moved to the device of the model's
-    parameters. Bit-identical resumption is guaranteed on the CPU.
+    parameters. Results are bit-identical for the same seed, torch version and torch thread
+    count, on the CPU (see the module docstring); a resumed run says so on stderr.
 
     Args:
         model: the network; returns logits ``(N, num_classes)``.
@@ -208,6 +229,15 @@ def train(
             step = _restore(tensors, record, model, optimizer, shuffle, device, directory)
             result.history = list(record["history"])
             result.resumed_from_epoch = int(record["epoch"])
+            result.resumed_from = directory / CHECKPOINT_TENSORS
+            _check_environment(record, directory)
+            if progress:
+                left = config.epochs - result.resumed_from_epoch
+                tqdm.write(
+                    f"resumed training from epoch {result.resumed_from_epoch} of "
+                    f"{config.epochs} ({left} left), checkpoint {result.resumed_from}",
+                    file=sys.stderr,
+                )
 
     for epoch in range(result.resumed_from_epoch + 1, config.epochs + 1):
         started = time.perf_counter()
@@ -392,6 +422,7 @@ def _write_checkpoint(
         "config": config.to_json(),
         "num_samples": num_samples,
         "steps": step,
+        "environment": environment(),
         "history": result.history,
         "optimizer": {"type": config.optimizer, "param_groups": groups, "state": layout},
     }
@@ -488,6 +519,25 @@ def _check_compatible(
         raise ConfigError(
             f"the checkpoint in {directory} already holds {record['epoch']} epochs, more than "
             f"epochs={config.epochs}; raise epochs, use another checkpoint_dir or resume=False"
+        )
+
+
+def _check_environment(record: dict[str, Any], directory: Path) -> None:
+    """Warn when the checkpoint was written under another torch version or thread count."""
+    saved = record.get("environment")
+    if not isinstance(saved, dict):
+        return  # written before onespike recorded it
+    now = environment()
+    differing = [
+        f"{k} {saved.get(k)!r} there, {v!r} now" for k, v in now.items() if saved.get(k) != v
+    ]
+    if differing:
+        warnings.warn(
+            f"the checkpoint in {directory} was written with {'; '.join(differing)}: training "
+            "continues, but the weights will not be bit-identical to an uninterrupted run (set "
+            "torch.set_num_threads to the recorded count, or use the recorded torch version)",
+            RuntimeWarning,
+            stacklevel=3,
         )
 
 
