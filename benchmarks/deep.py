@@ -8,7 +8,8 @@ them, and every row records their SHA-256 (``weights_sha256``). Parts (``--metho
 
 - ``ann``: the float ANN: test accuracy, MACs, forward time per image, training history;
 - ``ttfs``: exact TTFS conversion (no rectifier events: same outputs, fewer spikes) at T in
-  4, 8, 16, 32, 64, with the decision time (step of each sample's first output spike);
+  4, 8, 16, 32, 64, with the decision time (``SimResult.decision_steps``: the steps each
+  sample runs to its first output spike; mean, p50/p90/p99 and max in every TTFS row);
 - ``ttfs-aware``: fine-tuning through the exact T-step TTFS function
   (:func:`onespike.optimize_for_ttfs`) at T in 4, 8, 16, evaluated in float64 like
   ``ttfs_optimise.py``;
@@ -250,58 +251,6 @@ def ann_seconds_per_image(model: nn.Module, data: Dataset) -> float:
     return sorted(times)[1] / len(data)
 
 
-def decision_steps(net: SpikingNetwork, result: onespike.SimResult) -> torch.Tensor:
-    """Step of each sample's first output spike (``inf`` where no output neuron fired).
-
-    The TTFS class is the earliest output spike, so this is when the network has decided.
-    """
-    times = result.spike_times[net.output.name]
-    return times.flatten(1).min(dim=1).values
-
-
-def ttfs_evaluation(
-    net: SpikingNetwork, data: Dataset
-) -> tuple[SNNEvaluation, dict[str, Any], float]:
-    """Evaluate a TTFS network and its decision times in one pass over ``data``.
-
-    Returns:
-        The evaluation (as :func:`onespike.evaluate.evaluate_snn` gives it), the mean and
-        maximum decision step (samples without an output spike count at the network's
-        latency, when the decision is not made earlier, and are counted apart), and the
-        seconds the pass took.
-    """
-    started = time.perf_counter()
-    correct, hits, found = 0, [], []
-    ops: onespike.OpsReport | None = None
-    clipped: dict[str, int] = {}
-    latency = 0
-    for images, labels in batches(data, 500):
-        result = onespike.simulate(net, images)
-        hit = result.predictions == labels
-        hits.append(hit)
-        correct += int(hit.sum())
-        batch_ops = onespike.count_ops(net, result)
-        ops = batch_ops if ops is None else ops + batch_ops
-        for name, value in result.clipped.items():
-            clipped[name] = clipped.get(name, 0) + value
-        found.append(decision_steps(net, result))
-        latency = result.steps
-    seconds = time.perf_counter() - started
-    assert ops is not None
-    evaluation = SNNEvaluation(
-        correct, len(data), ops, latency, clipped, latency * len(data), None, torch.cat(hits)
-    )
-    steps = torch.cat(found)
-    silent = ~torch.isfinite(steps)
-    steps = torch.where(silent, torch.full_like(steps, float(latency)), steps)
-    decision = {
-        "decision_steps_mean": float(steps.mean()),
-        "decision_steps_max": float(steps.max()),
-        "decision_no_output_spike": int(silent.sum()),
-    }
-    return evaluation, decision, seconds
-
-
 # rows -------------------------------------------------------------------------------------
 def base_row(ctx: Context, meta: dict[str, Any], binary: bool = False) -> dict[str, Any]:
     return {"binary": binary, "weights": meta["sha256"], "train_set": meta["dataset"]}
@@ -422,7 +371,7 @@ def part_ttfs(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for steps in QUICK["ttfs"] if ctx.quick else TTFS_STEPS:
         net = onespike.convert(graph, onespike.TTFSConfig(steps=steps, rectifier=False))
-        evaluation, decision, seconds = ttfs_evaluation(net, ctx.test)
+        evaluation, seconds = timed_evaluation(net, ctx.test)
         row = snn_row(
             ctx,
             net,
@@ -435,7 +384,6 @@ def part_ttfs(ctx: Context) -> list[dict[str, Any]]:
             sim_seconds=seconds,
             ann_s=ann_s,
         )
-        row.update(decision)
         row["rectifier"] = False
         rows.append(row)
         print(
@@ -472,7 +420,7 @@ def part_ttfs_aware(ctx: Context) -> list[dict[str, Any]]:
         tuned_accuracy = evaluate(tuned, test64)
         graph = tuned.to_graph(test64.images[:2])
         net = onespike.convert(graph, tuned.config(rectifier=False))
-        evaluation, decision, seconds = ttfs_evaluation(net, test64)
+        evaluation, seconds = timed_evaluation(net, test64)
         row = snn_row(
             ctx,
             net,
@@ -485,7 +433,6 @@ def part_ttfs_aware(ctx: Context) -> list[dict[str, Any]]:
             sim_seconds=seconds,
             ann_s=ann_s,
         )
-        row.update(decision)
         row.update(
             rectifier=False,
             finetuned_ann_accuracy=tuned_accuracy,
@@ -863,7 +810,7 @@ def _percent(value: float | None) -> str:
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = (
         "| dataset | model | method | weights | T | ANN acc. | SNN acc. | latency | decision "
-        "(mean / max) | spikes/neuron | synops | MACs | energy vs ANN | sim. time vs ANN | "
+        "(mean / p99 / max) | spikes/neuron | synops | MACs | energy vs ANN | sim. time vs ANN | "
         "test images |"
     )
     lines = [head, "|" + "---|" * 15]
@@ -876,8 +823,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         if method == "hybrid":
             method = "hybrid + STDB" if r["finetuned"] else "hybrid"
         decision = (
-            f"{r['decision_steps_mean']:.1f} / {r['decision_steps_max']:.0f}"
-            if "decision_steps_mean" in r
+            f"{r['decision_steps_mean']:.1f} / {_cell(r.get('decision_steps_p99'), '.0f')} / "
+            f"{r['decision_steps_max']:.0f}"
+            if r.get("decision_steps_mean") is not None
             else "-"
         )
         latency = r.get("mean_latency_steps") if r.get("early_exit") else r.get("latency_steps")

@@ -316,7 +316,7 @@ def comparison_rows(found: dict[str, Result]) -> tuple[list[list[str]], list[str
                 cells = spiking_cells(row, mean_latency=bool(row.get("early_exit")))
                 if row["method"] == "hybrid":
                     cells[4] = num(row.get("hidden_spikes_per_neuron"))
-                if "decision_steps_mean" in row:
+                if row.get("decision_steps_mean") is not None:
                     cells[3] += f" (decision {row['decision_steps_mean']:.0f})"
                 add(row, "deep.py", [label, network, *cells])
 
@@ -946,7 +946,7 @@ def deep_section(r: Result) -> list[str]:
         }.get(method, method)
         decision = (
             f"{x['decision_steps_mean']:.1f} / {x['decision_steps_max']:.0f}"
-            if "decision_steps_mean" in x
+            if x.get("decision_steps_mean") is not None
             else "-"
         )
         latency = x.get("mean_latency_steps") if x.get("early_exit") else x.get("latency_steps")
