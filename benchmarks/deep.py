@@ -27,11 +27,12 @@ them, and every row records their SHA-256 (``weights_sha256``). Parts (``--metho
 Every part is resumable and re-runnable on its own: it writes
 ``results/deep-parts/<arch>-<dataset>-<part>.json`` (rows and the part's meta: command,
 threads, ``os.getloadavg()`` at start and end, sizes) and then merges every part present into
-``results/deep.json``, ``deep.meta.json`` (verdicts), ``deep.md`` and ``deep.png``; other
-parts' rows are kept. ``--merge`` only merges. Training, TTFS-aware fine-tuning and STDB keep
-per-epoch checkpoints in ``runs/bench-deep/``: an interrupted part resumes, a finished one
-deletes its fine-tuning checkpoints, so that a rerun (e.g. after a change in onespike's hybrid
-conversion or STDB) fine-tunes afresh.
+``results/deep.json``, ``deep.meta.json`` (verdicts), ``deep.md``, ``deep.png`` (every
+dataset) and ``deep-<dataset>.png`` (one figure per dataset); other parts' rows are kept.
+``--merge`` only merges. Training, TTFS-aware fine-tuning and STDB keep per-epoch
+checkpoints in ``runs/bench-deep/``: an interrupted part resumes, a finished one deletes its
+fine-tuning checkpoints, so that a rerun (e.g. after a change in onespike's hybrid conversion
+or STDB) fine-tunes afresh.
 
 Simulations that cost one ANN pass per step on every test image are the long pole on a
 2-core machine: rate rows and the hybrid sweep run on the first ``--sim-limit`` test images
@@ -955,6 +956,8 @@ def merge(out: Path, quick: bool) -> int:
     )
     try:
         plot(rows, out / f"deep{suffix}.png")
+        for dataset in dict.fromkeys(r["dataset"] for r in rows):  # one figure per dataset
+            plot([r for r in rows if r["dataset"] == dataset], out / f"deep{suffix}-{dataset}.png")
     except ImportError:
         print("matplotlib is not installed (the 'plot' extra): no plot written")
     print("\n".join(notes))
