@@ -702,6 +702,19 @@ def load_parts(out: Path, quick: bool) -> tuple[list[dict[str, Any]], list[dict[
     return rows, metas
 
 
+def missing_parts(out: Path, quick: bool) -> list[str]:
+    """Every part of the benchmark with no results file yet (``arch/dataset/method``)."""
+    datasets = QUICK["datasets"] if quick else DATASETS
+    return [
+        f"{arch}/{dataset}/{method}"
+        for arch in ARCHITECTURES
+        for dataset in datasets
+        for method in METHODS
+        if (method != "binary" or dataset in BINARY_DATASETS)
+        and not part_path(out, quick, arch, dataset, method).exists()
+    ]
+
+
 def _gap(ann: float, snn: float) -> float:
     return 100 * (ann - snn)
 
@@ -936,7 +949,12 @@ def merge(out: Path, quick: bool) -> int:
         print(f"no parts in {parts_dir(out, quick)}: run a part first", file=sys.stderr)
         return 1
     suffix = "-quick" if quick else ""
-    notes = verdicts(rows)
+    missing = missing_parts(out, quick)
+    notes = verdicts(rows) + [
+        f"{name}: not run (no {part_path(out, quick, *name.split('/')).name}); its targets "
+        "are not judged"
+        for name in missing
+    ]
     meta = {
         "command": command(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -946,6 +964,7 @@ def merge(out: Path, quick: bool) -> int:
             f"{a}/{d}{'/binary' if b else ''}": asdict(r) for (a, d, b), r in RECIPES.items()
         },
         "parts": metas,
+        "not_run": missing,
         "verdicts": notes,
     }
     atomic_write_json(out / f"deep{suffix}.json", rows)

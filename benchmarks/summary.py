@@ -923,7 +923,7 @@ def deep_section(r: Result) -> list[str]:
         "ANN acc.",
         "SNN acc.",
         "latency (steps)",
-        "decision (mean / max)",
+        "decision (mean / p99 / max)",
         "spikes/neuron",
         "synops",
         "MACs",
@@ -945,7 +945,8 @@ def deep_section(r: Result) -> list[str]:
             "hybrid": "hybrid + STDB" if x.get("finetuned") else "hybrid",
         }.get(method, method)
         decision = (
-            f"{x['decision_steps_mean']:.1f} / {x['decision_steps_max']:.0f}"
+            f"{x['decision_steps_mean']:.1f} / {steps_cell(x.get('decision_steps_p99'))} / "
+            f"{x['decision_steps_max']:.0f}"
             if x.get("decision_steps_mean") is not None
             else "-"
         )
@@ -1019,12 +1020,21 @@ SECTIONS: dict[str, Callable[[Result], list[str]]] = {
 }
 
 
+# benchmarks that also draw one figure per dataset (NAME-<dataset>.png)
+PER_DATASET_FIGURES = {"deep": ("fashion-mnist", "mnist")}
+
+
 def method_section(r: Result, page_dir: Path) -> list[str]:
     """The section of one benchmark: where its numbers come from, its table, its verdicts."""
     lines = [f"## {r.title}", ""]
     if not r.ok or r.path is None:
         return [*lines, f"`{r.stem}.json` {r.problem}; run `python benchmarks/{r.script}`."]
-    extras = [p for p in (r.path.with_suffix(".md"), r.path.with_suffix(".png")) if p.exists()]
+    figures = [
+        r.path.with_name(f"{r.path.stem}-{d}.png") for d in PER_DATASET_FIGURES.get(r.stem, ())
+    ]
+    extras = [
+        p for p in (r.path.with_suffix(".md"), r.path.with_suffix(".png"), *figures) if p.exists()
+    ]
     source = f"From [{r.path.name}]({link(r.path, page_dir)}) (`benchmarks/{r.script}`)"
     if extras:
         source += "; see also " + ", ".join(f"[{p.name}]({link(p, page_dir)})" for p in extras)
