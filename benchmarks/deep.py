@@ -875,6 +875,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         for j, arch in enumerate(archs):
             ax = axes[i][j]
             mine = [r for r in rows if (r["dataset"], r["model"]) == (dataset, arch)]
+            if not mine:  # no part of this network has run yet
+                ax.set_title(f"{dataset} / {arch}: not run")
+                ax.set_axis_off()
+                continue
             ann = [r for r in mine if r["method"] == "ann" and not r["binary"]]
             # (label, colour, line style, marker, hollow, points)
             series: list[tuple[str, str, str, str, bool, list[tuple[float, float]]]] = []
@@ -931,7 +935,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             if ann:
                 level = 100 * ann[0]["ann_accuracy"]
                 ax.axhline(level, color="grey", lw=1, label=f"ANN {level:.2f}%")
-                ax.set_ylim(max(level - 12, 0), min(level + 1.5, 100))
+                ax.set_ylim(max(level - 15, 0), min(level + 1.5, 100))
             ax.set_xscale("log", base=2)
             ax.set_title(f"{dataset} / {arch}")
             ax.set_xlabel("time steps per inference")
