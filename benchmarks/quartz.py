@@ -35,6 +35,10 @@ decision time (Quartz's formula) and Quartz-convention ops at most Quartz's.
 Writes ``benchmarks/results/quartz.json`` (one row per percentile), ``quartz.meta.json`` and
 ``quartz.md``. ``--quick`` (CI: 6,000 training images, 1 epoch, 500 test images, percentiles
 97 and 99.9) writes ``quartz-quick.*`` into ``--out`` (default ``runs/bench-quick``).
+``--model-dir DIR --label NAME`` converts an MNIST model saved by onespike
+(``onespike.io.save_model``, e.g. ``ttfs.py``'s ``quartz-convnet`` under ``benchmarks/models``)
+instead of training the reference ConvNet, and writes ``quartz-NAME.*``: the same table for
+another training of the same layers.
 
 Usage::
 
@@ -61,6 +65,7 @@ from onespike._fs import atomic_write_bytes, atomic_write_json, atomic_write_tex
 from onespike.convert.ttfs import quantized_codes
 from onespike.data import Dataset, batches, load_dataset
 from onespike.evaluate import decision_summary
+from onespike.io import load_model
 from onespike.metrics import OpsReport, estimate_energy
 from onespike.simulate.ttfs import encode_input, stop_at_decision
 from onespike.train import TrainConfig, evaluate, train
@@ -147,6 +152,7 @@ def run_percentile(
     percentile: float,
     calibration: Dataset,
     test: Dataset,
+    model_name: str = "quartz-reference-convnet",
 ) -> dict[str, Any]:
     """Convert at T = 16 with this percentile; count everything over ``test``."""
     normalized = onespike.normalize(graph, batches(calibration, 500), percentile=percentile)
@@ -186,7 +192,7 @@ def run_percentile(
     q = QUARTZ[percentile]
     return {
         "dataset": "mnist",
-        "model": "quartz-reference-convnet",
+        "model": model_name,
         "method": "ttfs",
         "steps": T_MAX,
         "percentile": percentile,
@@ -246,7 +252,7 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             gaps.append((r["percentile"], ours, theirs, ok))
         misses = [g for g in gaps if not g[3]]
         scale = 100 if key == "accuracy" else 1
-        unit = " points" if key == "accuracy" else ""
+        unit = "%" if key == "accuracy" else ""
         detail = ", ".join(
             f"{p:g}: {scale * o:,.2f} vs {scale * t:,.2f}" for p, o, t, _ in (misses or gaps)
         )
@@ -268,9 +274,8 @@ def markdown(rows: list[dict[str, Any]], notes: list[str], meta: dict[str, Any])
     lines = [
         "# Quartz's MNIST table beside onespike's (t_max = T = 16)",
         "",
-        f"Quartz's ConvNet as its reference code defines it (Dropout2d({meta['dropout']}) "
-        f"before the classifier), trained {meta['epochs']} epochs on {meta['train_samples']:,} "
-        f"MNIST training images (ANN test accuracy {100 * meta['ann_accuracy']:.2f}%), "
+        f"{meta['model'][0].upper()}{meta['model'][1:]} "
+        f"(ANN test accuracy {100 * meta['ann_accuracy']:.2f}%), "
         f"normalised on {meta['calibration_samples']:,} training images, converted at T = 16 "
         f"with the rectifier, {meta['test_samples']:,} test images. Quartz's figures are its "
         "results file's (github.com/biphasic/Quartz, evaluation/mnist/mnist-results.pkl).",
@@ -339,21 +344,52 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--dropout", type=float, default=DROPOUT)
     parser.add_argument("--out", type=Path, default=None, help="results directory")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="convert this saved onespike model (onespike.io.save_model) instead of training "
+        "the reference ConvNet; outputs are named quartz-LABEL.*",
+    )
+    parser.add_argument("--label", default="model", help="output name with --model-dir")
     args = parser.parse_args()
+    if args.model_dir is not None and (args.epochs is not None or args.dropout != DROPOUT):
+        parser.error(
+            "--epochs and --dropout train the reference ConvNet; drop them with --model-dir"
+        )
+    if args.model_dir is None and args.label != "model":
+        parser.error("--label names the outputs of --model-dir; give --model-dir too")
     args.out = out_dir(args.out, args.quick)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    train_ds = load_dataset("mnist", "train", limit=6000 if args.quick else None)
     test = load_dataset("mnist", "test", limit=500 if args.quick else None)
     calibration = load_dataset("mnist", "train", limit=1000 if args.quick else 10000)
     epochs = args.epochs or (1 if args.quick else EPOCHS)
-    model = trained(train_ds, epochs, args.dropout, models_dir(args.out, args.quick))
+    if args.model_dir is None:
+        train_ds = load_dataset("mnist", "train", limit=6000 if args.quick else None)
+        train_samples: int | None = len(train_ds)
+        model_name = "quartz-reference-convnet"
+        model: torch.nn.Module = trained(
+            train_ds, epochs, args.dropout, models_dir(args.out, args.quick)
+        )
+        trained_as = (
+            f"Quartz's ConvNet as its reference code defines it (Dropout2d({args.dropout}) "
+            f"before the classifier), trained {epochs} epochs on {len(train_ds):,} MNIST "
+            "training images"
+        )
+    else:
+        model, saved = load_model(args.model_dir)
+        if saved.get("dataset") != "mnist":
+            parser.error(f"{args.model_dir} was trained on {saved.get('dataset')!r}, not MNIST")
+        model_name = str(saved["spec"]["name"])
+        train_samples = None
+        trained_as = f"the model saved in {args.model_dir} (onespike's {model_name})"
     ann_accuracy = evaluate(model, test)
     print(f"ANN test accuracy {ann_accuracy:.4f}", flush=True)
     graph = onespike.extract(model, test.images[:2])
     rows = []
     for percentile in QUICK_PERCENTILES if args.quick else PERCENTILES:
-        row = run_percentile(graph, percentile, calibration, test)
+        row = run_percentile(graph, percentile, calibration, test, model_name)
         row["ann_accuracy"] = ann_accuracy
         rows.append(row)
         print(
@@ -373,9 +409,10 @@ def main() -> int:
         "torch_threads": args.threads,
         "torch": torch.__version__,
         "quick": args.quick,
-        "epochs": epochs,
-        "dropout": args.dropout,
-        "train_samples": len(train_ds),
+        "epochs": epochs if args.model_dir is None else None,
+        "dropout": args.dropout if args.model_dir is None else None,
+        "model": trained_as,
+        "train_samples": train_samples,
         "calibration_samples": len(calibration),
         "test_samples": len(test),
         "ann_accuracy": ann_accuracy,
@@ -384,11 +421,12 @@ def main() -> int:
         "quartz_source": "github.com/biphasic/Quartz evaluation/mnist/mnist-results.pkl",
         "verdicts": notes,
     }
+    stem = "quartz" if args.model_dir is None else f"quartz-{args.label}"
     suffix = "-quick" if args.quick else ""
-    atomic_write_json(args.out / f"quartz{suffix}.json", rows)
-    atomic_write_json(args.out / f"quartz{suffix}.meta.json", meta)
+    atomic_write_json(args.out / f"{stem}{suffix}.json", rows)
+    atomic_write_json(args.out / f"{stem}{suffix}.meta.json", meta)
     text = markdown(rows, notes, meta)
-    atomic_write_text(args.out / f"quartz{suffix}.md", text)
+    atomic_write_text(args.out / f"{stem}{suffix}.md", text)
     print(text)
     return 0
 

@@ -690,8 +690,7 @@ def quartz_section(r: Result) -> list[str]:
         )
     meta = r.meta
     intro = (
-        f"Quartz's ConvNet (Dropout2d({meta.get('dropout', '-')}) before the classifier) "
-        f"trained {meta.get('epochs', '-')} epochs (ANN {pct(meta.get('ann_accuracy'))}), "
+        f"{meta.get('model', 'the reference ConvNet')} (ANN {pct(meta.get('ann_accuracy'))}), "
         f"converted at T = 16 with the rectifier, {count(meta.get('test_samples'))} test "
         "images, beside Quartz's results file (github.com/biphasic/Quartz "
         "evaluation/mnist/mnist-results.pkl). Quartz-convention counts: "

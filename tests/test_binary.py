@@ -96,4 +96,4 @@ def test_binary_conversion_needs_binary_layers() -> None:
     model, _ = build_model("mlp", (1, 8, 8), 10, hidden=[16, 16])
     graph = onespike.extract(model.eval(), torch.rand(2, 1, 8, 8))
     with pytest.raises(onespike.ConfigError, match="no hidden layer with binary weights"):
-        onespike.convert(graph, onespike.RateConfig(binary=True))
+        onespike.convert(graph, onespike.RateConfig(binary=True), normalized=False)

@@ -60,7 +60,7 @@ def _toy_graph() -> Graph:
 
 def _toy_ttfs() -> tuple[onespike.SpikingNetwork, onespike.SimResult]:
     # T = 4 (L = 3) with the rectifier: every neuron spikes exactly once whatever its value.
-    net = onespike.convert(_toy_graph(), onespike.TTFSConfig(steps=4))
+    net = onespike.convert(_toy_graph(), onespike.TTFSConfig(steps=4), normalized=False)
     return net, onespike.simulate(net, torch.tensor([[0.5, 1.0, 0.25]]))
 
 
@@ -224,7 +224,7 @@ def test_doubling_pes_halves_a_compute_bound_layer() -> None:
 
 def test_doubling_pes_on_a_real_network() -> None:
     graph = Graph.sequential((3,), [Linear(torch.full((64, 3), 0.01)), ReLU()])
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=4))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=4), normalized=False)
     result = onespike.simulate(net, torch.full((5, 3), 0.5))
     budget = replace(CONFIG, weight_sram_kb=2, state_sram_kb=2, step_cycles=0)
     cycles = [r.layers[1].cycles for r in hw.scale(net, result, budget, pes=(2, 4, 8, 16))]
@@ -269,7 +269,9 @@ def test_pipelined_mapping_gives_spare_cores_to_the_slowest_layer() -> None:
 
 
 def test_workloads_add_over_batches() -> None:
-    net = onespike.convert(_toy_graph(), onespike.TTFSConfig(steps=4, rectifier=False))
+    net = onespike.convert(
+        _toy_graph(), onespike.TTFSConfig(steps=4, rectifier=False), normalized=False
+    )
     x = torch.tensor([[0.5, 1.0, 0.25], [0.0, 0.0, 0.0], [1.0, 0.0, 0.75]])
     whole = hw.profile(net, onespike.simulate(net, x))
     halves = hw.profile(net, onespike.simulate(net, x[:1])) + hw.profile(
@@ -441,7 +443,7 @@ def _batched_toy() -> tuple[onespike.SpikingNetwork, onespike.SimResult]:
     # Inputs (1, 1, 0.25): codes (3, 3, 1) fire at steps 0, 0 and 2: two of the three spikes
     # reach the 4 hidden neurons in the same step. Hidden V = 0.125 (3 + 3 + 1) = 0.875: code
     # 1 for all four, all firing at r + L - 1 = 5, into the output together.
-    net = onespike.convert(_toy_graph(), onespike.TTFSConfig(steps=4))
+    net = onespike.convert(_toy_graph(), onespike.TTFSConfig(steps=4), normalized=False)
     return net, onespike.simulate(net, torch.tensor([[1.0, 1.0, 0.25]]))
 
 

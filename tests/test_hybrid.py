@@ -58,7 +58,7 @@ def test_no_neuron_fires_twice_and_simulators_agree(data: st.DataObject) -> None
         threshold_scale=data.draw(st.sampled_from([0.25, 0.5, 1.0])),
         readout=data.draw(st.sampled_from(["membrane", "first_spike"])),
     )
-    net = onespike.convert(graph, config)
+    net = onespike.convert(graph, config, normalized=False)
     x = _inputs(data.draw, graph.input_shape)
 
     ref = onespike.simulate(net, x, method="stepped")
@@ -119,7 +119,9 @@ def _toy_network(**options: object) -> onespike.SpikingNetwork:
             Linear(torch.tensor([[1.0, -1.0], [0.5, 0.5]])),
         ],
     )
-    return onespike.convert(graph, HybridConfig(steps=5, threshold_scale=1.0, **options))  # type: ignore[arg-type]
+    return onespike.convert(
+        graph, HybridConfig(steps=5, threshold_scale=1.0, **options), normalized=False
+    )  # type: ignore[arg-type]
 
 
 def test_toy_network_spikes_and_counts_by_hand() -> None:
@@ -157,9 +159,9 @@ def test_first_spike_readout_prefers_the_earliest_class() -> None:
     # Class 0: 1.5 - 0.625 = 0.875, fires at step 1 (+1.5), ends at 2.375: larger membrane.
     graph = Graph.sequential((2,), [Linear(torch.tensor([[1.5, -2.5], [1.0, 0.5]]))])
     x = torch.tensor([[1.0, 0.25]])
-    membrane = onespike.convert(graph, HybridConfig(steps=2, threshold_scale=1.0))
+    membrane = onespike.convert(graph, HybridConfig(steps=2, threshold_scale=1.0), normalized=False)
     first = onespike.convert(
-        graph, HybridConfig(steps=2, threshold_scale=1.0, readout="first_spike")
+        graph, HybridConfig(steps=2, threshold_scale=1.0, readout="first_spike"), normalized=False
     )
     for method in ("closed_form", "stepped"):
         by_membrane = onespike.simulate(membrane, x, method=method)
@@ -326,7 +328,9 @@ def test_bad_values_raise_clear_errors() -> None:
     clip = _toy_network(input_range="clip")
     assert onespike.simulate(clip, torch.tensor([[1.5, -1.0, 0.0]])).clipped["input"] == 2
     ttfs = onespike.convert(
-        Graph.sequential((3,), [Linear(torch.ones(2, 3))]), onespike.TTFSConfig(steps=4)
+        Graph.sequential((3,), [Linear(torch.ones(2, 3))]),
+        onespike.TTFSConfig(steps=4),
+        normalized=False,
     )
     data = Dataset("toy", "train", torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64), 2)
     with pytest.raises(onespike.ConfigError, match="HybridConfig"):

@@ -28,6 +28,7 @@ from onespike.io import (
     save_model,
 )
 from onespike.models import ModelSpec, build_model
+from onespike.validate import description_sha256
 
 
 def _saved_mlp(directory: Path) -> tuple[nn.Module, ModelSpec]:
@@ -208,14 +209,44 @@ def test_missing_files(tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
-def _rewrite_meta(directory: Path, **changes: object) -> None:
+def _rewrite_meta(directory: Path, *, reseal: bool = True, **changes: object) -> None:
+    """Edit model.json; ``reseal`` recomputes its description checksum, so that the check
+    under test is the one that fires (not the checksum)."""
     meta = json.loads((directory / METADATA_FILE).read_text())
     for key, value in changes.items():
         if value is None:
             del meta[key]
         else:
             meta[key] = value
+    if reseal and "description_sha256" in meta:
+        meta["description_sha256"] = description_sha256(meta)
     (directory / METADATA_FILE).write_text(json.dumps(meta))
+
+
+def test_edited_model_json_fails_its_description_checksum(tmp_path: Path) -> None:
+    _saved_mlp(tmp_path)
+    meta = json.loads((tmp_path / METADATA_FILE).read_text())
+    assert meta["format_version"] == 2
+    assert meta["description_sha256"] == description_sha256(meta)
+    _rewrite_meta(tmp_path, reseal=False, dataset="mnist")
+    with pytest.raises(ChecksumError, match="fails its description checksum"):
+        load_model(tmp_path)
+    # reformatting is not an edit: the checksum is over canonical JSON
+    (tmp_path / METADATA_FILE).write_text(json.dumps(meta, indent=7, sort_keys=True))
+    assert load_model(tmp_path)[1]["dataset"] == meta["dataset"]
+
+
+def test_version_1_model_json_is_still_read_and_validated(tmp_path: Path) -> None:
+    _saved_mlp(tmp_path)
+    meta = json.loads((tmp_path / METADATA_FILE).read_text())
+    del meta["description_sha256"]
+    meta["format_version"] = 1
+    (tmp_path / METADATA_FILE).write_text(json.dumps(meta))
+    assert load_model(tmp_path)[1]["format_version"] == 1
+    meta["spec"]["kwargs"] = {"hidden": [500.7]}
+    (tmp_path / METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(CorruptFileError, match="hidden width must be an integer"):
+        load_model(tmp_path)
 
 
 def test_bad_model_json_is_corrupt(tmp_path: Path) -> None:

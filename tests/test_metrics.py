@@ -27,7 +27,7 @@ def test_convolution_fanout_borders_and_stride() -> None:
     x[0, 0, 1, 1] = 1.0  # 2 x 2 x 2 = 8
     x[0, 0, 2, 3] = 1.0  # 1 x 2 x 2 = 4
     x[0, 0, 4, 4] = 1.0  # 1 x 1 x 2 = 2
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=4, rectifier=False))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=4, rectifier=False), normalized=False)
     for method in ("closed_form", "stepped"):
         result = onespike.simulate(net, x, method=method)
         report = onespike.count_ops(net, result)
@@ -48,7 +48,7 @@ def test_convolution_fanout_borders_and_stride() -> None:
 def test_rectifier_adds_its_events_and_spikes() -> None:
     graph = _conv_net()
     x = torch.zeros(2, 1, 5, 5)
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=4))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=4), normalized=False)
     report = onespike.count_ops(net, onespike.simulate(net, x))
     # Every neuron fires once: 25 input spikes per sample, each with its real fan-out.
     assert report.layers[0].spikes == 50
@@ -83,7 +83,7 @@ def test_pooling_counts() -> None:
     graph = Graph.sequential((1, 4, 4), layers)
     x = torch.zeros(1, 1, 4, 4)
     x[0, 0, 0, 0] = x[0, 0, 3, 3] = x[0, 0, 0, 1] = 1.0
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=3, rectifier=False))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=3, rectifier=False), normalized=False)
     report = onespike.count_ops(net, onespike.simulate(net, x, method="stepped"))
     names = [layer.kind for layer in report.layers]
     assert names == ["input", "neuron", "maxpool", "neuron"]
@@ -140,7 +140,7 @@ def test_energy_prices_counts() -> None:
 
 def test_count_ops_argument_errors() -> None:
     graph = _conv_net()
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=3))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=3), normalized=False)
     with pytest.raises(onespike.ConfigError, match="SimResult"):
         onespike.count_ops(net, torch.zeros(1, 1, 5, 5))
     with pytest.raises(onespike.ShapeError):
@@ -158,7 +158,7 @@ def _tiny_ttfs(**options: object) -> tuple[onespike.SpikingNetwork, onespike.Sim
     hidden = Linear(torch.tensor([[0.5, 0.25], [-0.5, 0.5]]), torch.tensor([0.25, 0.0]))
     head = Linear(torch.tensor([[1.0, 0.5], [0.25, -1.0]]), torch.tensor([0.0, 0.25]))
     graph = Graph.sequential((2,), [hidden, ReLUNode(), head])
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=3, **options))  # type: ignore[arg-type]
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=3, **options), normalized=False)  # type: ignore[arg-type]
     return net, onespike.simulate(net, torch.tensor([[1.0, 0.5]]), method="stepped")
 
 
@@ -199,7 +199,9 @@ def test_sinabs_convention_by_hand() -> None:
         (1, 2, 2),
         [conv, ReLUNode(), MaxPool2d((2, 2), (2, 2)), Flatten(), Linear(torch.ones(3, 1))],
     )
-    pooled = onespike.convert(graph, onespike.TTFSConfig(steps=3, rectifier=False))
+    pooled = onespike.convert(
+        graph, onespike.TTFSConfig(steps=3, rectifier=False), normalized=False
+    )
     x = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
     res = onespike.simulate(pooled, x)
     mine = onespike.count_ops(pooled, res)
@@ -242,7 +244,7 @@ def test_conventions_refuse_what_they_cannot_count() -> None:
         onespike.count_ops(net, result, convention="neurobench")  # type: ignore[arg-type]
     with pytest.raises(onespike.ConfigError, match="spiking networks"):
         onespike.count_ops(_conv_net(), 1, convention="quartz")
-    rate = onespike.convert(_conv_net(), onespike.RateConfig(steps=2))
+    rate = onespike.convert(_conv_net(), onespike.RateConfig(steps=2), normalized=False)
     rate_result = onespike.simulate(rate, torch.zeros(1, 1, 5, 5))
     with pytest.raises(onespike.ConfigError, match="TTFS"):
         onespike.count_ops(rate, rate_result, convention="quartz")

@@ -262,7 +262,9 @@ def test_bias_varying_within_a_channel_is_refused() -> None:
     graph = onespike.extract(model, x[:2])
     nodes = {"norm": Affine(torch.tensor([2.0]), torch.tensor([-1.0])), **graph.nodes}
     edges = [("input", "norm"), *[("norm", b) if a == "input" else (a, b) for a, b in graph.edges]]
-    net = onespike.convert(Graph(nodes, edges), onespike.RateConfig(steps=4, **ZERO_RESET))  # type: ignore[arg-type]
+    net = onespike.convert(
+        Graph(nodes, edges), onespike.RateConfig(steps=4, **ZERO_RESET), normalized=False
+    )  # type: ignore[arg-type]
     with pytest.raises(onespike.UnsupportedLayerError, match="varies within a channel"):
         onespike.to_nir(net)
 

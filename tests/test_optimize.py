@@ -175,7 +175,7 @@ def test_diagnostics_report_clipping_and_error_by_hand() -> None:
     from onespike.graph import Graph, Linear
 
     graph = Graph.sequential((1,), [Linear(torch.tensor([[3.0]]))])
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=5))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=5), normalized=False)
     (layer,) = ttfs_diagnostics(net, torch.tensor([[1.0], [0.25]]))
     # ANN: 3 and 0.75; SNN: clipped to 1, and 0.75 exactly.
     assert layer.clipped_fraction == 0.5
@@ -211,6 +211,7 @@ def test_vgg_style_network_converts_exactly_after_fine_tuning() -> None:
 def test_functional_activations_are_named_and_clipped_modules_swapped() -> None:
     """TTFS-aware fine-tuning needs a module per activation: functional ones are listed; a
     ReLU6 module becomes a quantiser whose initial scale is at most 6."""
+
     class Functional(nn.Module):
         def __init__(self) -> None:
             super().__init__()

@@ -94,7 +94,7 @@ def test_stepped_and_closed_form_agree_exactly(data: st.DataObject) -> None:
     if data.draw(st.booleans()):
         graph = with_dyadic_scales(data.draw, graph)
     config = _configs(data.draw)
-    net = onespike.convert(graph, config)
+    net = onespike.convert(graph, config, normalized=False)
     gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
     x = (torch.rand((4, *graph.input_shape), generator=gen) * 8).floor() / 8
 
@@ -140,7 +140,7 @@ def _two_layer(bias: float = 0.0) -> Graph:
 
 def test_hand_counted_operations_with_analog_input() -> None:
     net = onespike.convert(
-        _two_layer(bias=0.125), onespike.RateConfig(steps=8, initial_membrane=0.0)
+        _two_layer(bias=0.125), onespike.RateConfig(steps=8, initial_membrane=0.0), normalized=False
     )
     x = torch.tensor([[1.0, 1.0, 1.0], [0.5, 0.5, 0.0]])
     result = onespike.simulate(net, x)
@@ -164,7 +164,9 @@ def test_poisson_input_is_reproducible_from_the_seed() -> None:
     graph = _two_layer()
     x = torch.full((16, 3), 0.5)
     nets = [
-        onespike.convert(graph, onespike.RateConfig(steps=20, input="poisson", seed=s))
+        onespike.convert(
+            graph, onespike.RateConfig(steps=20, input="poisson", seed=s), normalized=False
+        )
         for s in (7, 7, 8)
     ]
     runs = [onespike.simulate(net, x) for net in nets]
@@ -181,11 +183,15 @@ def test_poisson_input_is_reproducible_from_the_seed() -> None:
 
 
 def test_poisson_input_range() -> None:
-    net = onespike.convert(_two_layer(), onespike.RateConfig(steps=4, input="poisson"))
+    net = onespike.convert(
+        _two_layer(), onespike.RateConfig(steps=4, input="poisson"), normalized=False
+    )
     with pytest.raises(onespike.CodeRangeError, match="outside"):
         onespike.simulate(net, torch.tensor([[1.5, 0.0, 0.0]]))
     clip = onespike.convert(
-        _two_layer(), onespike.RateConfig(steps=4, input="poisson", input_range="clip")
+        _two_layer(),
+        onespike.RateConfig(steps=4, input="poisson", input_range="clip"),
+        normalized=False,
     )
     assert onespike.simulate(clip, torch.tensor([[1.5, -1.0, 0.0]])).clipped["input"] == 2
 
@@ -193,10 +199,14 @@ def test_poisson_input_range() -> None:
 def test_accuracy_against_steps_from_one_run() -> None:
     graph = _two_layer(bias=0.125)
     x = torch.rand((32, 3), generator=torch.Generator().manual_seed(0))
-    long = onespike.simulate(onespike.convert(graph, onespike.RateConfig(steps=24)), x)
+    long = onespike.simulate(
+        onespike.convert(graph, onespike.RateConfig(steps=24), normalized=False), x
+    )
     assert long.step_predictions is not None
     for steps in (1, 3, 10, 24):
-        short = onespike.simulate(onespike.convert(graph, onespike.RateConfig(steps=steps)), x)
+        short = onespike.simulate(
+            onespike.convert(graph, onespike.RateConfig(steps=steps), normalized=False), x
+        )
         assert torch.equal(long.step_predictions[steps - 1], short.predictions)
 
 
@@ -211,7 +221,7 @@ def test_early_exit_by_hand() -> None:
         },
         [("input", "fc"), ("fc", "output")],
     )
-    net = onespike.convert(graph, onespike.RateConfig(steps=10, early_exit=3))
+    net = onespike.convert(graph, onespike.RateConfig(steps=10, early_exit=3), normalized=False)
     result = onespike.simulate(net, torch.tensor([[0.25, 0.5], [0.75, 0.5]]))
     assert result.sample_steps is not None
     assert result.sample_steps.tolist() == [3, 3]
@@ -223,8 +233,12 @@ def test_early_exit_by_hand() -> None:
 def test_early_exit_stops_counting_spikes() -> None:
     graph = _two_layer()
     x = torch.rand((64, 3), generator=torch.Generator().manual_seed(1))
-    full = onespike.simulate(onespike.convert(graph, onespike.RateConfig(steps=40)), x)
-    early_net = onespike.convert(graph, onespike.RateConfig(steps=40, early_exit=2))
+    full = onespike.simulate(
+        onespike.convert(graph, onespike.RateConfig(steps=40), normalized=False), x
+    )
+    early_net = onespike.convert(
+        graph, onespike.RateConfig(steps=40, early_exit=2), normalized=False
+    )
     early = onespike.simulate(early_net, x)
     assert early.sample_steps is not None
     assert float(early.sample_steps.float().mean()) < 40
@@ -242,10 +256,15 @@ def test_threshold_scale_keeps_the_function() -> None:
     graph = _two_layer()
     x = torch.tensor([[0.25, 0.25, 0.0]])
     plain = onespike.simulate(
-        onespike.convert(graph, onespike.RateConfig(steps=16, initial_membrane=0.0)), x
+        onespike.convert(
+            graph, onespike.RateConfig(steps=16, initial_membrane=0.0), normalized=False
+        ),
+        x,
     )
     scaled_net = onespike.convert(
-        graph, onespike.RateConfig(steps=16, threshold_scale=0.5, initial_membrane=0.0)
+        graph,
+        onespike.RateConfig(steps=16, threshold_scale=0.5, initial_membrane=0.0),
+        normalized=False,
     )
     scaled = onespike.simulate(scaled_net, x)
     assert float(scaled.spike_counts["relu"].sum()) == 2 * float(plain.spike_counts["relu"].sum())
@@ -278,12 +297,14 @@ def test_config_rejects_bad_values(field: str, value: object, message: str) -> N
 def test_checkpoints_equal_separate_runs(options: dict) -> None:
     graph = _two_layer(bias=0.125)
     x = torch.rand((32, 3), generator=torch.Generator().manual_seed(2))
-    net = onespike.convert(graph, onespike.RateConfig(steps=99, **options))
+    net = onespike.convert(graph, onespike.RateConfig(steps=99, **options), normalized=False)
     for method in ("closed_form", "stepped"):
         results = simulate_checkpoints(net, x, (3, 1, 17), method=method)
         assert [r.steps for r in results] == [3, 1, 17]
         for result in results:
-            alone = onespike.convert(graph, onespike.RateConfig(steps=result.steps, **options))
+            alone = onespike.convert(
+                graph, onespike.RateConfig(steps=result.steps, **options), normalized=False
+            )
             expected = onespike.simulate(alone, x, method=method)
             assert torch.equal(result.predictions, expected.predictions)
             assert torch.equal(result.outputs, expected.outputs)
@@ -305,10 +326,12 @@ def test_evaluation_at_several_steps_equals_separate_evaluations() -> None:
     labels = torch.randint(0, 2, (50,), generator=gen)
     data = Dataset("toy", "test", images, labels, 2)
     graph = _two_layer(bias=0.125)
-    net = onespike.convert(graph, onespike.RateConfig(steps=5, early_exit=2))
+    net = onespike.convert(graph, onespike.RateConfig(steps=5, early_exit=2), normalized=False)
     by_steps = evaluate_snn_steps(net, data, (2, 9), batch_size=16)
     for steps, evaluation in by_steps.items():
-        alone = onespike.convert(graph, onespike.RateConfig(steps=steps, early_exit=2))
+        alone = onespike.convert(
+            graph, onespike.RateConfig(steps=steps, early_exit=2), normalized=False
+        )
         expected = evaluate_snn(alone, data, batch_size=16)
         assert evaluation.correct == expected.correct
         assert evaluation.total_steps == expected.total_steps
@@ -319,7 +342,7 @@ def test_evaluation_at_several_steps_equals_separate_evaluations() -> None:
         assert torch.equal(evaluation.hits, expected.hits)
         assert int(evaluation.hits.sum()) == evaluation.correct
         assert evaluation.hits.shape == (50,)
-    ttfs = onespike.convert(graph, onespike.TTFSConfig(steps=4))
+    ttfs = onespike.convert(graph, onespike.TTFSConfig(steps=4), normalized=False)
     with pytest.raises(onespike.ConfigError, match="RateConfig"):
         evaluate_snn_steps(ttfs, data, (2,))
 
@@ -394,7 +417,7 @@ def _bias_only_conv(channels: int = 2, bias: float = 0.0625) -> Graph:
 
 def _first_spikes(graph: Graph, x: torch.Tensor, config: onespike.RateConfig) -> torch.Tensor:
     """Step (1-based) of each hidden neuron's first spike in sample 0; 0 if it never fires."""
-    net = onespike.convert(graph, config)
+    net = onespike.convert(graph, config, normalized=False)
     steps = list(range(1, config.steps + 1))
     counts = [r.spike_counts["relu"][0].flatten() for r in simulate_checkpoints(net, x, steps)]
     fired = torch.stack(counts) > 0  # (step, neuron)
@@ -415,7 +438,7 @@ def test_dither_spreads_the_first_spikes_of_identical_neurons() -> None:
     assert spread.max() <= 12
     assert len(spread.unique()) >= 6
     # After 16 steps the mean count is still the rate: offsets spread spikes, they add none.
-    net = onespike.convert(dense, onespike.RateConfig(steps=16, dither=0.25))
+    net = onespike.convert(dense, onespike.RateConfig(steps=16, dither=0.25), normalized=False)
     assert onespike.simulate(net, x).spike_counts["relu"].mean() == pytest.approx(1.0, abs=0.1)
 
 
@@ -441,11 +464,11 @@ def test_default_dither_acts_on_convolutions_the_input_drives() -> None:
     assert onespike.RateConfig(dither=0.25).dither_for(convolutional=False) == 0.25
     # Per population: the first convolution only, never deeper layers or the output.
     config = onespike.RateConfig()
-    net = onespike.convert(conv, config)
+    net = onespike.convert(conv, config, normalized=False)
     amounts = {p.name: input_dither(p, config, "input") for p in net.populations}
     assert amounts["relu"] == DEFAULT_DITHER
     assert all(a == 0.0 for name, a in amounts.items() if name != "relu")
-    dense_net = onespike.convert(_bias_only(), config)
+    dense_net = onespike.convert(_bias_only(), config, normalized=False)
     assert all(input_dither(p, config, "input") == 0.0 for p in dense_net.populations)
 
 
@@ -455,16 +478,16 @@ def test_dither_is_seeded_first_layer_only_and_simulators_agree() -> None:
     graph = _two_layer(bias=0.125)
     x = torch.rand((20, 3), generator=torch.Generator().manual_seed(1))
     config = onespike.RateConfig(steps=12, dither=0.25, seed=5)
-    net = onespike.convert(graph, config)
+    net = onespike.convert(graph, config, normalized=False)
     a = onespike.simulate(net, x, method="closed_form")
     b = onespike.simulate(net, x, method="stepped")
-    again = onespike.simulate(onespike.convert(graph, config), x)
+    again = onespike.simulate(onespike.convert(graph, config, normalized=False), x)
     for name in a.spike_counts:
         assert torch.equal(a.spike_counts[name], b.spike_counts[name])
         assert torch.equal(a.spike_counts[name], again.spike_counts[name])
     assert torch.equal(a.predictions, b.predictions)
 
-    wide = onespike.convert(_bias_only(), config)
+    wide = onespike.convert(_bias_only(), config, normalized=False)
     hidden = next(p for p in wide.populations if p.name == "relu")
     starts = _initial_state(hidden, IFParams(1.0, "subtract"), 2, config, torch.float32, "input")
     assert torch.equal(starts.v[0], starts.v[1])  # the same offsets for every sample
@@ -479,8 +502,12 @@ def test_dither_is_seeded_first_layer_only_and_simulators_agree() -> None:
     deeper = _initial_state(hidden, IFParams(1.0, "subtract"), 2, config, torch.float32, "x")
     assert torch.equal(deeper.v, torch.full_like(deeper.v, 0.5))
     # dither=0 is the default conversion.
-    plain = onespike.simulate(onespike.convert(graph, replace(config, dither=0.0)), x)
-    default = onespike.simulate(onespike.convert(graph, onespike.RateConfig(steps=12)), x)
+    plain = onespike.simulate(
+        onespike.convert(graph, replace(config, dither=0.0), normalized=False), x
+    )
+    default = onespike.simulate(
+        onespike.convert(graph, onespike.RateConfig(steps=12), normalized=False), x
+    )
     assert torch.equal(plain.spike_counts["relu"], default.spike_counts["relu"])
 
 

@@ -165,7 +165,7 @@ CONFIGS = [
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: type(c).__name__)
 def test_raster_holds_every_spike_of_the_sample(config: object) -> None:
-    net = onespike.convert(_small_cnn(), config)  # type: ignore[arg-type]
+    net = onespike.convert(_small_cnn(), config, normalized=False)  # type: ignore[arg-type]
     sample = torch.rand((1, 1, 6, 6), generator=torch.Generator().manual_seed(1))
     raster = spike_raster(net, sample, label=2)
     reference = onespike.simulate(net, sample, method="stepped")
@@ -190,13 +190,13 @@ def test_raster_holds_every_spike_of_the_sample(config: object) -> None:
 
 def test_rate_raster_steps_are_the_steps_the_counts_grow() -> None:
     graph = _small_cnn()
-    net = onespike.convert(graph, onespike.RateConfig(steps=10))
+    net = onespike.convert(graph, onespike.RateConfig(steps=10), normalized=False)
     sample = torch.rand((1, 1, 6, 6), generator=torch.Generator().manual_seed(4))
     raster = spike_raster(net, sample)
     pop = net.populations[1]
     entry = raster["populations"][1]
     for t in (1, 4, 10):  # spikes up to step t equal the count of a T=t network
-        short = onespike.convert(graph, onespike.RateConfig(steps=t))
+        short = onespike.convert(graph, onespike.RateConfig(steps=t), normalized=False)
         counts = onespike.simulate(short, sample).spikes(pop.name)[0].flatten()
         ticks = torch.zeros(pop.size)
         for neuron, step in zip(entry["neuron"], entry["step"], strict=True):
@@ -206,7 +206,7 @@ def test_rate_raster_steps_are_the_steps_the_counts_grow() -> None:
 
 
 def test_raster_caps_neurons_spikes_and_steps() -> None:
-    net = onespike.convert(_small_cnn(), onespike.RateConfig(steps=40))
+    net = onespike.convert(_small_cnn(), onespike.RateConfig(steps=40), normalized=False)
     sample = torch.rand((1, 1, 6, 6), generator=torch.Generator().manual_seed(1))
     full = onespike.simulate(net, sample)
     raster = spike_raster(net, sample, max_neurons=5, max_spikes=7, max_steps=6)
@@ -220,12 +220,12 @@ def test_raster_caps_neurons_spikes_and_steps() -> None:
     assert len(conv["step"]) <= 7
     assert max(conv["step"]) < 6
     assert conv["truncated"]
-    six = onespike.convert(_small_cnn(), onespike.RateConfig(steps=6))
+    six = onespike.convert(_small_cnn(), onespike.RateConfig(steps=6), normalized=False)
     assert conv["spikes"] == int(onespike.simulate(six, sample).spikes(conv["name"]).sum())
 
 
 def test_raster_refuses_a_batch() -> None:
-    net = onespike.convert(_small_cnn(), onespike.TTFSConfig(steps=4))
+    net = onespike.convert(_small_cnn(), onespike.TTFSConfig(steps=4), normalized=False)
     with pytest.raises(ShapeError, match="one sample"):
         spike_raster(net, torch.rand((2, 1, 6, 6)))
     with pytest.raises(ConfigError):

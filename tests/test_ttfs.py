@@ -37,7 +37,7 @@ def test_stepped_and_closed_form_agree_exactly(data: st.DataObject) -> None:
         steps=data.draw(st.sampled_from([2, 3, 4, 5, 8, 9, 16])),
         rectifier=data.draw(st.booleans()),
     )
-    net = onespike.convert(graph, config)
+    net = onespike.convert(graph, config, normalized=False)
     x = _inputs(data.draw, graph.input_shape)
 
     fast = onespike.simulate(net, x, method="closed_form")
@@ -70,7 +70,9 @@ def test_stepped_and_closed_form_agree_exactly(data: st.DataObject) -> None:
         ), convention
     # Stopping at the decision keeps the class and removes only later output spikes.
     stopped = onespike.simulate(
-        onespike.convert(graph, replace(config, stop_at_decision=True)), x, method="stepped"
+        onespike.convert(graph, replace(config, stop_at_decision=True), normalized=False),
+        x,
+        method="stepped",
     )
     assert torch.equal(stopped.predictions, ref.predictions)
     assert stopped.sample_steps is not None
@@ -116,7 +118,7 @@ def test_neuron_membrane_trajectory_by_hand() -> None:
 def test_hand_worked_layer() -> None:
     # x = [0.5, 1], T = 5 (L = 4): codes [2, 4]. V = 1*2 - 0.5*4 + 0.25*4 = 1: code 1.
     graph = Graph.sequential((2,), [Linear(torch.tensor([[1.0, -0.5]]), torch.tensor([0.25]))])
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=5))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=5), normalized=False)
     x = torch.tensor([[0.5, 1.0]])
     for method in ("closed_form", "stepped"):
         result = onespike.simulate(net, x, method=method)
@@ -129,7 +131,7 @@ def test_output_ties_break_by_membrane_then_index() -> None:
     # Three classes with potentials 2.25, 2.0, 2.25 at L = 3: all code 2 (same spike time).
     weight = torch.tensor([[0.75], [2.0 / 3.0], [0.75]])
     graph = Graph.sequential((1,), [Linear(weight)])
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=4))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=4), normalized=False)
     x = torch.tensor([[1.0]])
     for method in ("closed_form", "stepped"):
         result = onespike.simulate(net, x, method=method)
@@ -141,18 +143,20 @@ def test_rectifier_off_keeps_zero_codes_silent() -> None:
     graph = Graph.sequential((3,), [Linear(torch.eye(3))])
     x = torch.tensor([[0.0, 0.5, 1.0]])
     silent = onespike.simulate(
-        onespike.convert(graph, onespike.TTFSConfig(steps=3, rectifier=False)), x
+        onespike.convert(graph, onespike.TTFSConfig(steps=3, rectifier=False), normalized=False), x
     )
     assert silent.spike_times["input"].tolist() == [[math.inf, 1.0, 0.0]]
     assert silent.spike_times["0"].tolist() == [[math.inf, 3.0, 2.0]]
-    loud = onespike.simulate(onespike.convert(graph, onespike.TTFSConfig(steps=3)), x)
+    loud = onespike.simulate(
+        onespike.convert(graph, onespike.TTFSConfig(steps=3), normalized=False), x
+    )
     assert loud.spike_times["0"].tolist() == [[4.0, 3.0, 2.0]]
     assert torch.equal(silent.outputs, loud.outputs)
 
 
 def test_values_above_range_are_clipped_and_reported() -> None:
     graph = Graph.sequential((1,), [Linear(torch.tensor([[3.0]]))])
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=5))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=5), normalized=False)
     for method in ("closed_form", "stepped"):
         result = onespike.simulate(net, torch.tensor([[1.0], [0.25]]), method=method)
         assert result.outputs.tolist() == [[1.0], [0.75]]
@@ -165,14 +169,16 @@ def test_bad_inputs_raise_clear_errors() -> None:
         onespike.TTFSConfig(steps=1)
     with pytest.raises(onespike.ConfigError, match="input_range"):
         onespike.TTFSConfig(input_range="wrap")  # type: ignore[arg-type]
-    net = onespike.convert(graph, onespike.TTFSConfig(steps=4))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=4), normalized=False)
     with pytest.raises(onespike.ShapeError, match=r"expected \(batch, 2\)"):
         onespike.simulate(net, torch.zeros(3, 3))
     with pytest.raises(onespike.CodeRangeError, match="outside"):
         onespike.simulate(net, torch.tensor([[1.5, 0.0]]))
     with pytest.raises(onespike.CodeRangeError, match="NaN"):
         onespike.simulate(net, torch.tensor([[math.nan, 0.0]]))
-    clip = onespike.convert(graph, onespike.TTFSConfig(steps=4, input_range="clip"))
+    clip = onespike.convert(
+        graph, onespike.TTFSConfig(steps=4, input_range="clip"), normalized=False
+    )
     result = onespike.simulate(clip, torch.tensor([[1.5, -0.5]]))
     assert result.clipped["input"] == 2
     assert result.spike_times["input"].tolist() == [[0.0, 3.0]]

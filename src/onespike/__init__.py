@@ -16,6 +16,7 @@ The pipeline, one function per stage::
 from onespike import hardware
 from onespike.convert import HybridConfig, RateConfig, TTFSConfig, convert
 from onespike.errors import (
+    CalibrationWarning,
     ChecksumError,
     CodeRangeError,
     ConfigError,
@@ -52,6 +53,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ENERGY_MODELS",
+    "CalibrationWarning",
     "ChecksumError",
     "CodeRangeError",
     "ConfigError",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "read_json",
+    "remove_stale_temporaries",
 ]
 
 
@@ -51,7 +53,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    remove_stale_temporaries(dest)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -63,6 +68,53 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         tmp_path.unlink(missing_ok=True)
         raise
     return dest
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else, or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temporaries(dest: Path) -> list[Path]:
+    """Delete the temporary files an interrupted save to ``dest`` left behind.
+
+    :func:`atomic_write` names its temporary ``.<name>.<pid>.<random>.tmp``; a save killed
+    before its rename (SIGKILL, power loss) leaves that file. The next save to the same place
+    removes every such file whose process no longer runs; a concurrent save's file is kept.
+
+    Returns:
+        The files removed.
+    """
+    removed: list[Path] = []
+    prefix = f".{dest.name}."
+    try:
+        candidates = list(dest.parent.iterdir())
+    except OSError:
+        return removed
+    for candidate in candidates:
+        name = candidate.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid_text = name[len(prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        try:
+            if candidate.is_dir():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
+        except OSError:
+            continue
+        removed.append(candidate)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -7,6 +7,7 @@ anything the library raises on purpose. Messages name the thing, the place and w
 from __future__ import annotations
 
 __all__ = [
+    "CalibrationWarning",
     "ChecksumError",
     "CodeRangeError",
     "ConfigError",
@@ -24,6 +25,11 @@ __all__ = [
 
 class OnespikeError(Exception):
     """Root of every error raised by onespike."""
+
+
+class CalibrationWarning(UserWarning):
+    """Calibration data left populations silent (they never activated), so their scales are
+    arbitrary; ``normalize(..., strict=True)`` refuses instead."""
 
 
 class ConfigError(OnespikeError, ValueError):

@@ -40,6 +40,14 @@ from onespike.errors import (
 )
 from onespike.models import ModelSpec
 from onespike.sources import ModelSource, state_mismatches
+from onespike.validate import (
+    DEFAULT_LIMITS,
+    Fields,
+    Limits,
+    check_description_sha256,
+    description_sha256,
+    plain_file_name,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -52,8 +60,11 @@ __all__ = [
     "save_model",
 ]
 
-FORMAT_VERSION = 1
-"""Version of the ``model.json`` layout written by :func:`save_model`."""
+FORMAT_VERSION = 2
+"""Version of the ``model.json`` layout written by :func:`save_model`. Version 2 adds
+``description_sha256`` (the checksum of the description itself); version 1 files are still
+read, with every field validated but no description checksum to check."""
+_READABLE_VERSIONS = (1, 2)
 WEIGHTS_FILE = "model.safetensors"
 """Name of the weights file inside a saved model directory."""
 METADATA_FILE = "model.json"
@@ -136,18 +147,27 @@ def save_model(
         raise ConfigError(f"model metadata must be JSON-serialisable: {exc}") from exc
     data = safetensors.torch.save(state, metadata={"format": "pt"})
     meta["sha256"] = hashlib.sha256(data).hexdigest()
+    meta["description_sha256"] = description_sha256(meta)
     out = Path(directory)
     atomic_write_bytes(out / WEIGHTS_FILE, data)
     atomic_write_json(out / METADATA_FILE, meta)
     return out
 
 
-def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model saved by :func:`save_model`, without ever unpickling anything.
+
+    Every field of ``model.json`` is validated first (:mod:`onespike.validate`), and the
+    architecture is laid out without memory (on torch's ``meta`` device) and compared with the
+    weights before it is built: a description that declares more than the weights hold fails
+    with a named error, not an allocation.
 
     Args:
         path: the model directory, or its ``.safetensors`` file (the description is then the
             ``.json`` file of the same name beside it), or that ``.json`` file.
+        limits: upper bounds on the sizes the description may declare.
 
     Returns:
         ``(model, meta)``: the model in eval mode with the saved weights, and the parsed
@@ -160,7 +180,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
             the description, the description is malformed or names an unknown architecture,
             or the weights do not match the architecture.
     """
-    state, meta = read_model_dir(path)
+    state, meta = read_model_dir(path, limits=limits)
     meta_path = _files(Path(path))[1]
     if isinstance(meta["spec"], dict) and "source" in meta["spec"]:
         record = meta["spec"]
@@ -172,16 +192,26 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
         )
     try:
         spec = ModelSpec.from_json(meta["spec"])
-        with torch.random.fork_rng(devices=[]):  # loading must not move the global RNG
-            model = spec.build()
+        _check_spec_sizes(spec, meta_path, limits)
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            layout = spec.build()  # shapes only: nothing allocated
     except OnespikeError as exc:
         raise CorruptFileError(f"{meta_path}: bad model spec: {exc}") from exc
-    mismatches = _state_mismatches(model, state)
+    parameters = sum(p.numel() for p in layout.parameters())
+    if parameters > limits.max_parameters:
+        raise CorruptFileError(
+            f"{meta_path} describes {parameters} parameters, more than the bound "
+            f"{limits.max_parameters}; pass limits=onespike.validate.Limits(max_parameters=...) "
+            "for a model that large"
+        )
+    mismatches = _state_mismatches(layout, state)
     if mismatches:
         raise CorruptFileError(
             f"{_files(Path(path))[0]} does not match architecture {spec.name!r} "
             f"{spec.input_shape} described in {meta_path.name}: {'; '.join(mismatches)}"
         )
+    with torch.random.fork_rng(devices=[]):  # loading must not move the global RNG
+        model = spec.build()
     model.load_state_dict(state)
     model.eval()
     return model, meta
@@ -197,12 +227,13 @@ def _files(given: Path) -> tuple[Path, Path]:
 
 
 def read_model_dir(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a saved model's weights and description, checked, without building anything.
 
     Args:
         path: the model directory, its ``.safetensors`` file or its ``.json`` file.
+        limits: upper bounds on the sizes the description may declare.
 
     Returns:
         ``(state, meta)``: the state dict and the parsed ``model.json``.
@@ -225,7 +256,7 @@ def read_model_dir(
             f"{meta_path} does not exist: onespike needs it beside {weights.name} to rebuild "
             f"the architecture; {_CREATE_HINT}"
         )
-    meta = _read_meta(meta_path)
+    meta = _read_meta(meta_path, limits)
     state, _ = read_safetensors(weights, expected_sha256=meta["sha256"])
     return state, meta
 
@@ -347,8 +378,10 @@ def read_safetensors(
     return tensors, {str(k): str(v) for k, v in metadata.items()}
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
-    meta = read_json(path)
+def _read_meta(path: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """Parse and validate ``model.json``: every field's type, finiteness and range."""
+    fix = "save the model again (onespike.io.save_model or `onespike train`)"
+    meta = read_json(path, fix)
     if not isinstance(meta, dict):
         raise CorruptFileError(f"{path} must hold a JSON object, got {type(meta).__name__}")
     missing = [k for k in _REQUIRED_KEYS if k not in meta]
@@ -358,14 +391,90 @@ def _read_meta(path: Path) -> dict[str, Any]:
             "onespike.io.save_model (save the model again)"
         )
     version = meta["format_version"]
-    if version != FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise CorruptFileError(
-            f"{path} has format_version {version!r}; this onespike reads version "
-            f"{FORMAT_VERSION} (a newer onespike may have written it)"
+            f"{path} has format_version {version!r}; this onespike reads versions "
+            f"{', '.join(map(str, _READABLE_VERSIONS))} (a newer onespike may have written it)"
         )
-    if not isinstance(meta["sha256"], str) or len(meta["sha256"]) != 64:
-        raise CorruptFileError(f"{path}: 'sha256' must be a 64-character hex string")
+    fields = Fields(meta, path, "model.json", fix)
+    if "format" in meta:
+        fields.string("format", choices=(_FORMAT_NAME,))
+    fields.sha256("sha256")
+    if version >= 2:
+        check_description_sha256(meta, path, fix)
+    dataset = fields.string("dataset")
+    if not dataset:
+        raise fields.fail("dataset", "is empty")
+    if meta.get("accuracy") is not None:
+        fields.number("accuracy", low=0.0, high=1.0)
+    if meta.get("weights_file") is not None:
+        plain_file_name(meta["weights_file"], f"{path}: model.json.weights_file", fix)
+    if meta.get("normalization") is not None:
+        _check_normalization(fields.child("normalization"))
+    if not isinstance(meta.get("extra", {}), dict):
+        raise fields.fail("extra", "must be a JSON object")
+    spec = fields.child("spec")
+    if "source" not in spec.record:
+        _check_spec_fields(spec, limits)
     return meta
+
+
+def _check_normalization(fields: Fields) -> None:
+    for key in ("mean", "std"):
+        if not fields.has(key):
+            continue
+        values = fields.items(key, most=4096)
+        for index, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise fields.fail(f"{key}[{index}]", f"must be a number, got {value!r}")
+            if not math.isfinite(value) or (key == "std" and not value > 0):
+                raise fields.fail(
+                    f"{key}[{index}]", f"must be finite{' and positive' if key == 'std' else ''}"
+                )
+
+
+def _check_spec_fields(spec: Fields, limits: Limits) -> None:
+    """Types and bounds of a registry model's spec, before :meth:`ModelSpec.from_json`."""
+    spec.string("name")
+    shape = spec.shape("input_shape", limits.max_values)
+    if len(shape) != 3:
+        raise spec.fail("input_shape", f"must be three integers (C, H, W), got {list(shape)}")
+    spec.integer("num_classes", low=1, high=limits.max_width)
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise spec.fail("kwargs", "must be a JSON object")
+    for key, value in kwargs.items():
+        _check_argument(spec, f"kwargs.{key}", value, limits)
+
+
+def _check_argument(spec: Fields, key: str, value: object, limits: Limits) -> None:
+    """A constructor argument: a bool, a string, a finite number (integers at most
+    ``max_width``, so widths are bounded), or a short list of those."""
+    if isinstance(value, list):
+        if len(value) > 1024:
+            raise spec.fail(key, f"has {len(value)} entries, more than the bound 1024")
+        for index, item in enumerate(value):
+            _check_argument(spec, f"{key}[{index}]", item, limits)
+        return
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        spec.check_integer(key, value, low=-limits.max_width, high=limits.max_width)
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise spec.fail(key, f"must be finite, got {value!r}")
+        return
+    raise spec.fail(key, f"must be a number, string, boolean or list, got {value!r}")
+
+
+def _check_spec_sizes(spec: ModelSpec, path: Path, limits: Limits) -> None:
+    values = math.prod(spec.input_shape)
+    if values > limits.max_values:
+        raise CorruptFileError(
+            f"{path}: input_shape {spec.input_shape} holds {values} values, more than the bound "
+            f"{limits.max_values}"
+        )
 
 
 def _state_mismatches(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:

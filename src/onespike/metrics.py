@@ -453,6 +453,30 @@ def _count_ann(graph: Graph, batch: int) -> OpsReport:
     return OpsReport("ann", batch, tuple(layers))
 
 
+def _check_result(net: SpikingNetwork, result: SimResult) -> None:
+    """Refuse a result that another network produced (another method, options or layers)."""
+    if result.config is not None and result.config != net.config:
+        raise ConfigError(
+            f"this SimResult comes from a network converted with {result.config!r}, not with "
+            f"{net.config!r}; count the network that produced it"
+        )
+    names = set(result.spike_times) | set(result.spike_counts)
+    missing = [p.name for p in net.populations if p.name not in names]
+    if missing or names - {p.name for p in net.populations}:
+        raise ConfigError(
+            "this SimResult does not belong to the network: its populations "
+            f"{sorted(names)[:6]} differ from the network's "
+            f"{[p.name for p in net.populations][:6]}; count the network that produced it"
+        )
+    for pop in net.populations:
+        shape = tuple(result.spikes(pop.name).shape[1:])
+        if shape != pop.shape:
+            raise ConfigError(
+                f"population {pop.name!r} has shape {shape} in the SimResult but {pop.shape} "
+                "in the network; count the network that produced it"
+            )
+
+
 def count_ops(
     network: SpikingNetwork | Graph,
     data: SimResult | Tensor | int,
@@ -479,6 +503,7 @@ def count_ops(
     if isinstance(network, SpikingNetwork):
         if not isinstance(data, SimResult):
             raise ConfigError("count_ops(spiking_network, ...) needs the SimResult of simulate()")
+        _check_result(network, data)
         return _count_snn(network, data, convention)
     if isinstance(network, Graph):
         if convention != "onespike":

@@ -106,11 +106,13 @@ class MLP(nn.Module):
             ConfigError: a width is not positive or ``dropout`` is outside ``[0, 1)``.
         """
         super().__init__()
-        widths = [int(w) for w in hidden]
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise ConfigError(f"hidden must be a list of layer widths, got {hidden!r}")
         _check_positive("in_features", in_features)
         _check_positive("num_classes", num_classes)
-        for w in widths:
+        for w in hidden:
             _check_positive("hidden width", w)
+        widths = [int(w) for w in hidden]
         _check_dropout(dropout)
         layers: list[nn.Module] = [nn.Flatten()]
         previous = int(in_features)
@@ -479,14 +481,26 @@ class VGG11Slim(nn.Module):
         return self.classifier(self.features(x))
 
 
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or int(value) != value or int(value) < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+MAX_WIDTH = 1 << 16
+"""The widest layer (and the most classes) a registry model accepts: far above any network
+onespike is used with, low enough that a mistyped width fails here, not in the allocator."""
 
 
-def _check_dropout(p: float) -> None:
-    if not 0.0 <= float(p) < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {p!r}")
+def _check_positive(name: str, value: object) -> None:
+    """An integer (a float only if integral, e.g. 500.0) in ``[1, MAX_WIDTH]``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or int(value) != value
+        or not 1 <= int(value) <= MAX_WIDTH
+    ):
+        raise ConfigError(f"{name} must be an integer in [1, {MAX_WIDTH}], got {value!r}")
+
+
+def _check_dropout(p: object) -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) < 1.0:
+        raise ConfigError(f"dropout must be a number in [0, 1), got {p!r}")
 
 
 def _build_mlp(input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any) -> nn.Module:

@@ -69,6 +69,18 @@ transform (unscaled weights, thresholds, TTFS biases). :func:`from_nir` reads gr
 by :func:`to_nir`; NIR node values stay authoritative: metadata refines a node only where it
 agrees with it.
 
+**Validation on import.** :func:`from_nir` checks a graph before it uses any of it, in three
+layers, each refusing with an :class:`~onespike.errors.InvalidGraphError` that names the node,
+the parameter or the edge: (1) the graph itself: node types onespike reads, edges between
+existing nodes, no duplicate edge, no cycle, every parameter numeric and finite, integer fields
+whole and in range, at most :data:`MAX_VALUES` values per array and per population (the bound
+is checked in the HDF5 file before ``nir.read`` loads it; ``from_nir(..., max_values=n)`` raises
+it); (2) the ``onespike_network`` record: the type, range and size of every field; (3) the two
+together: the topology is the graph's, so its nodes, node types and edges must be exactly those
+the record describes (an edited graph is refused with the added, missing or changed nodes and
+edges listed), the values the record also fixes (delays, factors, neuron constants, the TTFS
+threshold, depths, shapes) must agree, and the shapes must chain from the input to the output.
+
 ``nir`` is optional (the ``nir`` extra): it is imported when one of these functions runs.
 """
 
@@ -77,6 +89,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -108,7 +121,16 @@ from onespike.graph import (
 )
 from onespike.network import Population, Projection, SpikingNetwork, build_network
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "check_config", "from_nir", "to_nir", "write_nir"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MAX_RECORD_CHARS",
+    "MAX_VALUES",
+    "check_config",
+    "from_nir",
+    "to_nir",
+    "write_nir",
+]
 
 FORMAT_NAME = "onespike.nir"
 FORMAT_VERSION = 1
@@ -614,6 +636,277 @@ def write_nir(path: str | os.PathLike[str], net: SpikingNetwork) -> Path:
 
 
 # import --------------------------------------------------------------------------------------
+MAX_VALUES = 2**28
+"""Upper bound on the values in one parameter array or one population of a graph that
+:func:`from_nir` reads (2**28 float32 values are 1 GiB); ``from_nir(..., max_values=n)`` raises
+it for a really large model. A hostile file cannot make onespike allocate more than this per
+array or population."""
+
+MAX_RECORD_CHARS = 2**26
+"""Upper bound on the length of the ``onespike_network`` metadata record (64 Mi characters)."""
+
+# What from_nir reads, per NIR node type: floating-point array fields and integer fields.
+_FLOAT_FIELDS: dict[str, tuple[str, ...]] = {
+    "Input": (),
+    "Output": (),
+    "Linear": ("weight",),
+    "Affine": ("weight", "bias"),
+    "Conv2d": ("weight", "bias"),
+    "AvgPool2d": (),
+    "Flatten": (),
+    "Scale": ("scale",),
+    "Delay": ("delay",),
+    "IF": ("r", "v_threshold", "v_reset"),
+    "I": ("r",),
+    "LI": ("tau", "r", "v_leak"),
+    "Threshold": ("threshold",),
+}
+# field -> smallest allowed value
+_INT_FIELDS: dict[str, dict[str, int | None]] = {
+    "Conv2d": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1},
+    "AvgPool2d": {"kernel_size": 1, "stride": 1, "padding": 0},
+    "Flatten": {"start_dim": None, "end_dim": None},
+}
+_METADATA_ARRAYS = ("onespike_weight", "onespike_shift", "onespike_threshold", "onespike_bias")
+_SHAPE_FIELDS = {"Input": ("input_type", "input"), "Output": ("output_type", "output")}
+
+
+def _type_name(node: Any) -> str:
+    module = type(node).__module__ or ""
+    prefix = "nir." if module.split(".")[0] == "nir" else ""
+    return prefix + type(node).__name__
+
+
+def _kind(nir: Any, node: Any) -> str | None:
+    """The NIR type name of ``node`` if from_nir reads that type (exact type, no subclasses)."""
+    for name in _FLOAT_FIELDS:
+        if type(node) is getattr(nir, name, None):
+            return name
+    return None
+
+
+def _non_numeric(where: str, value: Any) -> InvalidGraphError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return InvalidGraphError(
+        f"{where} is not numeric ({type(value).__name__} {shown}); NIR parameters are arrays of "
+        "numbers. Write the graph again with numeric parameters (onespike.to_nir does)."
+    )
+
+
+def _numeric(where: str, value: Any, max_values: int, *, integer: bool = False) -> np.ndarray:
+    """``value`` as a numpy array after checking type, size and finiteness."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise _non_numeric(where, value)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise _non_numeric(where, value) from exc
+    kinds = "iuf" if integer else "f"
+    if array.dtype.kind not in kinds:
+        if array.dtype.kind in "iub":
+            raise InvalidGraphError(
+                f"{where} has dtype {array.dtype}; onespike reads floating-point parameters. "
+                "Write it as float32."
+            )
+        raise _non_numeric(where, value)
+    if array.size > max_values:
+        raise InvalidGraphError(
+            f"{where} has {array.size} values, above the bound of {max_values} per array "
+            f"(onespike.nir_io.MAX_VALUES = 2**28); for a model this large, pass "
+            f"from_nir(..., max_values={array.size})"
+        )
+    finite = np.isfinite(array)
+    if not bool(finite.all()):
+        bad = int(array.size - int(finite.sum()))
+        first = tuple(int(i) for i in np.argwhere(~finite)[0]) if array.ndim else ()
+        raise InvalidGraphError(
+            f"{where} holds {bad} non-finite value(s) (NaN or Inf), the first at index "
+            f"{first}: a network with one computes garbage (e.g. every prediction the same "
+            "class). Export it again from a network with finite parameters, or correct the "
+            "value in the graph."
+        )
+    if integer and not bool((array == np.round(array)).all()):
+        raise InvalidGraphError(f"{where} is {array.tolist()!r}; give whole numbers")
+    return array
+
+
+def _check_integers(where: str, value: Any, smallest: int | None, max_values: int) -> np.ndarray:
+    if isinstance(value, str):
+        raise InvalidGraphError(
+            f"{where} is {value!r}; onespike reads explicit integers (e.g. padding=1 instead of "
+            "'same'). Write the node with integers."
+        )
+    array = _numeric(where, value, max_values, integer=True)
+    if array.size not in (1, 2):
+        raise InvalidGraphError(
+            f"{where} has {array.size} values; give one value or one per spatial dimension (2)"
+        )
+    if smallest is not None and bool((array < smallest).any()):
+        raise InvalidGraphError(f"{where} is {array.tolist()!r}; it must be at least {smallest}")
+    if bool((np.abs(array) > max_values).any()):
+        raise InvalidGraphError(f"{where} is {array.tolist()!r}, above the bound {max_values}")
+    return array
+
+
+def _check_shape(where: str, value: Any, max_values: int) -> tuple[int, ...]:
+    array = _numeric(where, value, max_values, integer=True)
+    if array.ndim > 1 or array.size == 0 or bool((array < 1).any()):
+        raise InvalidGraphError(
+            f"{where} is {array.tolist()!r}; a shape is a list of positive integers"
+        )
+    shape = tuple(int(v) for v in np.atleast_1d(array))
+    _check_size(where, shape, max_values)
+    return shape
+
+
+def _check_size(where: str, shape: tuple[int, ...], max_values: int) -> None:
+    size = 1
+    for dim in shape:
+        size *= dim
+    if size > max_values:
+        raise InvalidGraphError(
+            f"{where} {shape} has {size} values, above the bound of {max_values} per "
+            f"population (onespike.nir_io.MAX_VALUES = 2**28); for a model this large, pass "
+            f"from_nir(..., max_values={size})"
+        )
+
+
+def _check_parameters(name: str, kind: str, node: Any, max_values: int) -> None:
+    for field in _FLOAT_FIELDS[kind]:
+        _numeric(
+            f"node {name!r} ({_type_name(node)}) parameter {field!r}",
+            getattr(node, field, None),
+            max_values,
+        )
+    for field, smallest in _INT_FIELDS.get(kind, {}).items():
+        where = f"node {name!r} ({_type_name(node)}) parameter {field!r}"
+        _check_integers(where, getattr(node, field, None), smallest, max_values)
+    if kind in _SHAPE_FIELDS:
+        attribute, key = _SHAPE_FIELDS[kind]
+        types = getattr(node, attribute, None)
+        value = types.get(key) if isinstance(types, dict) else None
+        _check_shape(f"node {name!r} ({_type_name(node)}) shape", value, max_values)
+    metadata = getattr(node, "metadata", None)
+    if isinstance(metadata, dict):
+        for key in _METADATA_ARRAYS:
+            if key in metadata:
+                where = f"node {name!r} ({_type_name(node)}) metadata {key!r}"
+                _numeric(where, metadata[key], max_values)
+
+
+def _find_cycle(left: set[str], preds: dict[str, list[str]]) -> list[str]:
+    """One cycle among ``left`` (nodes Kahn's algorithm could not order), in edge order."""
+    node = min(left)
+    seen: dict[str, int] = {}
+    path: list[str] = []
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = next(p for p in preds[node] if p in left)
+    cycle = path[seen[node] :]
+    return cycle[::-1]
+
+
+def _check_graph(nir: Any, graph: Any, max_values: int) -> dict[str, str]:
+    """Validate a graph's structure and parameters before anything reads them.
+
+    Returns:
+        The NIR type name of each node.
+    """
+    nodes = graph.nodes
+    if not isinstance(nodes, dict):
+        raise InvalidGraphError(
+            f"the graph's nodes are a {type(nodes).__name__}; NIR graphs map names to nodes"
+        )
+    kinds: dict[str, str] = {}
+    for name, node in nodes.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidGraphError(f"node name {name!r} is not a non-empty string")
+        kind = _kind(nir, node)
+        if kind is None:
+            raise InvalidGraphError(
+                f"node {name!r} is a {_type_name(node)}, which onespike does not read; from_nir "
+                f"reads the node types onespike.to_nir writes ({', '.join(_FLOAT_FIELDS)}). "
+                "Export the network with onespike.to_nir."
+            )
+        kinds[name] = kind
+    try:
+        edges = [tuple(edge) for edge in graph.edges]
+    except TypeError as exc:
+        raise InvalidGraphError(
+            f"the graph's edges are not a list of (source, target) pairs: {graph.edges!r:.80}"
+        ) from exc
+    seen: set[tuple[Any, ...]] = set()
+    preds: dict[str, list[str]] = {name: [] for name in nodes}
+    succs: dict[str, list[str]] = {name: [] for name in nodes}
+    for edge in edges:
+        if len(edge) != 2 or not all(isinstance(end, str) for end in edge):
+            raise InvalidGraphError(f"edge {edge!r:.80} is not a pair of node names")
+        source, target = edge
+        for end in edge:
+            if end not in nodes:
+                raise InvalidGraphError(
+                    f"edge {source!r} -> {target!r} names node {end!r}, which the graph lacks; "
+                    "add the node or remove the edge"
+                )
+        if edge in seen:
+            raise InvalidGraphError(
+                f"edge {source!r} -> {target!r} appears twice; NIR edges are a set"
+            )
+        seen.add(edge)
+        preds[target].append(source)
+        succs[source].append(target)
+    indegree = {name: len(p) for name, p in preds.items()}
+    ready = [name for name, d in indegree.items() if d == 0]
+    ordered = 0
+    while ready:
+        name = ready.pop()
+        ordered += 1
+        for target in succs[name]:
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                ready.append(target)
+    if ordered < len(nodes):
+        left = {name for name, d in indegree.items() if d > 0}
+        cycle = _find_cycle(left, preds)
+        raise InvalidGraphError(
+            f"the graph has a cycle: {' -> '.join([*cycle, cycle[0]])}; onespike reads "
+            "feed-forward networks (NIR graphs from onespike.to_nir have no cycles). Remove "
+            "the edge that closes it."
+        )
+    for name, node in nodes.items():
+        _check_parameters(name, kinds[name], node, max_values)
+    return kinds
+
+
+def _check_max_values(max_values: Any) -> int:
+    if isinstance(max_values, bool) or not isinstance(max_values, int) or max_values < 1:
+        raise ConfigError(f"max_values must be a positive integer, got {max_values!r}")
+    return max_values
+
+
+def _check_file_sizes(path: str | os.PathLike[str], max_values: int) -> None:
+    """Refuse an HDF5 file holding an array above the bound before nir.read loads it."""
+    import h5py
+
+    too_large: list[tuple[str, int]] = []
+
+    def visit(name: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset) and item.size is not None and item.size > max_values:
+            too_large.append((name, int(item.size)))
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems(visit)
+    if too_large:
+        name, size = too_large[0]
+        raise InvalidGraphError(
+            f"{path}: array {name!r} has {size} values, above the bound of {max_values} per "
+            f"array (onespike.nir_io.MAX_VALUES = 2**28); for a model this large, pass "
+            f"from_nir(..., max_values={size})"
+        )
+
+
 def _tensor(value: Any) -> Tensor:
     return torch.from_numpy(np.array(value, copy=True))
 
@@ -623,13 +916,404 @@ def _pair(value: Any) -> tuple[int, int]:
     return (items[0], items[-1])
 
 
-def _node(nodes: dict[str, Any], name: str) -> Any:
-    if name not in nodes:
-        raise InvalidGraphError(f"the onespike metadata names node '{name}', which the graph lacks")
-    return nodes[name]
+_EDITED = (
+    "the graph was changed after onespike.to_nir wrote it, and its onespike record no longer "
+    "describes it. Make the change on the SpikingNetwork and export it again with "
+    "onespike.to_nir"
+)
 
 
-def _weight(node: Any, factor: float) -> tuple[Tensor, float]:
+def _bad_record(where: str, problem: str) -> InvalidGraphError:
+    return InvalidGraphError(
+        f"the graph's '{_RECORD_KEY}' record: {where} {problem}. The record is written by "
+        "onespike.to_nir; export the network again"
+    )
+
+
+def _get(entry: Any, key: str, where: str) -> Any:
+    if not isinstance(entry, dict):
+        raise _bad_record(where, f"is a {type(entry).__name__}, not an object")
+    if key not in entry:
+        raise _bad_record(where, f"lacks the field '{key}'")
+    return entry[key]
+
+
+def _rec_str(entry: Any, key: str, where: str, *, optional: bool = False) -> str | None:
+    value = _get(entry, key, where)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _bad_record(f"{where} field '{key}'", f"is {value!r}, not a name")
+    return value
+
+
+def _rec_int(entry: Any, key: str, where: str, smallest: int) -> int:
+    value = _get(entry, key, where)
+    if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+        raise _bad_record(f"{where} field '{key}'", f"is {value!r}, not an integer >= {smallest}")
+    return value
+
+
+def _rec_float(entry: Any, key: str, where: str, *, positive: bool = False) -> float:
+    value = _get(entry, key, where)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or (positive and value <= 0):
+        wanted = "a finite number > 0" if positive else "a finite number"
+        raise _bad_record(f"{where} field '{key}'", f"is {value!r}, not {wanted}")
+    return float(value)
+
+
+def _rec_bool(entry: Any, key: str, where: str) -> bool:
+    value = _get(entry, key, where)
+    if not isinstance(value, bool):
+        raise _bad_record(f"{where} field '{key}'", f"is {value!r}, not true or false")
+    return value
+
+
+def _rec_list(entry: Any, key: str, where: str) -> list[Any]:
+    value = _get(entry, key, where)
+    if not isinstance(value, list):
+        raise _bad_record(f"{where} field '{key}'", f"is {value!r:.60}, not a list")
+    return value
+
+
+def _rec_shape(value: Any, where: str, max_values: int, *, scalar: bool = False) -> tuple[int, ...]:
+    if (
+        not isinstance(value, list)
+        or (not value and not scalar)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+    ):
+        raise _bad_record(where, f"is {value!r:.60}, not a list of positive integers")
+    shape = tuple(value)
+    _check_size(f"the onespike record's {where}", shape, max_values)
+    return shape
+
+
+_NEURON_NODES = {
+    "rate": ("neuron",),
+    "rate_output": (),
+    "ttfs": ("current", "membrane", "spikes"),
+    "hybrid": ("membrane", "spikes"),
+}
+_BIAS_KINDS = {
+    "affine": "Affine",
+    "conv": "Conv2d",
+    "identity_affine": "Affine",
+    "identity_conv": "Conv2d",
+    "event": "I",
+}
+_OP_KINDS = ("Linear", "Affine", "Conv2d", "AvgPool2d", "Flatten", "Scale")
+
+
+def _check_record(record: dict[str, Any], max_values: int) -> None:
+    """Types, ranges and sizes of every field of the record :func:`_rebuild` reads."""
+    config_type = _get(record, "config_type", "the top level")
+    if config_type not in _CONFIGS:
+        raise _bad_record(
+            "field 'config_type'", f"is {config_type!r}, not one of {', '.join(_CONFIGS)}"
+        )
+    method = _METHODS[_CONFIGS[config_type]]
+    if not isinstance(_get(record, "config", "the top level"), dict):
+        raise _bad_record("field 'config'", "is not an object")
+    _rec_str(record, "output_node", "the top level")
+    pops = _rec_list(record, "populations", "the top level")
+    if len(pops) < 2:
+        raise _bad_record("field 'populations'", "needs an input and at least one population")
+    names: set[str] = set()
+    outputs = 0
+    for index, entry in enumerate(pops):
+        where = f"population {index}"
+        name = _rec_str(entry, "name", where) or ""
+        where = f"population {name!r}"
+        if name in names:
+            raise _bad_record(where, "appears twice")
+        kind = _get(entry, "kind", where)
+        if kind != ("input" if index == 0 else "neuron"):
+            wanted = "'input'" if index == 0 else "'neuron' (to_nir writes no other kind here)"
+            raise _bad_record(f"{where} field 'kind'", f"is {kind!r}, not {wanted}")
+        _rec_shape(_get(entry, "shape", where), f"{where} field 'shape'", max_values)
+        _rec_float(entry, "scale", where, positive=True)
+        _rec_int(entry, "depth", where, 0)
+        outputs += _rec_bool(entry, "is_output", where)
+        _rec_bool(entry, "ann_relu", where)
+        threshold = _get(entry, "threshold", where)
+        if isinstance(threshold, dict):
+            _rec_shape(
+                _get(threshold, "shape", f"{where} field 'threshold'"),
+                f"{where} threshold shape",
+                max_values,
+                scalar=True,
+            )
+        elif threshold is not None:
+            _rec_float(entry, "threshold", where)
+        bias = _get(entry, "bias", where)
+        if bias is not None:
+            if _get(bias, "kind", f"{where} field 'bias'") not in _BIAS_KINDS:
+                raise _bad_record(
+                    f"{where} bias kind", f"is {bias['kind']!r}, not one of {list(_BIAS_KINDS)}"
+                )
+            _rec_str(bias, "node", f"{where} field 'bias'")
+        projections = _rec_list(entry, "projections", where)
+        if (index == 0) != (not projections):
+            raise _bad_record(
+                f"{where} field 'projections'",
+                "must be empty for the input and non-empty for every other population",
+            )
+        for number, proj in enumerate(projections):
+            at = f"{where} projection {number}"
+            source = _rec_str(proj, "source", at)
+            if source not in names:
+                raise _bad_record(
+                    f"{at} field 'source'", f"names {source!r}, which is not an earlier population"
+                )
+            _rec_float(proj, "factor", at)
+            _rec_int(proj, "delay", at, 0)
+            ops = _rec_list(proj, "ops", at)
+            if not all(isinstance(op, str) and op for op in ops):
+                raise _bad_record(f"{at} field 'ops'", f"is {ops!r:.60}, not a list of names")
+            fold = _get(proj, "fold_op", at)
+            if fold is not None and (
+                isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < len(ops)
+            ):
+                raise _bad_record(f"{at} field 'fold_op'", f"is {fold!r}, not an index of 'ops'")
+            _rec_str(proj, "factor_node", at, optional=True)
+            _rec_str(proj, "delay_node", at, optional=True)
+        nodes = _get(entry, "nodes", where)
+        if index > 0:
+            role = "rate_output" if method == "rate" and entry["is_output"] else method
+            if not isinstance(nodes, dict) or sorted(nodes) != sorted(_NEURON_NODES[role]):
+                raise _bad_record(
+                    f"{where} field 'nodes'",
+                    f"is {nodes!r:.80}; a {method} population names its nodes "
+                    f"{list(_NEURON_NODES[role])}",
+                )
+            for key in nodes:
+                _rec_str(nodes, key, f"{where} field 'nodes'")
+        names.add(name)
+    if outputs != 1:
+        raise _bad_record("field 'populations'", f"marks {outputs} outputs (is_output), not 1")
+
+
+def _config(record: dict[str, Any]) -> Any:
+    config_type = _CONFIGS[record["config_type"]]
+    try:
+        return config_type(**record["config"])
+    except (TypeError, OnespikeError, ValueError) as exc:
+        raise _bad_record(
+            "field 'config'", f"does not make a {config_type.__name__}: {exc}"
+        ) from exc
+
+
+def _expected_graph(
+    record: dict[str, Any], config: Any
+) -> tuple[dict[str, tuple[str, ...]], list[tuple[str, str]]]:
+    """The nodes (name -> allowed NIR types) and edges that :func:`to_nir` writes for
+    ``record``, in the exporter's order."""
+    method = _METHODS[type(config)]
+    pops = record["populations"]
+    expected: dict[str, tuple[str, ...]] = {}
+    edges: list[tuple[str, str]] = []
+
+    def add(name: str, types: tuple[str, ...], role: str) -> None:
+        if name in expected:
+            raise _bad_record(role, f"names node {name!r}, which the record already uses")
+        expected[name] = types
+
+    add(pops[0]["name"], ("Input",), "the input population")
+    emits = {pops[0]["name"]: pops[0]["name"]}
+    output = record["output_node"]
+    for entry in pops[1:]:
+        name, nodes = entry["name"], entry["nodes"]
+        where = f"population {name!r}"
+        ends: list[str | None] = []
+        for number, proj in enumerate(entry["projections"]):
+            at = f"{where} projection {number}"
+            chain: list[str] = []
+            if proj["delay_node"] is not None:
+                add(proj["delay_node"], ("Delay",), at)
+                chain.append(proj["delay_node"])
+            for op in proj["ops"]:
+                add(op, _OP_KINDS, at)
+                chain.append(op)
+            if proj["factor_node"] is not None:
+                add(proj["factor_node"], ("Scale",), at)
+                chain.append(proj["factor_node"])
+            previous = emits[proj["source"]]
+            for node in chain:
+                edges.append((previous, node))
+                previous = node
+            ends.append(chain[-1] if chain else None)
+        if method == "rate":
+            if entry["is_output"]:
+                entry_node, spikes = output, None
+            else:
+                add(nodes["neuron"], ("IF",), where)
+                entry_node = spikes = nodes["neuron"]
+        else:
+            chain = [nodes[key] for key in _NEURON_NODES[method]]
+            membrane = "I" if method == "ttfs" or config.leak == 1.0 else "LI"
+            types = {"current": ("I",), "membrane": (membrane,), "spikes": ("Threshold",)}
+            for key in _NEURON_NODES[method]:
+                add(nodes[key], types[key], where)
+            edges.extend(itertools.pairwise(chain))
+            entry_node, spikes = chain[0], nodes["spikes"]
+        targets = entry_node
+        bias = entry["bias"]
+        if bias is not None:
+            kind = bias["kind"]
+            if kind.startswith("identity"):
+                add(bias["node"], (_BIAS_KINDS[kind],), f"{where} bias")
+                targets = bias["node"]
+                edges.append((targets, entry_node))
+            elif kind == "event":
+                if method != "ttfs" or bias["node"] != nodes["current"]:
+                    raise _bad_record(f"{where} bias", "is an event, which only a TTFS current has")
+            else:
+                carriers = [proj["ops"][-1] for proj in entry["projections"] if proj["ops"]]
+                if bias["node"] not in carriers:
+                    raise _bad_record(
+                        f"{where} bias", f"names {bias['node']!r}, which ends none of its synapses"
+                    )
+        for number, end in enumerate(ends):
+            edges.append(
+                (end if end is not None else emits[entry["projections"][number]["source"]], targets)
+            )
+        if spikes is not None:
+            emits[name] = spikes
+    add(output, ("Output",), "field 'output_node'")
+    if method != "rate":
+        out = next(entry for entry in pops if entry["is_output"])
+        edges.append((emits[out["name"]], output))
+    return expected, edges
+
+
+def _listed(items: list[str], limit: int = 6) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _compare_topology(
+    graph: Any, kinds: dict[str, str], record: dict[str, Any], config: Any
+) -> None:
+    """Refuse a graph whose nodes or edges are not those its onespike record describes."""
+    expected, edges = _expected_graph(record, config)
+    problems: list[str] = []
+    added = [repr(name) for name in graph.nodes if name not in expected]
+    missing = [repr(name) for name in expected if name not in graph.nodes]
+    if added:
+        problems.append(f"node(s) in the graph but not in the record: {_listed(added)}")
+    if missing:
+        problems.append(f"node(s) in the record but not in the graph: {_listed(missing)}")
+    for name, types in expected.items():
+        if name in kinds and kinds[name] not in types:
+            wanted = " or ".join(f"nir.{t}" for t in types)
+            problems.append(f"node {name!r} is a nir.{kinds[name]} where the record has a {wanted}")
+    have = {tuple(edge) for edge in graph.edges}
+    want = set(edges)
+    extra = [f"{a!r} -> {b!r}" for a, b in (tuple(e) for e in graph.edges) if (a, b) not in want]
+    lost = [f"{a!r} -> {b!r}" for a, b in edges if (a, b) not in have]
+    if extra:
+        problems.append(f"edge(s) in the graph but not in the record: {_listed(extra)}")
+    if lost:
+        problems.append(f"edge(s) in the record but not in the graph: {_listed(lost)}")
+    if problems:
+        raise InvalidGraphError(
+            "the graph's nodes and edges disagree with its onespike record: "
+            + "; ".join(problems)
+            + f". {_EDITED}."
+        )
+
+
+def _summary(array: np.ndarray) -> str:
+    values = np.asarray(array).reshape(-1)
+    if values.size and bool((values == values[0]).all()):
+        return repr(float(values[0]))
+    return f"between {float(values.min())!r} and {float(values.max())!r}"
+
+
+def _fits(array: np.ndarray, shape: tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(array.shape, shape) == shape
+    except ValueError:
+        return False
+
+
+def _expect_shape(
+    name: str, node: Any, field: str, shape: tuple[int, ...], what: str
+) -> np.ndarray:
+    array = np.asarray(getattr(node, field))
+    if not _fits(array, shape):
+        raise InvalidGraphError(
+            f"node {name!r} ({_type_name(node)}) parameter {field!r} has shape "
+            f"{tuple(array.shape)}, which does not fit {what} of shape {shape}. {_EDITED}."
+        )
+    return array
+
+
+def _expect_value(
+    name: str, node: Any, field: str, shape: tuple[int, ...], value: float, what: str
+) -> None:
+    array = _expect_shape(name, node, field, shape, what)
+    if not bool((array == np.float32(value)).all()):
+        raise InvalidGraphError(
+            f"node {name!r} ({_type_name(node)}) parameter {field!r} is {_summary(array)} "
+            f"where {what} has {float(np.float32(value))!r} (onespike reads no other value "
+            f"here, so the graph would not simulate as written). {_EDITED}."
+        )
+
+
+def _out_shape(op: Node, shape: tuple[int, ...], where: str, max_values: int) -> tuple[int, ...]:
+    """The shape after ``op``, computed from the sizes alone (nothing is allocated)."""
+
+    def refuse(problem: str) -> InvalidGraphError:
+        return InvalidGraphError(f"{where} {problem}. {_EDITED}.")
+
+    out: tuple[int, ...]
+    if isinstance(op, Linear):
+        if len(shape) != 1 or op.weight.shape[1] != shape[0]:
+            raise refuse(
+                f"has a weight of shape {tuple(op.weight.shape)}, which cannot take an input "
+                f"of shape {shape}"
+            )
+        out = (int(op.weight.shape[0]),)
+    elif isinstance(op, (Conv2d, AvgPool2d)):
+        if len(shape) != 3:
+            raise refuse(f"needs an input of shape (channels, height, width), got {shape}")
+        if isinstance(op, Conv2d):
+            weight = op.weight
+            if weight.shape[1] * op.groups != shape[0] or weight.shape[0] % op.groups:
+                raise refuse(
+                    f"has a weight of shape {tuple(weight.shape)} with groups={op.groups}, "
+                    f"which cannot take an input of shape {shape}"
+                )
+            kernel = (int(weight.shape[2]), int(weight.shape[3]))
+            dilation, channels = op.dilation, int(weight.shape[0])
+        else:
+            kernel, dilation, channels = op.kernel_size, (1, 1), shape[0]
+            if any(2 * p > k for p, k in zip(op.padding, kernel, strict=True)):
+                raise refuse(f"has padding {op.padding} above half its kernel {kernel}")
+        sizes = [
+            (n + 2 * p - d * (k - 1) - 1) // s + 1
+            for n, p, d, k, s in zip(
+                shape[1:], op.padding, dilation, kernel, op.stride, strict=True
+            )
+        ]
+        if min(sizes) < 1:
+            raise refuse(f"leaves no output from an input of shape {shape}")
+        out = (channels, *sizes)
+    elif isinstance(op, Flatten):
+        out = (math.prod(shape),)
+    elif isinstance(op, Affine):
+        if op.scale.shape[0] != shape[0]:
+            raise refuse(f"scales {op.scale.shape[0]} channels, its input has shape {shape}")
+        out = shape
+    else:  # pragma: no cover - _op makes no other node
+        raise refuse("is not a synapse onespike reads")
+    _check_size(f"the output of {where}, shape", out, max_values)
+    return out
+
+
+def _weight(node: Any, factor: float, ndim: int, where: str) -> tuple[Tensor, float]:
     """A node's weight without ``factor``, and the factor left to apply.
 
     The unscaled weight in the node's metadata is used only where ``factor`` times it is
@@ -637,6 +1321,10 @@ def _weight(node: Any, factor: float) -> tuple[Tensor, float]:
     it stands, with factor 1.
     """
     weight = _tensor(node.weight)
+    if weight.ndim != ndim:
+        raise InvalidGraphError(
+            f"{where} has a weight of shape {tuple(weight.shape)}; it needs {ndim} dimensions"
+        )
     raw = node.metadata.get("onespike_weight") if node.metadata else None
     if factor != 1.0 and raw is not None:
         unscaled = _tensor(raw)
@@ -645,47 +1333,112 @@ def _weight(node: Any, factor: float) -> tuple[Tensor, float]:
     return weight, 1.0
 
 
-def _op(nir: Any, node: Any, factor: float) -> tuple[Node, float]:
+def _op(
+    nir: Any, node: Any, factor: float, shape: tuple[int, ...], where: str
+) -> tuple[Node, float]:
     """The onespike op of an exported node, and the factor left to apply after it."""
     if isinstance(node, (nir.Linear, nir.Affine)):
-        weight, factor = _weight(node, factor)
+        weight, factor = _weight(node, factor, 2, where)
         return Linear(weight), factor
     if isinstance(node, nir.Conv2d):
-        weight, factor = _weight(node, factor)
-        if isinstance(node.padding, str):
-            raise InvalidGraphError(f"Conv2d padding {node.padding!r}: give integers")
+        weight, factor = _weight(node, factor, 4, where)
         stride, padding, dilation = (_pair(v) for v in (node.stride, node.padding, node.dilation))
-        return Conv2d(weight, None, stride, padding, dilation, int(node.groups)), factor
+        groups = int(np.asarray(node.groups).reshape(-1)[0])
+        return Conv2d(weight, None, stride, padding, dilation, groups), factor
     if isinstance(node, nir.AvgPool2d):
         pool = AvgPool2d(_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
         return pool, factor
     if isinstance(node, nir.Flatten):
+        start, end = (int(np.asarray(v).reshape(-1)[0]) for v in (node.start_dim, node.end_dim))
+        if start != 0 or end not in (-1, len(shape) - 1):
+            raise InvalidGraphError(
+                f"{where} flattens dimensions {start} to {end} of an input of shape {shape}; "
+                "onespike flattens the whole sample (start_dim=0, end_dim=-1; NIR shapes "
+                f"exclude the batch). {_EDITED}."
+            )
         return Flatten(), factor
     if isinstance(node, nir.Scale):
-        scale = _tensor(node.scale)
-        channels = scale.reshape(scale.shape[0], -1)[:, 0].contiguous()
-        shift = node.metadata.get("onespike_shift") if node.metadata else None
-        return Affine(channels, _tensor(shift) if shift is not None else channels * 0), factor
-    raise InvalidGraphError(f"a node of type {type(node).__name__} is not a synapse onespike reads")
-
-
-def _projection(nir: Any, nodes: dict[str, Any], proj: dict[str, Any]) -> Projection:
-    factor = float(proj["factor"])
-    if proj["factor_node"] is not None:
-        scale = np.asarray(_node(nodes, proj["factor_node"]).scale)
-        if not bool((scale == np.float32(factor)).all()):
+        scale = np.asarray(node.scale)
+        if not _fits(scale, shape):
             raise InvalidGraphError(
-                f"node '{proj['factor_node']}' no longer holds the factor {factor} of the "
-                "onespike metadata"
+                f"{where} has a scale of shape {tuple(scale.shape)}, which does not fit its "
+                f"input of shape {shape}. {_EDITED}."
             )
+        full = np.broadcast_to(scale, shape).reshape(shape[0], -1)
+        if not bool((full == full[:, :1]).all()):
+            raise InvalidGraphError(
+                f"{where} scales neurons of one channel differently; onespike's Scale is one "
+                f"value per channel (axis 0 of {shape}). {_EDITED}."
+            )
+        channels = torch.from_numpy(full[:, 0].copy())
+        shift = node.metadata.get("onespike_shift") if node.metadata else None
+        if shift is not None and np.asarray(shift).size != shape[0]:
+            raise InvalidGraphError(
+                f"{where} metadata 'onespike_shift' has {np.asarray(shift).size} values for "
+                f"{shape[0]} channels. {_EDITED}."
+            )
+        shifts = _tensor(shift).reshape(-1) if shift is not None else channels * 0
+        return Affine(channels, shifts), factor
+    raise InvalidGraphError(  # pragma: no cover - the topology check admits no other type
+        f"{where} is not a synapse onespike reads"
+    )
+
+
+def _no_bias(name: str, node: Any) -> None:
+    """A weighted node that carries no population's bias must have a zero bias."""
+    bias = getattr(node, "bias", None)
+    if bias is not None and bool((np.asarray(bias) != 0).any()):
+        raise InvalidGraphError(
+            f"node {name!r} ({_type_name(node)}) has a non-zero bias, but the onespike record "
+            f"gives it no population's bias, so it would be dropped. {_EDITED}."
+        )
+
+
+def _projection(
+    nir: Any,
+    nodes: dict[str, Any],
+    proj: dict[str, Any],
+    source_shape: tuple[int, ...],
+    target: dict[str, Any],
+    max_values: int,
+) -> Projection:
+    factor = float(proj["factor"])
+    where = f"the projection from {proj['source']!r} into {target['name']!r}"
+    delay = int(proj["delay"])
+    if (proj["delay_node"] is None) != (delay == 0):
+        raise _bad_record(where, f"has delay {delay} and delay node {proj['delay_node']!r}")
+    if proj["delay_node"] is not None:
+        name = proj["delay_node"]
+        what = f"its delay in the onespike record ({where})"
+        _expect_value(name, nodes[name], "delay", source_shape, float(delay), what)
     ops: list[Node] = []
     left = factor
+    shape = source_shape
+    bias = target["bias"]
     for index, name in enumerate(proj["ops"]):
+        node = nodes[name]
         folded = index == proj["fold_op"]
-        op, kept = _op(nir, _node(nodes, name), factor if folded else 1.0)
+        at = f"node {name!r} ({_type_name(node)}) of {where}"
+        op, kept = _op(nir, node, factor if folded else 1.0, shape, at)
         if folded:
             left = kept
+        if bias is None or bias["node"] != name:
+            _no_bias(name, node)
         ops.append(op)
+        shape = _out_shape(op, shape, at, max_values)
+    if proj["fold_op"] is None and factor != 1.0 and proj["factor_node"] is None:
+        raise _bad_record(
+            where, f"has factor {factor} but neither a weighted node nor a factor node"
+        )
+    if proj["factor_node"] is not None:
+        name = proj["factor_node"]
+        _expect_value(name, nodes[name], "scale", shape, factor, f"the factor of {where}")
+    wanted = tuple(target["shape"])
+    if shape != wanted:
+        raise InvalidGraphError(
+            f"{where} ends in shape {shape}, but population {target['name']!r} has shape "
+            f"{wanted} (nodes {proj['ops']}). {_EDITED}."
+        )
     return Projection(str(proj["source"]), tuple(ops), left)
 
 
@@ -694,30 +1447,122 @@ def _bias(nodes: dict[str, Any], entry: dict[str, Any]) -> Tensor | None:
     if spec is None:
         return None
     shape = tuple(int(s) for s in entry["shape"])
-    node = _node(nodes, spec["node"])
+    name = spec["node"]
+    node = nodes[name]
+    where = f"the bias of population {entry['name']!r} (node {name!r}, {_type_name(node)})"
+    size = math.prod(shape)
     if spec["kind"] == "event":
-        return _tensor(node.metadata["onespike_bias"]).reshape(shape)
-    bias = _tensor(node.bias)
-    if spec["kind"] in ("conv", "identity_conv"):
+        metadata = node.metadata if isinstance(node.metadata, dict) else {}
+        if "onespike_bias" not in metadata:
+            raise InvalidGraphError(f"{where} lacks its metadata 'onespike_bias'. {_EDITED}.")
+        values = np.asarray(metadata["onespike_bias"])
+        if values.size != size:
+            raise InvalidGraphError(
+                f"{where} has {values.size} values for a population of shape {shape}. {_EDITED}."
+            )
+        return _tensor(values).reshape(shape)
+    values = np.asarray(node.bias)
+    conv = spec["kind"] in ("conv", "identity_conv")
+    if conv and (len(shape) != 3 or values.size != shape[0]):
+        raise InvalidGraphError(
+            f"{where} has {values.size} values for a population of shape {shape}; a "
+            f"convolution's bias is one value per channel. {_EDITED}."
+        )
+    if not conv and values.size != size:
+        raise InvalidGraphError(
+            f"{where} has {values.size} values for a population of shape {shape}. {_EDITED}."
+        )
+    if spec["kind"].startswith("identity"):
+        weight = np.asarray(node.weight)
+        channels = shape[0] if conv else size
+        eye = np.eye(channels, dtype=weight.dtype)
+        identity = weight.shape == ((channels, channels, 1, 1) if conv else (channels, channels))
+        identity = identity and bool((weight.reshape(channels, channels) == eye).all())
+        if conv:
+            settings = [
+                np.asarray(getattr(node, f)).reshape(-1) for f in ("stride", "dilation", "groups")
+            ]
+            identity = identity and all(bool((v == 1).all()) for v in settings)
+            identity = identity and bool((np.asarray(node.padding).reshape(-1) == 0).all())
+        if not identity:
+            raise InvalidGraphError(
+                f"{where} is not an identity node (weight, stride, padding); onespike reads "
+                f"only its bias, so its weights would be dropped. {_EDITED}."
+            )
+    bias = _tensor(values)
+    if conv:
         return bias.view(-1, 1, 1).expand(shape).contiguous()
     return bias.reshape(shape)
 
 
-def _threshold(nir: Any, nodes: dict[str, Any], entry: dict[str, Any]) -> float | Tensor:
+def _neuron(nodes: dict[str, Any], entry: dict[str, Any], config: Any) -> None:
+    """The neuron model's constants in the nodes must be the ones onespike simulates."""
+    shape = tuple(int(s) for s in entry["shape"])
+    roles = entry["nodes"]
+    what = f"onespike's neuron model for population {entry['name']!r}"
+    if "neuron" in roles:  # rate: nir.IF with r = 1, v_reset = 0
+        name = roles["neuron"]
+        _expect_value(name, nodes[name], "r", shape, 1.0, what)
+        _expect_value(name, nodes[name], "v_reset", shape, 0.0, what)
+    for key in ("current", "membrane"):
+        if key not in roles:
+            continue
+        name = roles[key]
+        node = nodes[name]
+        if isinstance(config, HybridConfig) and key == "membrane" and config.leak != 1.0:
+            tau = 1.0 / (1.0 - float(config.leak))
+            what_leak = f"{what} (leak {config.leak} of the configuration)"
+            _expect_value(name, node, "tau", shape, tau, what_leak)
+            _expect_value(name, node, "r", shape, tau, what_leak)
+            _expect_value(name, node, "v_leak", shape, 0.0, what_leak)
+        else:
+            _expect_value(name, node, "r", shape, 1.0, what)
+
+
+def _threshold(
+    nir: Any, nodes: dict[str, Any], entry: dict[str, Any], config: Any
+) -> float | Tensor:
     """The population's threshold: the metadata's where it agrees with the node."""
     stored = entry["threshold"]
+    shape = tuple(int(s) for s in entry["shape"])
     name = entry["nodes"].get("neuron", entry["nodes"].get("spikes"))
+    if isinstance(config, TTFSConfig):
+        # TTFS thresholds derive from the code: the node must hold L - 1/2
+        what = f"the TTFS code (steps={config.steps}, threshold L - 1/2 below float32)"
+        field = _expect_shape(name, nodes[name], "threshold", shape, what)
+        if not np.array_equal(
+            _strict_threshold(config.levels - 0.5, shape), np.broadcast_to(field, shape)
+        ):
+            raise InvalidGraphError(
+                f"node {name!r} (nir.Threshold) parameter 'threshold' is {_summary(field)} "
+                f"where {what} gives {float(_strict_threshold(config.levels - 0.5, (1,))[0])!r}; "
+                f"onespike's TTFS neurons fire at no other threshold. {_EDITED}."
+            )
+        return float(stored) if stored is not None and not isinstance(stored, dict) else 1.0
     if not isinstance(stored, dict):
         stored = float(stored) if stored is not None else 1.0
-        if name is None or "current" in entry["nodes"]:
-            return stored  # TTFS thresholds derive from the code; the rate readout has none
-    node = _node(nodes, name)
-    field = np.asarray(node.v_threshold if isinstance(node, nir.IF) else node.threshold)
-    shape = tuple(int(s) for s in entry["shape"])
+        if name is None:
+            return stored  # the rate readout has none
+    node = nodes[name]
+    attribute = "v_threshold" if isinstance(node, nir.IF) else "threshold"
+    field = _expect_shape(name, node, attribute, shape, f"population {entry['name']!r}")
     value: float | Tensor = stored
     if isinstance(stored, dict):
-        value = _tensor(node.metadata["onespike_threshold"]).reshape(stored["shape"])
-    if np.array_equal(_strict_threshold(value, shape), field):
+        metadata = node.metadata if isinstance(node.metadata, dict) else {}
+        raw = metadata.get("onespike_threshold")
+        wanted = tuple(stored["shape"])
+        if (
+            raw is None
+            or np.asarray(raw).size != math.prod(wanted)
+            or not _fits(np.zeros(wanted), shape)
+        ):
+            raise InvalidGraphError(
+                f"node {name!r} metadata 'onespike_threshold' is missing or does not hold a "
+                f"threshold of shape {wanted} for population {entry['name']!r} of shape "
+                f"{shape}. {_EDITED}."
+            )
+        value = _tensor(raw).reshape(wanted)
+    if np.array_equal(_strict_threshold(value, shape), np.broadcast_to(field, shape)):
         return value
     return _tensor(np.nextafter(field.astype(np.float32), np.float32(np.inf)))
 
@@ -727,6 +1572,12 @@ def _record(graph: Any) -> dict[str, Any]:
     text = metadata.get(_RECORD_KEY)
     if isinstance(text, bytes):
         text = text.decode("utf-8")
+    if isinstance(text, str) and len(text) > MAX_RECORD_CHARS:
+        raise InvalidGraphError(
+            f"the '{_RECORD_KEY}' metadata has {len(text)} characters, above the bound of "
+            f"{MAX_RECORD_CHARS} (onespike.nir_io.MAX_RECORD_CHARS); onespike.to_nir writes "
+            "records of a few kilobytes"
+        )
     if not isinstance(text, str):
         raise InvalidGraphError(
             f"this NIR graph has no '{_RECORD_KEY}' metadata: onespike.from_nir rebuilds networks "
@@ -747,77 +1598,141 @@ def _record(graph: Any) -> dict[str, Any]:
     return record
 
 
-def _read(nir: Any, path: str | os.PathLike[str]) -> Any:
+def _read(nir: Any, path: str | os.PathLike[str], max_values: int) -> Any:
     if not Path(path).is_file():
         raise MissingFileError(
             f"{path} does not exist; write one with onespike.nir_io.write_nir(path, net) or "
             "`onespike export --format nir`"
         )
     try:
-        return nir.read(path)
-    except (OSError, KeyError, ValueError, TypeError, AssertionError) as exc:
-        raise CorruptFileError(f"{path} is not a readable NIR file: {exc!r}") from exc
+        _check_file_sizes(path, max_values)
+        # onespike checks types and shapes itself, naming the node (see _check_graph)
+        return nir.read(path, type_check=False)
+    except OnespikeError:
+        raise
+    except Exception as exc:  # any failure of the reader means a bad file
+        raise CorruptFileError(
+            f"{path} is not a readable NIR file ({exc!r}); write it with "
+            "onespike.nir_io.write_nir or nir.write"
+        ) from exc
 
 
-def from_nir(graph: Any) -> SpikingNetwork:
+def from_nir(graph: Any, *, max_values: int = MAX_VALUES) -> SpikingNetwork:
     """Rebuild the spiking network a graph from :func:`to_nir` describes.
+
+    The graph is validated before use: node types, edges (no missing node, no duplicate, no
+    cycle), parameters (numeric, finite, at most ``max_values`` values per array and per
+    population), then its ``onespike_network`` record (types, ranges, sizes). The topology is
+    the graph's own: its nodes and edges must be exactly those the record describes (a graph
+    edited after export, with an edge or node added, removed or retyped, is refused with the
+    difference named), every parameter the record also fixes (shapes, delays, factors, the
+    neuron model's constants) must agree with it, and the shapes must chain from the input to
+    the output. Weights, biases and thresholds are taken from the nodes.
 
     Args:
         graph: a ``nir.NIRGraph`` (e.g. from ``nir.read``) or the path of a NIR file.
+        max_values: the largest number of values one parameter array or one population may
+            hold (default :data:`MAX_VALUES`, 2**28).
 
     Returns:
         The network; it simulates exactly as the exported one.
 
     Raises:
-        InvalidGraphError: the graph was not written by :func:`to_nir`, or its onespike
-            metadata does not match its nodes.
+        InvalidGraphError: the graph is malformed (unknown node type, missing node,
+            cycle, non-numeric or non-finite parameter, shapes that do not chain, a size above
+            ``max_values``), was not written by :func:`to_nir`, or its onespike metadata does
+            not match its nodes and edges.
+        ConfigError: ``max_values`` is not a positive integer.
         MissingFileError: the path does not exist.
         CorruptFileError: the file is not a readable NIR file.
         ImportError: the package ``nir`` is not installed.
     """
     nir = _import_nir()
+    max_values = _check_max_values(max_values)
     if isinstance(graph, (str, os.PathLike)):
-        graph = _read(nir, graph)
+        graph = _read(nir, graph, max_values)
     if not isinstance(graph, nir.NIRGraph):
         raise InvalidGraphError(
             f"from_nir expects a nir.NIRGraph or a path, got {type(graph).__name__}"
         )
+    kinds = _check_graph(nir, graph, max_values)
     record = _record(graph)
+    _check_record(record, max_values)
+    config = _config(record)
+    _compare_topology(graph, kinds, record, config)
     try:
-        return _rebuild(nir, graph.nodes, record)
-    except InvalidGraphError:
+        return _rebuild(nir, graph.nodes, record, config, max_values)
+    except OnespikeError:
         raise
-    except (OnespikeError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        # a last resort: every check above should have named the problem already
         raise InvalidGraphError(
-            f"the graph's onespike metadata does not match its nodes: {exc!r}"
+            f"the graph's onespike metadata does not match its nodes: {exc!r}; export the "
+            "network again with onespike.to_nir"
         ) from exc
 
 
-def _rebuild(nir: Any, nodes: dict[str, Any], record: dict[str, Any]) -> SpikingNetwork:
-    config_type = _CONFIGS.get(record["config_type"])
-    if config_type is None:
-        raise InvalidGraphError(f"unknown configuration type {record['config_type']!r}")
-    config = config_type(**record["config"])
+def _rebuild(
+    nir: Any, nodes: dict[str, Any], record: dict[str, Any], config: Any, max_values: int
+) -> SpikingNetwork:
+    """The network of a graph whose nodes and edges :func:`_compare_topology` matched."""
     pops: list[Population] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    depths: dict[str, int] = {}
     delays: dict[tuple[str, str], int] = {}  # (target, source) -> delay in steps
+    first = record["populations"][0]
+    shape = tuple(int(s) for s in first["shape"])
+    given = tuple(int(v) for v in np.atleast_1d(nodes[first["name"]].input_type["input"]))
+    if given != shape:
+        raise InvalidGraphError(
+            f"node {first['name']!r} (nir.Input) has shape {given}, the onespike record "
+            f"{shape}. {_EDITED}."
+        )
     for entry in record["populations"]:
         name = str(entry["name"])
-        projections = tuple(_projection(nir, nodes, proj) for proj in entry["projections"])
+        shape = tuple(int(s) for s in entry["shape"])
+        projections = tuple(
+            _projection(nir, nodes, proj, shapes[proj["source"]], entry, max_values)
+            for proj in entry["projections"]
+        )
+        depth = (
+            1 + max(depths[proj["source"]] for proj in entry["projections"]) if projections else 0
+        )
+        if depth != entry["depth"]:
+            raise InvalidGraphError(
+                f"population {name!r} has depth {entry['depth']} in the onespike record, but "
+                f"its sources make it {depth} (layers from the input). {_EDITED}."
+            )
         for proj in entry["projections"]:
             delays[(name, str(proj["source"]))] = int(proj["delay"])
+        if projections:
+            _neuron(nodes, entry, config)
+        shapes[name], depths[name] = shape, depth
         pops.append(
             Population(
                 name=name,
                 kind=entry["kind"],
-                shape=tuple(int(s) for s in entry["shape"]),
+                shape=shape,
                 projections=projections,
                 bias=_bias(nodes, entry),
                 scale=float(entry["scale"]),
-                depth=int(entry["depth"]),
+                depth=depth,
                 is_output=bool(entry["is_output"]),
                 ann_relu=bool(entry["ann_relu"]),
-                threshold=_threshold(nir, nodes, entry),
+                threshold=(
+                    _threshold(nir, nodes, entry, config)
+                    if projections
+                    else float(entry["threshold"] or 1.0)
+                ),
             )
+        )
+    out = next(entry for entry in record["populations"] if entry["is_output"])
+    output = nodes[record["output_node"]]
+    given = tuple(int(v) for v in np.atleast_1d(output.output_type["output"]))
+    if given != tuple(out["shape"]):
+        raise InvalidGraphError(
+            f"node {record['output_node']!r} (nir.Output) has shape {given}, but the output "
+            f"population {out['name']!r} has shape {tuple(out['shape'])}. {_EDITED}."
         )
 
     def delay(source: Population, target: Population) -> int:

@@ -17,6 +17,7 @@ represent non-negative values, and the class is read from the largest one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from onespike.errors import ConfigError, ShapeError
+from onespike.errors import CalibrationWarning, ConfigError, ShapeError
 from onespike.graph import Graph, run_graph
 from onespike.network import populations
 
@@ -103,6 +104,7 @@ def activation_scales(
     *,
     percentile: float = 99.99,
     progress: bool = False,
+    strict: bool = False,
 ) -> dict[str, float]:
     """Measure per-population activation scales of the ANN described by ``graph``.
 
@@ -117,14 +119,32 @@ def activation_scales(
         batches: input tensors or ``(input, label)`` pairs.
         percentile: in ``(0, 100]``; 100 takes the maximum.
         progress: show a progress bar over the batches.
+        strict: refuse calibration data on which a population never activates, instead of
+            warning.
 
     Returns:
-        Population name to scale (strictly positive).
+        Population name to scale (strictly positive). A population that never activates on
+        the data gets scale 1 (any positive scale is exact for values that are all 0), and a
+        :class:`~onespike.errors.CalibrationWarning` names it: on other inputs it may well
+        activate, and its code's range is then a guess.
+
+    Raises:
+        ShapeError: no samples, or a batch holds NaN or infinite values.
+        ConfigError: ``strict`` and some population never activated.
     """
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)):
+        raise ConfigError(f"percentile must be a number in (0, 100], got {percentile!r}")
     if not 0.0 < percentile <= 100.0:
         raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
     items = batches if isinstance(batches, Sequence) else list(batches)
     inputs = [_as_input(item) for item in items]
+    for index, x in enumerate(inputs):
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ShapeError(
+                f"calibration batch {index} holds {bad} NaN or infinite value(s); every scale "
+                "would be wrong. Clean the data (e.g. torch.nan_to_num) or drop those samples"
+            )
     samples = sum(int(x.shape[0]) for x in inputs)
     if samples == 0:
         raise ShapeError("normalize received no batches; pass calibration data")
@@ -150,10 +170,22 @@ def activation_scales(
                     merged = torch.topk(merged, k, sorted=False).values
                 top[pop.name] = merged
     scales: dict[str, float] = {}
+    silent = []
     for pop in pops:
         value = _percentile(top[pop.name], counts[pop.name], percentile)
-        # A population that never activates keeps scale 1: any positive value is exact for it.
+        if not value > 0.0:
+            silent.append(pop.name)
         scales[pop.name] = value if value > 0.0 else 1.0
+    if silent:
+        text = (
+            f"{len(silent)} of {len(pops)} populations never activate on the calibration data "
+            f"({samples} samples), so their scale is set to 1, a guess: "
+            + ", ".join(silent[:10])
+            + (f" and {len(silent) - 10} more" if len(silent) > 10 else "")
+        )
+        if strict:
+            raise ConfigError(text + "; calibrate with more (or more varied) data")
+        warnings.warn(text, CalibrationWarning, stacklevel=3)
     return scales
 
 
@@ -163,6 +195,7 @@ def normalize(
     *,
     percentile: float = 99.99,
     progress: bool = False,
+    strict: bool = False,
 ) -> Graph:
     """Return ``graph`` with per-population activation scales from data.
 
@@ -172,9 +205,13 @@ def normalize(
             collected into a list first: see :func:`activation_scales`).
         percentile: in ``(0, 100]``; 100 uses the maximum (Rueckauer et al. 2017).
         progress: show a progress bar over the calibration batches.
+        strict: refuse data on which some population never activates (by default a
+            :class:`~onespike.errors.CalibrationWarning` names them).
 
     Returns:
         A new graph whose ``scales`` hold one entry per neuron population.
     """
-    scales = activation_scales(graph, batches, percentile=percentile, progress=progress)
+    scales = activation_scales(
+        graph, batches, percentile=percentile, progress=progress, strict=strict
+    )
     return graph.with_scales(scales)

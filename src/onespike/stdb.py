@@ -81,6 +81,14 @@ from onespike.io import load_state_dict_file
 from onespike.network import Population, Projection, SpikingNetwork, build_network
 from onespike.simulate.hybrid import encode_input, run_layers
 from onespike.train import TrainConfig, TrainResult, train
+from onespike.validate import (
+    DEFAULT_LIMITS,
+    Fields,
+    Limits,
+    check_description_sha256,
+    description_sha256,
+    plain_file_name,
+)
 
 __all__ = [
     "NETWORK_FILE",
@@ -103,7 +111,8 @@ STDB_RECORD = "stdb.json"
 """The STDB and hybrid options a checkpoint directory was started with."""
 
 _FORMAT_NAME = "onespike-hybrid-network"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: description_sha256 covers network.json itself
+_READABLE_VERSIONS = (1, 2)
 _MIN_THRESHOLD = 1e-3
 
 
@@ -541,60 +550,150 @@ def save_hybrid(
         json.dumps(record, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"the network's description must be JSON-serialisable: {exc}") from exc
+    record["description_sha256"] = description_sha256(record)
     out = Path(directory)
     atomic_write_bytes(out / NETWORK_TENSORS, data)
     atomic_write_json(out / NETWORK_FILE, record)
     return out
 
 
-def _pair(value: Any) -> tuple[int, int]:
-    first, second = (int(v) for v in value)
-    return (first, second)
+def _tensor(
+    fields: Fields, key: str, tensors: dict[str, Tensor], *, optional: bool = False
+) -> Tensor | None:
+    """The finite tensor that field ``key`` names in the tensor file."""
+    name = fields.raw(key)
+    if name is None and optional:
+        return None
+    if not isinstance(name, str) or name not in tensors:
+        raise fields.fail(key, f"names tensor {name!r}, which the tensor file does not hold")
+    tensor = tensors[name]
+    if not tensor.is_floating_point() or not bool(torch.isfinite(tensor).all()):
+        raise fields.fail(key, f"names tensor {name!r}, which holds NaN or infinite values")
+    return tensor
 
 
-def _load_op(record: dict[str, Any], tensors: dict[str, Tensor]) -> Node:
-    def get(key: str | None) -> Tensor | None:
-        return None if key is None else tensors[key]
+_OP_TYPES = (
+    "Linear",
+    "Conv2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "PadChannels",
+    "Flatten",
+    "Affine",
+)
 
-    kind = record["type"]
-    if kind == "Linear":
-        weight = get(record["weight"])
+
+def _load_op(fields: Fields, tensors: dict[str, Tensor], limits: Limits) -> Node:
+    kind = fields.string("type", choices=_OP_TYPES)
+    if kind in ("Linear", "Conv2d"):
+        weight = _tensor(fields, "weight", tensors)
         assert weight is not None
-        return Linear(weight, get(record["bias"]))
-    if kind == "Conv2d":
-        weight = get(record["weight"])
-        assert weight is not None
+        bias = _tensor(fields, "bias", tensors, optional=True)
+        if kind == "Linear":
+            return Linear(weight, bias)
         return Conv2d(
             weight,
-            get(record["bias"]),
-            _pair(record["stride"]),
-            _pair(record["padding"]),
-            _pair(record["dilation"]),
-            int(record["groups"]),
+            bias,
+            fields.pair("stride", low=1),
+            fields.pair("padding"),
+            fields.pair("dilation", low=1),
+            fields.integer("groups", low=1, high=limits.max_width),
         )
     if kind == "AvgPool2d":
         return AvgPool2d(
-            _pair(record["kernel_size"]), _pair(record["stride"]), _pair(record["padding"])
+            fields.pair("kernel_size", low=1), fields.pair("stride", low=1), fields.pair("padding")
         )
     if kind == "AdaptiveAvgPool2d":
-        return AdaptiveAvgPool2d(_pair(record["output_size"]))
+        return AdaptiveAvgPool2d(fields.pair("output_size", low=1))
     if kind == "PadChannels":
-        return PadChannels(int(record["before"]), int(record["after"]))
+        return PadChannels(
+            fields.integer("before", low=0, high=limits.max_width),
+            fields.integer("after", low=0, high=limits.max_width),
+        )
     if kind == "Flatten":
         return Flatten()
-    if kind == "Affine":
-        scale, shift = get(record["scale"]), get(record["shift"])
-        assert scale is not None
-        assert shift is not None
-        return AffineNode(scale, shift)
-    raise ValueError(f"unknown op type {kind!r}")
+    scale = _tensor(fields, "scale", tensors)
+    shift = _tensor(fields, "shift", tensors)
+    assert scale is not None
+    assert shift is not None
+    return AffineNode(scale, shift)
 
 
-def load_hybrid(directory: str | os.PathLike[str]) -> tuple[SpikingNetwork, dict[str, Any]]:
+def _load_population(
+    fields: Fields,
+    index: int,
+    ops: dict[str, Node],
+    tensors: dict[str, Tensor],
+    delays: dict[tuple[str, str], int],
+    limits: Limits,
+) -> Population:
+    name = fields.string("name")
+    projections = []
+    for number, item in enumerate(fields.items("projections", most=limits.max_layers)):
+        proj = Fields(item, fields.path, f"{fields.where}.projections[{number}]", fields.fix)
+        source = proj.string("source")
+        names = proj.items("ops", most=limits.max_layers)
+        missing = [op for op in names if not isinstance(op, str) or op not in ops]
+        if missing:
+            raise proj.fail("ops", f"names operations {missing[:4]} that 'ops' does not define")
+        factor = proj.number("factor")
+        assert factor is not None
+        projections.append(Projection(source, tuple(ops[op] for op in names), factor))
+        delays[(name, source)] = proj.integer("delay", low=0, high=limits.max_steps)
+    threshold: Any = fields.raw("threshold")
+    if isinstance(threshold, dict):
+        threshold = _tensor(
+            Fields(threshold, fields.path, fields.where, fields.fix), "tensor", tensors
+        )
+        assert threshold is not None
+        if not bool((threshold > 0).all()):
+            raise fields.fail("threshold", "holds thresholds that are not positive")
+    else:
+        threshold = fields.number("threshold", positive=True)
+    pool = None
+    if fields.get("pool") is not None:
+        spec = fields.child("pool")
+        pool = MaxPool2d(
+            spec.pair("kernel_size", low=1), spec.pair("stride", low=1), spec.pair("padding")
+        )
+    shape = fields.shape("shape", limits.max_values)
+    bias = _tensor(fields, "bias", tensors, optional=True)
+    if bias is not None and tuple(bias.shape) != shape:
+        raise fields.fail("bias", f"has shape {tuple(bias.shape)}, not the population's {shape}")
+    scale = fields.number("scale", positive=True)
+    assert scale is not None
+    return Population(
+        name=name,
+        kind=fields.string("kind", choices=("input", "neuron", "maxpool")),  # type: ignore[arg-type]
+        shape=shape,
+        projections=tuple(projections),
+        bias=bias,
+        pool=pool,
+        scale=scale,
+        depth=fields.integer("depth", low=0, high=limits.max_layers),
+        is_output=fields.boolean("is_output"),
+        ann_relu=fields.boolean("ann_relu"),
+        ann_max=fields.number("ann_max", positive=True, optional=True)
+        if fields.has("ann_max")
+        else None,
+        threshold=threshold,
+    )
+
+
+def load_hybrid(
+    directory: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS
+) -> tuple[SpikingNetwork, dict[str, Any]]:
     """Read a network written by :func:`save_hybrid`; nothing is unpickled.
+
+    Every field of ``network.json`` is validated before the network is built
+    (:mod:`onespike.validate`): types, finite and positive thresholds and scales, tensors that
+    exist and are finite, bounded shapes and delays, and a tensor file named inside the
+    directory. Version 2 files also carry the checksum of the description itself, so an
+    edited ``network.json`` is refused as an edited tensor file is.
 
     Args:
         directory: the directory holding ``network.json`` and ``network.safetensors``.
+        limits: upper bounds on the sizes the description may declare.
 
     Returns:
         ``(net, extra)``: the spiking network (it simulates exactly as the saved one) and the
@@ -612,61 +711,47 @@ def load_hybrid(directory: str | os.PathLike[str]) -> tuple[SpikingNetwork, dict
             f"{path} does not exist; save a hybrid network with onespike.save_hybrid(directory, "
             "net) or `onespike train --method hybrid`"
         )
-    record = read_json(path, "save the network again with onespike.save_hybrid")
+    fix = "save the network again with onespike.save_hybrid"
+    record = read_json(path, fix)
     if not isinstance(record, dict) or record.get("format") != _FORMAT_NAME:
         raise CorruptFileError(f"{path} is not a onespike hybrid network description")
-    if record.get("format_version") != _FORMAT_VERSION:
+    version = record.get("format_version")
+    if version not in _READABLE_VERSIONS:
         raise CorruptFileError(
-            f"{path} has format_version {record.get('format_version')!r}; this onespike reads "
-            f"{_FORMAT_VERSION}"
+            f"{path} has format_version {version!r}; this onespike reads "
+            f"{', '.join(map(str, _READABLE_VERSIONS))}"
         )
-    tensors = load_state_dict_file(
-        root / str(record.get("tensors_file", NETWORK_TENSORS)), sha256=record.get("sha256")
+    fields = Fields(record, path, "network.json", fix)
+    if version >= 2:
+        check_description_sha256(record, path, fix)
+    tensors_file = plain_file_name(
+        record.get("tensors_file", NETWORK_TENSORS), f"{path}: network.json.tensors_file", fix
     )
+    tensors = load_state_dict_file(root / tensors_file, sha256=fields.sha256("sha256"))
+    config_fields = fields.child("config")
     try:
-        config = HybridConfig(**record["config"])
-        ops = {key: _load_op(op, tensors) for key, op in record["ops"].items()}
-        pops: list[Population] = []
-        delays: dict[tuple[str, str], int] = {}  # (target, source) -> delay
-        for entry in record["populations"]:
-            projections = []
-            for proj in entry["projections"]:
-                projections.append(
-                    Projection(
-                        str(proj["source"]),
-                        tuple(ops[name] for name in proj["ops"]),
-                        float(proj["factor"]),
-                    )
-                )
-                delays[(str(entry["name"]), str(proj["source"]))] = int(proj["delay"])
-            threshold = entry["threshold"]
-            if isinstance(threshold, dict):
-                threshold = tensors[threshold["tensor"]]
-            else:
-                threshold = float(threshold)
-            pool = entry["pool"]
-            pops.append(
-                Population(
-                    name=str(entry["name"]),
-                    kind=entry["kind"],
-                    shape=tuple(int(s) for s in entry["shape"]),
-                    projections=tuple(projections),
-                    bias=None if entry["bias"] is None else tensors[entry["bias"]],
-                    pool=None
-                    if pool is None
-                    else MaxPool2d(
-                        _pair(pool["kernel_size"]), _pair(pool["stride"]), _pair(pool["padding"])
-                    ),
-                    scale=float(entry["scale"]),
-                    depth=int(entry["depth"]),
-                    is_output=bool(entry["is_output"]),
-                    ann_relu=bool(entry["ann_relu"]),
-                    ann_max=None if entry.get("ann_max") is None else float(entry["ann_max"]),
-                    threshold=threshold,
-                )
-            )
+        config = HybridConfig(**config_fields.record)
+    except (TypeError, OnespikeError) as exc:
+        raise config_fields.fail("", f"is not a valid HybridConfig ({exc})") from exc
+    if config.steps > limits.max_steps:
+        raise config_fields.fail("steps", f"is {config.steps}, above the bound {limits.max_steps}")
+    op_records = fields.raw("ops")
+    if not isinstance(op_records, dict) or len(op_records) > limits.max_layers:
+        raise fields.fail("ops", f"must be an object of at most {limits.max_layers} operations")
+    ops = {
+        str(key): _load_op(Fields(op, path, f"network.json.ops.{key}", fix), tensors, limits)
+        for key, op in op_records.items()
+    }
+    pops: list[Population] = []
+    delays: dict[tuple[str, str], int] = {}  # (target, source) -> delay
+    for index, entry in enumerate(fields.items("populations", most=limits.max_layers)):
+        entry_fields = Fields(entry, path, f"network.json.populations[{index}]", fix)
+        pops.append(_load_population(entry_fields, index, ops, tensors, delays, limits))
+    extra = record.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise fields.fail("extra", "must be a JSON object")
+    try:
         net = build_network(pops, config, lambda source, target: delays[(target.name, source.name)])
-        extra = record.get("extra") or {}
-    except (KeyError, TypeError, ValueError, AssertionError, OnespikeError) as exc:
-        raise CorruptFileError(f"{path} describes an invalid network: {exc!r}") from exc
+    except (KeyError, TypeError, ValueError, RuntimeError, OnespikeError) as exc:
+        raise CorruptFileError(f"{path} describes an invalid network: {exc!r}; {fix}") from exc
     return net, extra

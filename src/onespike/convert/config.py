@@ -8,17 +8,42 @@ from typing import Literal
 
 from onespike.errors import ConfigError
 
-__all__ = ["DEFAULT_DITHER", "HybridConfig", "RateConfig", "TTFSConfig"]
+__all__ = ["DEFAULT_DITHER", "MAX_STEPS", "HybridConfig", "RateConfig", "TTFSConfig"]
 
 # Offsets on the initial membranes of the convolutions the input drives, by default
 # (RateConfig.dither=None): chosen on 5,000 held-out training images of MNIST and
 # Fashion-MNIST over four ConvNets and T = 2 .. 32 against 0 and 0.25 (docs/rate.md).
 DEFAULT_DITHER = 0.15
 
+MAX_STEPS = 16_384
+"""The default bound on ``steps`` of every method (``max_steps`` raises it): a typing slip such
+as ``steps=10**6`` would otherwise run for hours before anything is reported."""
+
 
 def _is_number(value: object) -> bool:
     """An int or float (``bool`` is an int to Python, not a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_steps(steps: object, max_steps: object, least: int, why: str) -> None:
+    """``steps`` an integer in ``[least, max_steps]``; ``max_steps`` a positive integer."""
+    for name, value in (("steps", steps), ("max_steps", max_steps)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    assert isinstance(steps, int)
+    assert isinstance(max_steps, int)
+    if steps < least:
+        raise ConfigError(f"steps={steps}: {why} (steps >= {least})")
+    if steps > max_steps:
+        raise ConfigError(
+            f"steps={steps} is above max_steps={max_steps}; a run that long is usually a typing "
+            f"slip. Pass max_steps={steps} (or more) to run it anyway"
+        )
+
+
+def _check_seed(seed: object) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
 
 
 def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
@@ -44,21 +69,19 @@ class TTFSConfig:
             spike (``SimResult.decision_steps``): the spikes, rectifier events and neuron
             updates after that step are not spent, and the sample's latency is its decision
             time (``SimResult.sample_steps``). The class is the same either way.
+        max_steps: the bound on ``steps`` (default :data:`MAX_STEPS`).
     """
 
     steps: int = 16
     rectifier: bool = True
     input_range: Literal["error", "clip"] = "error"
     stop_at_decision: bool = False
+    max_steps: int = MAX_STEPS
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int):
-            raise ConfigError(f"steps must be an integer, got {self.steps!r}")
-        if self.steps < 2:
-            raise ConfigError(
-                f"steps={self.steps}: a time-to-first-spike code needs at least 2 levels "
-                "(steps >= 2)"
-            )
+        _check_steps(
+            self.steps, self.max_steps, 2, "a time-to-first-spike code needs at least 2 levels"
+        )
         if not isinstance(self.rectifier, bool):
             raise ConfigError(f"rectifier must be True or False, got {self.rectifier!r}")
         _check_choice("input_range", self.input_range, ("error", "clip"))
@@ -114,6 +137,7 @@ class RateConfig:
             its first spike; 0 runs every sample for ``steps`` steps.
         input_range: Poisson input only: values outside ``[0, 1]`` raise (``"error"``) or are
             clipped (``"clip"``).
+        max_steps: the bound on ``steps`` (default :data:`MAX_STEPS`).
     """
 
     steps: int = 64
@@ -126,14 +150,13 @@ class RateConfig:
     binary: bool = False
     early_exit: int = 0
     input_range: Literal["error", "clip"] = "error"
+    max_steps: int = MAX_STEPS
 
     def __post_init__(self) -> None:
-        for name in ("steps", "seed", "early_exit"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{name} must be an integer, got {value!r}")
-        if self.steps < 1:
-            raise ConfigError(f"steps={self.steps}: a rate code needs at least 1 time step")
+        _check_steps(self.steps, self.max_steps, 1, "a rate code needs at least 1 time step")
+        _check_seed(self.seed)
+        if isinstance(self.early_exit, bool) or not isinstance(self.early_exit, int):
+            raise ConfigError(f"early_exit must be an integer, got {self.early_exit!r}")
         if self.early_exit < 0:
             raise ConfigError(f"early_exit={self.early_exit} must be >= 0 (0 turns early exit off)")
         _check_choice("reset", self.reset, ("subtract", "zero"))
@@ -142,8 +165,8 @@ class RateConfig:
         if not isinstance(self.binary, bool):
             raise ConfigError(f"binary must be True or False, got {self.binary!r}")
         scale = self.threshold_scale
-        if not _is_number(scale) or not scale > 0:
-            raise ConfigError(f"threshold_scale must be a number > 0, got {scale!r}")
+        if not _is_number(scale) or not math.isfinite(scale) or not scale > 0:
+            raise ConfigError(f"threshold_scale must be a finite number > 0, got {scale!r}")
         start = self.initial_membrane
         if not _is_number(start) or not 0 <= start < 1:
             raise ConfigError(
@@ -193,6 +216,7 @@ class HybridConfig:
             samples with no output spike, go to the largest membrane).
         input_range: input values outside ``[0, 1]`` raise (``"error"``) or are clipped
             (``"clip"``); the analog step then uses the clipped value too.
+        max_steps: the bound on ``steps`` (default :data:`MAX_STEPS`).
     """
 
     steps: int = 5
@@ -201,14 +225,15 @@ class HybridConfig:
     threshold_scale: float = 0.3
     readout: Literal["membrane", "first_spike"] = "membrane"
     input_range: Literal["error", "clip"] = "error"
+    max_steps: int = MAX_STEPS
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int):
-            raise ConfigError(f"steps must be an integer, got {self.steps!r}")
-        if self.steps < 1:
-            raise ConfigError(
-                f"steps={self.steps}: the hybrid code needs at least 1 time step (the analog one)"
-            )
+        _check_steps(
+            self.steps,
+            self.max_steps,
+            1,
+            "the hybrid code needs at least 1 time step (the analog one)",
+        )
         leak = self.leak
         if not _is_number(leak) or not 0 < leak <= 1:
             raise ConfigError(f"leak must be a number in (0, 1] (1 = no leak), got {leak!r}")

@@ -8,6 +8,7 @@ time loop. Both return a :class:`SimResult` and are tested to agree exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Literal
 
 from torch import Tensor
@@ -47,11 +48,20 @@ def simulate(net: SpikingNetwork, x: Tensor, method: Method = "closed_form") -> 
         raise ConfigError(f"no simulator for {type(net.config).__name__}")
     if method not in handlers:
         raise ConfigError(f"method={method!r} is not one of {', '.join(map(repr, handlers))}")
+    if not isinstance(x, Tensor):
+        raise ShapeError(
+            f"simulate needs the input batch as a torch.Tensor, got {type(x).__name__}; "
+            "e.g. torch.stack(images) or torch.as_tensor(array)"
+        )
     if x.ndim != len(net.input_shape) + 1 or tuple(x.shape[1:]) != net.input_shape:
         raise ShapeError(
             f"input of shape {tuple(x.shape)} does not match the network: expected "
             f"(batch, {', '.join(map(str, net.input_shape))})"
         )
+    if x.shape[0] == 0:
+        raise ShapeError("simulate received an empty batch (0 samples); pass at least one")
     if not x.is_floating_point():
         x = x.float()
-    return handlers[method](net, x.detach())
+    result = handlers[method](net, x.detach())
+    logits = result.logits if result.logits is not None else result.outputs
+    return replace(result, logits=logits, config=net.config)

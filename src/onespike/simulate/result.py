@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,7 +21,14 @@ class SimResult:
         spike_times: per population, ``(B, *shape)`` float tensor of first-spike times in time
             steps; ``inf`` means never fired. Present for single-spike codes.
         predictions: ``(B,)`` int64 class indices.
-        outputs: ``(B, *output_shape)`` decoded output values, in the ANN's units.
+        outputs: ``(B, *output_shape)`` decoded output values, in the ANN's units: what the
+            output layer's spike code says. A TTFS code clips at 0 and at the scale (it
+            carries ``clamp(x, 0, scale)`` on the ``T``-level grid); the output membranes of
+            rate and hybrid codes are not clipped.
+        logits: ``(B, *output_shape)`` the output layer's values before any code clips them,
+            in the ANN's units (for :func:`onespike.simulate` results always set): TTFS the
+            membrane at the output's readout, ``V / L`` times the scale; rate and hybrid the
+            same values as ``outputs``.
         steps: time steps one inference takes (latency).
         clipped: per population, how many values (summed over the batch) exceeded the code's
             range and were clipped; includes the input.
@@ -36,6 +44,9 @@ class SimResult:
             so this is the earliest output spike time plus one). A sample with no output spike
             (possible only without the rectifier) is decided when its window closes:
             ``steps``. ``None`` for methods that read their class at the end of the run.
+        config: the configuration of the network that produced the result (set by
+            :func:`onespike.simulate`); :func:`onespike.count_ops` refuses a result of another
+            network.
     """
 
     method: str
@@ -48,6 +59,8 @@ class SimResult:
     sample_steps: Tensor | None = None
     step_predictions: Tensor | None = None
     decision_steps: Tensor | None = None
+    logits: Tensor | None = None
+    config: Any = None
 
     @property
     def batch_size(self) -> int:

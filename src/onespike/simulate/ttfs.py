@@ -142,6 +142,7 @@ def simulate_closed_form(net: SpikingNetwork, x: Tensor) -> SimResult:
         steps=steps,
         clipped=clipped,
         decision_steps=decision_steps(times[out.name], steps),
+        logits=potential * (out.scale / levels),
     )
     return stop_at_decision(net, result) if config.stop_at_decision else result
 
@@ -179,6 +180,7 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
             clipped[pop.name] = 0
     out = net.output
     recorded = torch.zeros((batch, *out.shape), dtype=dtype)  # membrane at spike / window end
+    at_readout = torch.zeros((batch, *out.shape), dtype=dtype)  # V: the logits, unclipped
     with torch.no_grad():
         for t in range(steps):
             for pop in net.populations[1:]:
@@ -212,6 +214,8 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
                 state = states[pop.name]
                 if t == readout:
                     clipped[pop.name] = int((state.v >= levels + 0.5).sum())
+                    if pop.is_output:
+                        at_readout = state.v.clone()
                 if pop.is_output:
                     recorded = torch.where(spikes, state.v, recorded)
                     if t == close:
@@ -231,6 +235,7 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
         clipped=clipped,
         spike_counts=counts,
         decision_steps=decision_steps(times[out.name], steps),
+        logits=at_readout * (out.scale / levels),
     )
     return stop_at_decision(net, result) if config.stop_at_decision else result
 
