@@ -8,7 +8,8 @@ them, and every row records their SHA-256 (``weights_sha256``). Parts (``--metho
 
 - ``ann``: the float ANN: test accuracy, MACs, forward time per image, training history;
 - ``ttfs``: exact TTFS conversion (no rectifier events: same outputs, fewer spikes) at T in
-  4, 8, 16, 32, 64, with the decision time (step of each sample's first output spike);
+  4, 8, 16, 32, 64, with the decision time (``SimResult.decision_steps``: the steps each
+  sample runs to its first output spike; mean, p50/p90/p99 and max in every TTFS row);
 - ``ttfs-aware``: fine-tuning through the exact T-step TTFS function
   (:func:`onespike.optimize_for_ttfs`) at T in 4, 8, 16, evaluated in float64 like
   ``ttfs_optimise.py``;
@@ -26,11 +27,12 @@ them, and every row records their SHA-256 (``weights_sha256``). Parts (``--metho
 Every part is resumable and re-runnable on its own: it writes
 ``results/deep-parts/<arch>-<dataset>-<part>.json`` (rows and the part's meta: command,
 threads, ``os.getloadavg()`` at start and end, sizes) and then merges every part present into
-``results/deep.json``, ``deep.meta.json`` (verdicts), ``deep.md`` and ``deep.png``; other
-parts' rows are kept. ``--merge`` only merges. Training, TTFS-aware fine-tuning and STDB keep
-per-epoch checkpoints in ``runs/bench-deep/``: an interrupted part resumes, a finished one
-deletes its fine-tuning checkpoints, so that a rerun (e.g. after a change in onespike's hybrid
-conversion or STDB) fine-tunes afresh.
+``results/deep.json``, ``deep.meta.json`` (verdicts), ``deep.md``, ``deep.png`` (every
+dataset) and ``deep-<dataset>.png`` (one figure per dataset); other parts' rows are kept.
+``--merge`` only merges. Training, TTFS-aware fine-tuning and STDB keep per-epoch
+checkpoints in ``runs/bench-deep/``: an interrupted part resumes, a finished one deletes its
+fine-tuning checkpoints, so that a rerun (e.g. after a change in onespike's hybrid conversion
+or STDB) fine-tunes afresh.
 
 Simulations that cost one ANN pass per step on every test image are the long pole on a
 2-core machine: rate rows and the hybrid sweep run on the first ``--sim-limit`` test images
@@ -250,58 +252,6 @@ def ann_seconds_per_image(model: nn.Module, data: Dataset) -> float:
     return sorted(times)[1] / len(data)
 
 
-def decision_steps(net: SpikingNetwork, result: onespike.SimResult) -> torch.Tensor:
-    """Step of each sample's first output spike (``inf`` where no output neuron fired).
-
-    The TTFS class is the earliest output spike, so this is when the network has decided.
-    """
-    times = result.spike_times[net.output.name]
-    return times.flatten(1).min(dim=1).values
-
-
-def ttfs_evaluation(
-    net: SpikingNetwork, data: Dataset
-) -> tuple[SNNEvaluation, dict[str, Any], float]:
-    """Evaluate a TTFS network and its decision times in one pass over ``data``.
-
-    Returns:
-        The evaluation (as :func:`onespike.evaluate.evaluate_snn` gives it), the mean and
-        maximum decision step (samples without an output spike count at the network's
-        latency, when the decision is not made earlier, and are counted apart), and the
-        seconds the pass took.
-    """
-    started = time.perf_counter()
-    correct, hits, found = 0, [], []
-    ops: onespike.OpsReport | None = None
-    clipped: dict[str, int] = {}
-    latency = 0
-    for images, labels in batches(data, 500):
-        result = onespike.simulate(net, images)
-        hit = result.predictions == labels
-        hits.append(hit)
-        correct += int(hit.sum())
-        batch_ops = onespike.count_ops(net, result)
-        ops = batch_ops if ops is None else ops + batch_ops
-        for name, value in result.clipped.items():
-            clipped[name] = clipped.get(name, 0) + value
-        found.append(decision_steps(net, result))
-        latency = result.steps
-    seconds = time.perf_counter() - started
-    assert ops is not None
-    evaluation = SNNEvaluation(
-        correct, len(data), ops, latency, clipped, latency * len(data), None, torch.cat(hits)
-    )
-    steps = torch.cat(found)
-    silent = ~torch.isfinite(steps)
-    steps = torch.where(silent, torch.full_like(steps, float(latency)), steps)
-    decision = {
-        "decision_steps_mean": float(steps.mean()),
-        "decision_steps_max": float(steps.max()),
-        "decision_no_output_spike": int(silent.sum()),
-    }
-    return evaluation, decision, seconds
-
-
 # rows -------------------------------------------------------------------------------------
 def base_row(ctx: Context, meta: dict[str, Any], binary: bool = False) -> dict[str, Any]:
     return {"binary": binary, "weights": meta["sha256"], "train_set": meta["dataset"]}
@@ -422,7 +372,7 @@ def part_ttfs(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for steps in QUICK["ttfs"] if ctx.quick else TTFS_STEPS:
         net = onespike.convert(graph, onespike.TTFSConfig(steps=steps, rectifier=False))
-        evaluation, decision, seconds = ttfs_evaluation(net, ctx.test)
+        evaluation, seconds = timed_evaluation(net, ctx.test)
         row = snn_row(
             ctx,
             net,
@@ -435,7 +385,6 @@ def part_ttfs(ctx: Context) -> list[dict[str, Any]]:
             sim_seconds=seconds,
             ann_s=ann_s,
         )
-        row.update(decision)
         row["rectifier"] = False
         rows.append(row)
         print(
@@ -472,7 +421,7 @@ def part_ttfs_aware(ctx: Context) -> list[dict[str, Any]]:
         tuned_accuracy = evaluate(tuned, test64)
         graph = tuned.to_graph(test64.images[:2])
         net = onespike.convert(graph, tuned.config(rectifier=False))
-        evaluation, decision, seconds = ttfs_evaluation(net, test64)
+        evaluation, seconds = timed_evaluation(net, test64)
         row = snn_row(
             ctx,
             net,
@@ -485,7 +434,6 @@ def part_ttfs_aware(ctx: Context) -> list[dict[str, Any]]:
             sim_seconds=seconds,
             ann_s=ann_s,
         )
-        row.update(decision)
         row.update(
             rectifier=False,
             finetuned_ann_accuracy=tuned_accuracy,
@@ -754,6 +702,19 @@ def load_parts(out: Path, quick: bool) -> tuple[list[dict[str, Any]], list[dict[
     return rows, metas
 
 
+def missing_parts(out: Path, quick: bool) -> list[str]:
+    """Every part of the benchmark with no results file yet (``arch/dataset/method``)."""
+    datasets = QUICK["datasets"] if quick else DATASETS
+    return [
+        f"{arch}/{dataset}/{method}"
+        for arch in ARCHITECTURES
+        for dataset in datasets
+        for method in METHODS
+        if (method != "binary" or dataset in BINARY_DATASETS)
+        and not part_path(out, quick, arch, dataset, method).exists()
+    ]
+
+
 def _gap(ann: float, snn: float) -> float:
     return 100 * (ann - snn)
 
@@ -863,7 +824,7 @@ def _percent(value: float | None) -> str:
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = (
         "| dataset | model | method | weights | T | ANN acc. | SNN acc. | latency | decision "
-        "(mean / max) | spikes/neuron | synops | MACs | energy vs ANN | sim. time vs ANN | "
+        "(mean / p99 / max) | spikes/neuron | synops | MACs | energy vs ANN | sim. time vs ANN | "
         "test images |"
     )
     lines = [head, "|" + "---|" * 15]
@@ -876,8 +837,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         if method == "hybrid":
             method = "hybrid + STDB" if r["finetuned"] else "hybrid"
         decision = (
-            f"{r['decision_steps_mean']:.1f} / {r['decision_steps_max']:.0f}"
-            if "decision_steps_mean" in r
+            f"{r['decision_steps_mean']:.1f} / {_cell(r.get('decision_steps_p99'), '.0f')} / "
+            f"{r['decision_steps_max']:.0f}"
+            if r.get("decision_steps_mean") is not None
             else "-"
         )
         latency = r.get("mean_latency_steps") if r.get("early_exit") else r.get("latency_steps")
@@ -913,6 +875,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         for j, arch in enumerate(archs):
             ax = axes[i][j]
             mine = [r for r in rows if (r["dataset"], r["model"]) == (dataset, arch)]
+            if not mine:  # no part of this network has run yet
+                ax.set_title(f"{dataset} / {arch}: not run")
+                ax.set_axis_off()
+                continue
             ann = [r for r in mine if r["method"] == "ann" and not r["binary"]]
             # (label, colour, line style, marker, hollow, points)
             series: list[tuple[str, str, str, str, bool, list[tuple[float, float]]]] = []
@@ -969,7 +935,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             if ann:
                 level = 100 * ann[0]["ann_accuracy"]
                 ax.axhline(level, color="grey", lw=1, label=f"ANN {level:.2f}%")
-                ax.set_ylim(max(level - 12, 0), min(level + 1.5, 100))
+                ax.set_ylim(max(level - 15, 0), min(level + 1.5, 100))
             ax.set_xscale("log", base=2)
             ax.set_title(f"{dataset} / {arch}")
             ax.set_xlabel("time steps per inference")
@@ -987,7 +953,12 @@ def merge(out: Path, quick: bool) -> int:
         print(f"no parts in {parts_dir(out, quick)}: run a part first", file=sys.stderr)
         return 1
     suffix = "-quick" if quick else ""
-    notes = verdicts(rows)
+    missing = missing_parts(out, quick)
+    notes = verdicts(rows) + [
+        f"{name}: not run (no {part_path(out, quick, *name.split('/')).name}); its targets "
+        "are not judged"
+        for name in missing
+    ]
     meta = {
         "command": command(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -997,6 +968,7 @@ def merge(out: Path, quick: bool) -> int:
             f"{a}/{d}{'/binary' if b else ''}": asdict(r) for (a, d, b), r in RECIPES.items()
         },
         "parts": metas,
+        "not_run": missing,
         "verdicts": notes,
     }
     atomic_write_json(out / f"deep{suffix}.json", rows)
@@ -1007,6 +979,8 @@ def merge(out: Path, quick: bool) -> int:
     )
     try:
         plot(rows, out / f"deep{suffix}.png")
+        for dataset in dict.fromkeys(r["dataset"] for r in rows):  # one figure per dataset
+            plot([r for r in rows if r["dataset"] == dataset], out / f"deep{suffix}-{dataset}.png")
     except ImportError:
         print("matplotlib is not installed (the 'plot' extra): no plot written")
     print("\n".join(notes))

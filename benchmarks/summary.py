@@ -316,7 +316,7 @@ def comparison_rows(found: dict[str, Result]) -> tuple[list[list[str]], list[str
                 cells = spiking_cells(row, mean_latency=bool(row.get("early_exit")))
                 if row["method"] == "hybrid":
                     cells[4] = num(row.get("hidden_spikes_per_neuron"))
-                if "decision_steps_mean" in row:
+                if row.get("decision_steps_mean") is not None:
                     cells[3] += f" (decision {row['decision_steps_mean']:.0f})"
                 add(row, "deep.py", [label, network, *cells])
 
@@ -922,7 +922,7 @@ def deep_section(r: Result) -> list[str]:
         "ANN acc.",
         "SNN acc.",
         "latency (steps)",
-        "decision (mean / max)",
+        "decision (mean / p99 / max)",
         "spikes/neuron",
         "synops",
         "MACs",
@@ -944,8 +944,9 @@ def deep_section(r: Result) -> list[str]:
             "hybrid": "hybrid + STDB" if x.get("finetuned") else "hybrid",
         }.get(method, method)
         decision = (
-            f"{x['decision_steps_mean']:.1f} / {x['decision_steps_max']:.0f}"
-            if "decision_steps_mean" in x
+            f"{x['decision_steps_mean']:.1f} / {steps_cell(x.get('decision_steps_p99'))} / "
+            f"{x['decision_steps_max']:.0f}"
+            if x.get("decision_steps_mean") is not None
             else "-"
         )
         latency = x.get("mean_latency_steps") if x.get("early_exit") else x.get("latency_steps")
@@ -1018,12 +1019,21 @@ SECTIONS: dict[str, Callable[[Result], list[str]]] = {
 }
 
 
+# benchmarks that also draw one figure per dataset (NAME-<dataset>.png)
+PER_DATASET_FIGURES = {"deep": ("fashion-mnist", "mnist")}
+
+
 def method_section(r: Result, page_dir: Path) -> list[str]:
     """The section of one benchmark: where its numbers come from, its table, its verdicts."""
     lines = [f"## {r.title}", ""]
     if not r.ok or r.path is None:
         return [*lines, f"`{r.stem}.json` {r.problem}; run `python benchmarks/{r.script}`."]
-    extras = [p for p in (r.path.with_suffix(".md"), r.path.with_suffix(".png")) if p.exists()]
+    figures = [
+        r.path.with_name(f"{r.path.stem}-{d}.png") for d in PER_DATASET_FIGURES.get(r.stem, ())
+    ]
+    extras = [
+        p for p in (r.path.with_suffix(".md"), r.path.with_suffix(".png"), *figures) if p.exists()
+    ]
     source = f"From [{r.path.name}]({link(r.path, page_dir)}) (`benchmarks/{r.script}`)"
     if extras:
         source += "; see also " + ", ".join(f"[{p.name}]({link(p, page_dir)})" for p in extras)
