@@ -315,6 +315,15 @@ def _input_shape(name: str, node: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in np.atleast_1d(np.asarray(value)))
 
 
+def _declared(node: Any) -> tuple[int, ...] | None:
+    """The input shape a node declares (``input_type``), if it declares one."""
+    types = getattr(node, "input_type", None)
+    value = types.get("input") if isinstance(types, dict) else None
+    if value is None or np.asarray(value).size == 0:
+        return None
+    return tuple(int(v) for v in np.atleast_1d(np.asarray(value)))
+
+
 def _check_dt(dt: Any) -> float:
     if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt):
         raise ConfigError(f"dt must be a finite number > 0, got {dt!r}")
@@ -450,6 +459,11 @@ def from_foreign_nir(
         node, kind = nodes[name], kinds[name]
         if kind == "Input":
             shape = _input_shape(name, node)
+            # nirtorch (Norse's exporter) writes the sample's shape with its batch of 1, where
+            # NIR shapes exclude the batch; the readers of the input say which it is
+            given = [_declared(nodes[c]) for c in consumers[name]]
+            if len(shape) > 1 and shape[0] == 1 and shape[1:] in given and shape not in given:
+                shape = shape[1:]
             pops[name] = Population(name, "input", shape)
             values[name] = name
         elif kind in _LINEAR:
