@@ -101,13 +101,21 @@ def test_hand_built_lif_and_cuba_lif_graph() -> None:
     graph = nir.NIRGraph.from_list(
         nir.Linear(weight=np.array([[1.0], [2.0]], dtype=F32)),
         nir.LIF(
-            tau=_a(2.0, 2.0), r=_a(1.0, 1.0), v_leak=_a(0.0, 0.0),
-            v_threshold=_a(0.7, 0.7), v_reset=_a(0.0, 0.0),
+            tau=_a(2.0, 2.0),
+            r=_a(1.0, 1.0),
+            v_leak=_a(0.0, 0.0),
+            v_threshold=_a(0.7, 0.7),
+            v_reset=_a(0.0, 0.0),
         ),
         nir.Linear(weight=np.array([[1.0, 1.0]], dtype=F32)),
         nir.CubaLIF(
-            tau_syn=_a(1.0), tau_mem=_a(1.0), r=_a(1.0), v_leak=_a(0.0),
-            v_threshold=_a(0.5), v_reset=_a(0.0), w_in=_a(1.0),
+            tau_syn=_a(1.0),
+            tau_mem=_a(1.0),
+            r=_a(1.0),
+            v_leak=_a(0.0),
+            v_threshold=_a(0.5),
+            v_reset=_a(0.0),
+            w_in=_a(1.0),
         ),
     )
     net = onespike.from_nir(graph, config=_config(4))
@@ -142,16 +150,22 @@ def test_pooling_scale_threshold_and_li_readout() -> None:
     conv = nir.Conv2d(
         input_shape=(4, 4),
         weight=np.ones((1, 1, 1, 1), dtype=F32),
-        stride=1, padding=0, dilation=1, groups=1, bias=_a(0.0),
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=_a(0.0),
     )
     graph = nir.NIRGraph(
         nodes={
             "input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
             "conv": conv,
-            "sum": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
-                                 padding=np.array([0, 0])),
-            "avg": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
-                                 padding=np.array([0, 0])),
+            "sum": nir.SumPool2d(
+                kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
+            ),
+            "avg": nir.AvgPool2d(
+                kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
+            ),
             "scale": nir.Scale(scale=np.full((1, 1, 1), 0.5, dtype=F32)),
             "flat": nir.Flatten(input_type={"input": np.array([1, 1, 1])}, start_dim=0),
             "spikes": nir.Threshold(threshold=_a(0.9)),
@@ -160,8 +174,14 @@ def test_pooling_scale_threshold_and_li_readout() -> None:
             "output": nir.Output(output_type={"output": np.array([2])}),
         },
         edges=[
-            ("input", "conv"), ("conv", "sum"), ("sum", "avg"), ("avg", "scale"),
-            ("scale", "flat"), ("flat", "spikes"), ("spikes", "fc"), ("fc", "li"),
+            ("input", "conv"),
+            ("conv", "sum"),
+            ("sum", "avg"),
+            ("avg", "scale"),
+            ("scale", "flat"),
+            ("flat", "spikes"),
+            ("spikes", "fc"),
+            ("fc", "li"),
             ("li", "output"),
         ],
         type_check=False,  # nir 1.0 infers no pooling output shapes
@@ -287,7 +307,8 @@ def test_norse_iaf_network_imports_with_norse_spike_counts() -> None:
     x = torch.rand(16, 4)
     result = _both(net, x)
     hidden, out = _norse_counts(layers, x, 30)
-    assert hidden.sum() > 0 and out.sum() > 0
+    assert hidden.sum() > 0
+    assert out.sum() > 0
     assert torch.equal(result.spike_counts["1"], hidden)
     assert torch.equal(result.spike_counts["3"], out)
     assert onespike.count_ops(net, result).layers
@@ -314,10 +335,12 @@ def test_norse_lif_network_imports_with_norse_spike_counts() -> None:
     x = torch.rand(16, 5) * 2
     result = _both(net, x)
     hidden, out = _norse_counts(layers, x, 40)
-    assert hidden.sum() > 0 and out.sum() > 0
+    assert hidden.sum() > 0
+    assert out.sum() > 0
     assert torch.equal(result.spike_counts["1"], hidden)
     assert torch.equal(result.spike_counts["3"], out)
     # Norse's own reader of the same graph, at the same step, counts the same spikes
     module = norse.from_nir(graph, dt=dt**2)
     again = _norse_counts([m for m in module.children() if not isinstance(m, nn.Identity)], x, 40)
-    assert torch.equal(again[0], hidden) and torch.equal(again[1], out)
+    assert torch.equal(again[0], hidden)
+    assert torch.equal(again[1], out)

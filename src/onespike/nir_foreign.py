@@ -82,7 +82,10 @@ class _Expr:
     """A weighted sum: terms ``(source population, linear ops)`` plus a constant."""
 
     def __init__(
-        self, terms: list[tuple[str, tuple[Node, ...]]], const: Tensor | None, shape: tuple[int, ...]
+        self,
+        terms: list[tuple[str, tuple[Node, ...]]],
+        const: Tensor | None,
+        shape: tuple[int, ...],
     ) -> None:
         self.terms = terms
         self.const = const
@@ -194,9 +197,14 @@ def _linear_op(name: str, kind: str, node: Any, shape: tuple[int, ...]) -> list[
             per_channel = scale.reshape(-1)
         elif scale.size == math.prod(shape):
             grid = scale.reshape(shape)
-            if not bool((grid == grid.reshape(channels, -1)[:, :1].reshape(
-                (channels,) + (1,) * (len(shape) - 1)
-            )).all()):
+            if not bool(
+                (
+                    grid
+                    == grid.reshape(channels, -1)[:, :1].reshape(
+                        (channels,) + (1,) * (len(shape) - 1)
+                    )
+                ).all()
+            ):
                 raise UnsupportedLayerError(
                     f"{where} scales the neurons of a channel differently; onespike's scaling "
                     "is per channel (dimension 0)"
@@ -412,7 +420,6 @@ def from_foreign_nir(
 
     pops: dict[str, Population] = {}
     values: dict[str, str | _Expr] = {}
-    shapes: dict[str, tuple[int, ...]] = {}
     readout: Population | None = None
 
     def expr_of(value: str | _Expr) -> _Expr:
