@@ -201,14 +201,24 @@ def test_pooling_scale_threshold_and_li_readout() -> None:
     assert result.outputs.tolist() == [[0.75, 0.75]]
 
 
-def test_imported_network_counts_and_prices() -> None:
+def test_imported_network_counts_prices_and_draws() -> None:
+    from onespike.report import spike_raster
+
     net = onespike.from_nir(_if_graph(), config=_config(4))
-    result = simulate(net, torch.tensor([[0.5, 0.25]]))
+    x = torch.tensor([[0.5, 0.25]])
+    result = simulate(net, x)
     ops = {layer.name: layer for layer in onespike.count_ops(net, result).layers}
-    # 3 input-driven... the readout's synapses: 3 spikes of 'if', one synapse each
+    # the analog input's projection is computed once: 2 x 2 MACs; 'if' spikes 3 times and
+    # each spike reaches the readout through one synapse
+    assert (ops["if"].macs, ops["if"].spikes, ops["if"].synops) == (4, 3, 0)
     assert ops["if.count"].synops == 3
-    report = onespike.hardware.run(net, result)
-    assert report.energy_pj > 0
+    assert onespike.hardware.run(net, result).energy_pj > 0
+    raster = spike_raster(net, x)
+    spikes = {
+        p["name"]: list(zip(p["step"], p["neuron"], strict=True)) for p in raster["populations"]
+    }
+    # neuron 1 fires at steps 1 and 3 (0-based), neuron 0 at step 2 (see the test above)
+    assert spikes["if"] == [(1, 1), (2, 0), (3, 1)]
 
 
 def test_recurrent_edge_is_refused() -> None:
