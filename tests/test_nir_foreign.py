@@ -354,3 +354,32 @@ def test_norse_lif_network_imports_with_norse_spike_counts() -> None:
     again = _norse_counts([m for m in module.children() if not isinstance(m, nn.Identity)], x, 40)
     assert torch.equal(again[0], hidden)
     assert torch.equal(again[1], out)
+
+
+def test_cuba_lif_graph_counts_as_norse_reads_it() -> None:
+    """Norse's reader (norse.torch.from_nir) of a hand-built CubaLIF graph, at the same dt."""
+    norse = _norse()
+    gen = np.random.default_rng(5)
+    graph = nir.NIRGraph.from_list(
+        nir.Affine(
+            weight=gen.normal(0, 1, (6, 3)).astype(F32), bias=gen.normal(0, 0.1, 6).astype(F32)
+        ),
+        nir.CubaLIF(
+            tau_syn=np.full(6, 5e-3, dtype=F32),
+            tau_mem=np.full(6, 1e-2, dtype=F32),
+            r=np.full(6, 1.5, dtype=F32),
+            v_leak=np.zeros(6, dtype=F32),
+            v_threshold=np.full(6, 0.2, dtype=F32),
+            v_reset=np.zeros(6, dtype=F32),
+            w_in=np.full(6, 2.0, dtype=F32),
+        ),
+    )
+    net = onespike.from_nir(graph, dt=1e-3, config=_config(50))
+    x = torch.rand(16, 3)
+    result = _both(net, x)
+    module = norse.from_nir(graph, dt=1e-3)
+    (counts,) = _norse_counts(
+        [m for m in module.children() if not isinstance(m, nn.Identity)], x, 50
+    )
+    assert counts.sum() > 0
+    assert torch.equal(result.spike_counts["cubalif"], counts)
