@@ -146,6 +146,35 @@ def test_dt_scales_the_leak() -> None:
     assert _both(net, x).spike_counts["lif"].tolist() == [[2.0]]
 
 
+def test_metadata_dt_that_is_not_a_number_is_refused() -> None:
+    graph = _if_graph()
+    graph.metadata["dt"] = "fast"
+    with pytest.raises(onespike.InvalidGraphError, match="metadata 'dt' is 'fast'"):
+        onespike.from_nir(graph)
+
+
+def test_inputs_of_a_node_are_summed_skip_connection() -> None:
+    """input -> a -> IF 'h' -> b -> IF 'o', and 'h' -> 'o' directly: o's input is b(h) + h."""
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([1])}),
+            "a": nir.Linear(weight=np.array([[0.5]], dtype=F32)),
+            "h": nir.IF(r=_a(1.0), v_threshold=_a(0.75), v_reset=_a(0.0)),
+            "b": nir.Linear(weight=np.array([[0.25]], dtype=F32)),
+            "o": nir.IF(r=_a(1.0), v_threshold=_a(1.0), v_reset=_a(0.0)),
+            "output": nir.Output(output_type={"output": np.array([1])}),
+        },
+        edges=[("input", "a"), ("a", "h"), ("h", "b"), ("b", "o"), ("h", "o"), ("o", "output")],
+    )
+    net = onespike.from_nir(graph, config=_config(6))
+    assert [len(p.projections) for p in net.populations] == [0, 1, 2, 1]
+    result = _both(net, torch.tensor([[1.0]]))
+    # h: z = 0.5: v = 0.5, 1.0 fires -> 0, ...: fires at steps 2, 4, 6 (1-based).
+    # o: z = 1.25 when h fires: v = 0, 1.25 fires, 0, 1.25 fires, ...: 3 spikes.
+    assert result.spike_counts["h"].tolist() == [[3.0]]
+    assert result.spike_counts["o"].tolist() == [[3.0]]
+
+
 def test_pooling_scale_threshold_and_li_readout() -> None:
     conv = nir.Conv2d(
         input_shape=(4, 4),

@@ -340,6 +340,19 @@ def _check_dt(dt: Any) -> float:
     return float(dt)
 
 
+def _metadata_dt(given: Any) -> float:
+    try:
+        values = np.asarray(given, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        values = np.array([np.nan])
+    if values.size != 1 or not math.isfinite(values[0]) or not values[0] > 0:
+        raise InvalidGraphError(
+            f"the graph's metadata 'dt' is {given!r:.40}; a time step is one number > 0. Pass "
+            "from_nir(..., dt=step) to set it"
+        )
+    return float(values[0])
+
+
 def _check_config(config: Any) -> RateConfig:
     if config is None:
         return RateConfig(reset="zero", initial_membrane=0.0)
@@ -388,9 +401,7 @@ def from_foreign_nir(
     config = _check_config(config)
     if dt is None:
         metadata = graph.metadata if isinstance(graph.metadata, dict) else {}
-        given = metadata.get("dt", 1.0)
-        given = float(np.asarray(given).reshape(-1)[0]) if np.asarray(given).size == 1 else given
-        dt = _check_dt(given)
+        dt = _metadata_dt(metadata.get("dt", 1.0))
     else:
         dt = _check_dt(dt)
     nodes: dict[str, Any] = graph.nodes
