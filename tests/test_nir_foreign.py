@@ -250,6 +250,12 @@ def test_imported_network_counts_prices_and_draws() -> None:
     assert spikes["if"] == [(1, 1), (2, 0), (3, 1)]
 
 
+def test_imported_network_is_not_exported_again() -> None:
+    net = onespike.from_nir(_if_graph(), config=_config(4))
+    with pytest.raises(onespike.UnsupportedLayerError, match="population 'if' has the neuron"):
+        onespike.to_nir(net)
+
+
 def test_recurrent_edge_is_refused() -> None:
     graph = _if_graph()
     graph.edges.append(("if", "affine"))

@@ -580,6 +580,12 @@ def check_config(config: Any) -> str:
 def _check_exportable(net: SpikingNetwork) -> str:
     method = check_config(net.config)
     for pop in net.populations:
+        if pop.neuron is not None:
+            raise UnsupportedLayerError(
+                f"population '{pop.name}' has the neuron model of an imported NIR graph "
+                "(Population.neuron); to_nir writes onespike's own neuron models only, and "
+                "would change its dynamics. Keep the NIR graph it was imported from."
+            )
         if pop.kind == "maxpool":
             raise UnsupportedLayerError(
                 f"population '{pop.name}' is a max pooling; NIR 1.0 has no max-pooling node "
