@@ -67,7 +67,8 @@ threshold, bias carrier and the names of its nodes), plus ``onespike_method`` an
 ``onespike_not_expressible`` in words. Node metadata holds exact originals the NIR fields
 transform (unscaled weights, thresholds, TTFS biases). :func:`from_nir` reads graphs written
 by :func:`to_nir`; NIR node values stay authoritative: metadata refines a node only where it
-agrees with it.
+agrees with it. A graph without the record comes from another tool and is imported by
+:mod:`onespike.nir_foreign` after the graph checks below (layer 1).
 
 **Validation on import.** :func:`from_nir` checks a graph before it uses any of it, in three
 layers, each refusing with an :class:`~onespike.errors.InvalidGraphError` that names the node,
