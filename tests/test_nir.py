@@ -271,7 +271,9 @@ def test_bias_varying_within_a_channel_is_refused() -> None:
 
 def test_foreign_and_broken_inputs_are_clear_errors(tmp_path: Path) -> None:
     foreign = nir.NIRGraph.from_list(nir.Affine(weight=np.ones((2, 3)), bias=np.zeros(2)))
-    with pytest.raises(onespike.InvalidGraphError, match="onespike_network"):
+    foreign.nodes["integrator"] = nir.I(r=np.ones(2))
+    foreign.edges = [("input", "affine"), ("affine", "integrator"), ("integrator", "output")]
+    with pytest.raises(onespike.UnsupportedLayerError, match=r"node 'integrator' is a nir\.I\b"):
         onespike.from_nir(foreign)
     with pytest.raises(onespike.MissingFileError):
         onespike.from_nir(tmp_path / "absent.nir")

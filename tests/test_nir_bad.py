@@ -291,12 +291,10 @@ STRUCTURE_CASES: list[tuple[str, str, str, Callable[[Any], object], type, str]] 
         "rate",
         _replace_node(
             "1",
-            lambda n: nir.LIF(
-                tau=n.r, r=n.r, v_leak=n.v_reset, v_threshold=n.v_threshold, v_reset=n.v_reset
-            ),
+            lambda n: nir.CubaLI(tau_syn=n.r, tau_mem=n.r, r=n.r, v_leak=n.v_reset),
         ),
         onespike.InvalidGraphError,
-        r"node '1' is a nir\.LIF, which onespike does not read",
+        r"node '1' is a nir\.CubaLI, which onespike does not read",
     ),
     (
         "foreign-object-node",
@@ -966,10 +964,18 @@ def test_edited_graph_written_to_a_file_is_refused_with_the_difference(tmp_path:
         onespike.from_nir(path)
 
 
-def test_foreign_graph_is_still_refused_for_its_missing_record() -> None:
+def test_foreign_graph_without_record_imports_with_the_same_checks() -> None:
+    """A graph without onespike's record is another tool's: it imports (tests/test_nir_foreign.py)
+    after the same graph checks as onespike's own."""
     foreign = nir.NIRGraph.from_list(
         nir.Affine(weight=np.ones((2, 3), dtype=np.float32), bias=np.zeros(2, dtype=np.float32)),
         nir.IF(r=np.ones(2), v_threshold=np.ones(2), v_reset=np.zeros(2)),
     )
-    with pytest.raises(onespike.InvalidGraphError, match="has no 'onespike_network' metadata"):
+    config = onespike.RateConfig(steps=4, reset="zero", initial_membrane=0.0)
+    net = onespike.from_nir(foreign, config=config)
+    result = onespike.simulate(net, torch.full((1, 3), 0.25))
+    # z = 0.75 per step: v = 0.75, 1.5 fires -> 0, 0.75, 1.5 fires: 2 spikes per neuron
+    assert result.spike_counts["if"].tolist() == [[2.0, 2.0]]
+    foreign.nodes["affine"].weight[0, 0] = np.nan
+    with pytest.raises(onespike.InvalidGraphError, match=r"node 'affine' .*'weight'"):
         onespike.from_nir(foreign)

@@ -64,6 +64,7 @@ from onespike.graph import (
     apply_linear,
     max_pool,
 )
+from onespike.neurons import LIFParams
 
 __all__ = [
     "Population",
@@ -124,6 +125,9 @@ class Population:
         threshold: firing threshold of integrate-and-fire neurons, in normalised units: a
             float, or a tensor broadcastable to ``shape`` (per channel or per neuron). Set by
             the rate and hybrid converters; TTFS neurons derive theirs from the code.
+        neuron: the constants of a leaky integrate-and-fire neuron model, for a population
+            imported from another tool's NIR graph (:mod:`onespike.nir_foreign`); None: the
+            method's own neuron.
     """
 
     name: str
@@ -138,6 +142,7 @@ class Population:
     ann_relu: bool = True
     ann_max: float | None = None
     threshold: float | Tensor = 1.0
+    neuron: LIFParams | None = None
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -30,6 +30,8 @@ from torch import Tensor
 __all__ = [
     "IFParams",
     "IFState",
+    "LIFParams",
+    "LIFState",
     "SingleSpikeParams",
     "SingleSpikeState",
     "TTFSParams",
@@ -37,6 +39,8 @@ __all__ = [
     "accumulate_step",
     "fire_once",
     "if_step",
+    "lif_initial_state",
+    "lif_step",
     "single_spike_initial_state",
     "single_spike_step",
     "ttfs_initial_state",
@@ -234,3 +238,97 @@ def single_spike_step(
         crossing = params.crossing(v, params.threshold)
     spikes, fired = fire_once(crossing, state.fired)
     return spikes, SingleSpikeState(v, fired)
+
+
+# Leaky integrate-and-fire, for networks imported from NIR ------------------------------------
+#
+# NIR's neurons (Pedersen et al., Nature Communications 2024, doi 10.1038/s41467-024-52259-9)
+# stepped with forward Euler at time step ``dt``; ``alpha = dt / tau_mem``, ``beta = dt / tau_syn``
+# and ``z`` is this step's input (weighted spikes plus bias). At every step::
+#
+#     i <- i + beta * (w_in * z - i)              # CubaLIF only: the synaptic current
+#     x <- i (CubaLIF) or z (otherwise)
+#     v <- v + alpha * ((r * x + v_leak) - v)     # LIF, CubaLIF, LI
+#     v <- v + r * x                              # IF (alpha None): no leak, no dt
+#     v <- r * x                                  # Threshold (stateless): no memory
+#     spike  if v >= threshold                    # (the importer rounds NIR's v > v_th up)
+#     v <- v_reset        (spiked)
+#
+# IF takes each step's input as already integrated over the step (a spike is an impulse), as
+# onespike's own rate networks, Norse and sinabs do; the leaky models apply the step to the
+# whole right-hand side of the ODE, as Norse's LIFBox and LIBox cells do (same operation order).
+# A neuron emits at most one spike per step; LI only integrates (``spiking=False``).
+
+
+class LIFState(NamedTuple):
+    """State of a leaky integrate-and-fire population: membrane ``v`` and current ``i``."""
+
+    v: Tensor
+    i: Tensor
+
+
+class LIFParams(NamedTuple):
+    """Parameters of a leaky integrate-and-fire population (scalars or broadcastable tensors).
+
+    Attributes:
+        threshold: a neuron fires when ``v >= threshold``.
+        alpha: ``dt / tau_mem``; ``None``: no leak (integrate-and-fire).
+        v_leak: resting potential.
+        r: input resistance.
+        v_reset: membrane after a spike.
+        beta: ``dt / tau_syn`` of a current-based synapse (CubaLIF); ``None``: none.
+        w_in: input weight of the current-based synapse.
+        spiking: False for a leaky integrator (LI) that never fires.
+        stateless: True for a threshold unit whose membrane is its input (no memory).
+    """
+
+    threshold: float | Tensor
+    alpha: float | Tensor | None = None
+    v_leak: float | Tensor = 0.0
+    r: float | Tensor = 1.0
+    v_reset: float | Tensor = 0.0
+    beta: float | Tensor | None = None
+    w_in: float | Tensor = 1.0
+    spiking: bool = True
+    stateless: bool = False
+
+
+def lif_initial_state(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> LIFState:
+    """Membrane and current 0 for a population of ``shape`` (batch included)."""
+    return LIFState(torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype))
+
+
+def _times(a: float | Tensor, x: Tensor) -> Tensor:
+    return x if isinstance(a, float) and a == 1.0 else a * x
+
+
+def lif_step(z: Tensor, state: LIFState, params: LIFParams) -> tuple[Tensor, LIFState]:
+    """Advance a leaky (or current-based, or non-leaky) integrate-and-fire population.
+
+    Args:
+        z: input current arriving at this step.
+        state: state after the previous step.
+        params: the neuron constants.
+
+    Returns:
+        ``(spikes, new_state)``, ``spikes`` a float tensor of zeros and ones (all zero when
+        ``params.spiking`` is False).
+    """
+    i = state.i
+    x = z
+    if params.beta is not None:
+        i = i + params.beta * (_times(params.w_in, z) - i)
+        x = i
+    x = _times(params.r, x)
+    if params.stateless:
+        v = x
+    elif params.alpha is None:
+        v = state.v + x
+    else:
+        v = state.v + params.alpha * ((x + params.v_leak) - state.v)
+    if not params.spiking:
+        return torch.zeros_like(v), LIFState(v, i)
+    fired = v >= params.threshold
+    spikes = fired.to(v.dtype)
+    reset = torch.as_tensor(params.v_reset, dtype=v.dtype)
+    return spikes, LIFState(torch.where(fired, reset, v), i)

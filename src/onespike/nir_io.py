@@ -67,7 +67,8 @@ threshold, bias carrier and the names of its nodes), plus ``onespike_method`` an
 ``onespike_not_expressible`` in words. Node metadata holds exact originals the NIR fields
 transform (unscaled weights, thresholds, TTFS biases). :func:`from_nir` reads graphs written
 by :func:`to_nir`; NIR node values stay authoritative: metadata refines a node only where it
-agrees with it.
+agrees with it. A graph without the record comes from another tool and is imported by
+:mod:`onespike.nir_foreign` after the graph checks below (layer 1).
 
 **Validation on import.** :func:`from_nir` checks a graph before it uses any of it, in three
 layers, each refusing with an :class:`~onespike.errors.InvalidGraphError` that names the node,
@@ -580,6 +581,12 @@ def check_config(config: Any) -> str:
 def _check_exportable(net: SpikingNetwork) -> str:
     method = check_config(net.config)
     for pop in net.populations:
+        if pop.neuron is not None:
+            raise UnsupportedLayerError(
+                f"population '{pop.name}' has the neuron model of an imported NIR graph "
+                "(Population.neuron); to_nir writes onespike's own neuron models only, and "
+                "would change its dynamics. Keep the NIR graph it was imported from."
+            )
         if pop.kind == "maxpool":
             raise UnsupportedLayerError(
                 f"population '{pop.name}' is a max pooling; NIR 1.0 has no max-pooling node "
@@ -660,11 +667,16 @@ _FLOAT_FIELDS: dict[str, tuple[str, ...]] = {
     "I": ("r",),
     "LI": ("tau", "r", "v_leak"),
     "Threshold": ("threshold",),
+    # read in graphs from other tools (onespike.nir_foreign)
+    "LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"),
+    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
+    "SumPool2d": (),
 }
 # field -> smallest allowed value
 _INT_FIELDS: dict[str, dict[str, int | None]] = {
     "Conv2d": {"stride": 1, "padding": 0, "dilation": 1, "groups": 1},
     "AvgPool2d": {"kernel_size": 1, "stride": 1, "padding": 0},
+    "SumPool2d": {"kernel_size": 1, "stride": 1, "padding": 0},
     "Flatten": {"start_dim": None, "end_dim": None},
 }
 _METADATA_ARRAYS = ("onespike_weight", "onespike_shift", "onespike_threshold", "onespike_bias")
@@ -827,8 +839,8 @@ def _check_graph(nir: Any, graph: Any, max_values: int) -> dict[str, str]:
         if kind is None:
             raise InvalidGraphError(
                 f"node {name!r} is a {_type_name(node)}, which onespike does not read; from_nir "
-                f"reads the node types onespike.to_nir writes ({', '.join(_FLOAT_FIELDS)}). "
-                "Export the network with onespike.to_nir."
+                f"reads the node types {', '.join(_FLOAT_FIELDS)}. Export the network with "
+                "onespike.to_nir, or build it from those nodes."
             )
         kinds[name] = kind
     try:
@@ -1617,8 +1629,18 @@ def _read(nir: Any, path: str | os.PathLike[str], max_values: int) -> Any:
         ) from exc
 
 
-def from_nir(graph: Any, *, max_values: int = MAX_VALUES) -> SpikingNetwork:
-    """Rebuild the spiking network a graph from :func:`to_nir` describes.
+def from_nir(
+    graph: Any,
+    *,
+    max_values: int = MAX_VALUES,
+    dt: float | None = None,
+    config: RateConfig | None = None,
+) -> SpikingNetwork:
+    """Rebuild the spiking network a graph from :func:`to_nir` (or another tool) describes.
+
+    A graph without onespike's ``onespike_network`` record (from Norse, snnTorch, sinabs, or
+    built by hand) is imported by :func:`onespike.nir_foreign.from_foreign_nir` after the same
+    graph checks: a rate-coded network whose populations carry their NIR neurons' constants.
 
     The graph is validated before use: node types, edges (no missing node, no duplicate, no
     cycle), parameters (numeric, finite, at most ``max_values`` values per array and per
@@ -1633,6 +1655,10 @@ def from_nir(graph: Any, *, max_values: int = MAX_VALUES) -> SpikingNetwork:
         graph: a ``nir.NIRGraph`` (e.g. from ``nir.read``) or the path of a NIR file.
         max_values: the largest number of values one parameter array or one population may
             hold (default :data:`MAX_VALUES`, 2**28).
+        dt: another tool's graph only: the time step in the unit of its time constants
+            (default: the graph's metadata ``dt``, else 1).
+        config: another tool's graph only: the ``RateConfig`` to simulate it with (steps,
+            input, seed, early exit; ``reset="zero"`` and ``initial_membrane=0``).
 
     Returns:
         The network; it simulates exactly as the exported one.
@@ -1642,7 +1668,9 @@ def from_nir(graph: Any, *, max_values: int = MAX_VALUES) -> SpikingNetwork:
             cycle, non-numeric or non-finite parameter, shapes that do not chain, a size above
             ``max_values``), was not written by :func:`to_nir`, or its onespike metadata does
             not match its nodes and edges.
-        ConfigError: ``max_values`` is not a positive integer.
+        ConfigError: ``max_values`` is not a positive integer, or ``dt`` / ``config`` is
+            given for a graph of onespike's own (its time step and configuration are its own).
+        UnsupportedLayerError: another tool's graph holds a node onespike cannot express.
         MissingFileError: the path does not exist.
         CorruptFileError: the file is not a readable NIR file.
         ImportError: the package ``nir`` is not installed.
@@ -1656,6 +1684,16 @@ def from_nir(graph: Any, *, max_values: int = MAX_VALUES) -> SpikingNetwork:
             f"from_nir expects a nir.NIRGraph or a path, got {type(graph).__name__}"
         )
     kinds = _check_graph(nir, graph, max_values)
+    metadata = graph.metadata if isinstance(graph.metadata, dict) else {}
+    if _RECORD_KEY not in metadata:
+        from onespike.nir_foreign import from_foreign_nir
+
+        return from_foreign_nir(graph, kinds, dt=dt, config=config)
+    if dt is not None or config is not None:
+        raise ConfigError(
+            "dt and config apply to NIR graphs from other tools; this graph was written by "
+            "onespike.to_nir and carries its own time step (1) and configuration. Leave them out."
+        )
     record = _record(graph)
     _check_record(record, max_values)
     config = _config(record)

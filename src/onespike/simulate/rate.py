@@ -17,6 +17,10 @@ order and a spike reaches the next layer in the same step (no synaptic delay). P
   its neurons grows, so its count equals that largest count after every step and the pooled
   rate is exactly the maximum rate. (Gating the spikes of the neuron with the largest count,
   Rueckauer et al. 2017, doi 10.3389/fnins.2017.00682, lags behind it while counts are tied.)
+- **imported neuron models**: a population that carries its own constants
+  (:attr:`Population.neuron`, from another tool's NIR graph) steps with
+  :func:`onespike.neurons.lif_step` instead, its membranes from 0; a leaky-integrator output
+  (``spiking=False``) is read as its membrane after the last step, not divided by the steps.
 - **output population**: accumulates its current without spiking; the prediction after step
   ``t`` is the argmax of its membrane (ties to the lower index), and the decoded output is
   ``membrane / t * scale`` (the mean current, in the ANN's units).
@@ -44,7 +48,16 @@ from onespike.convert.config import RateConfig
 from onespike.errors import ConfigError
 from onespike.graph import Conv2d, MaxPool2d, max_pool
 from onespike.network import Population, SpikingNetwork
-from onespike.neurons import IFParams, IFState, accumulate_step, if_step
+from onespike.neurons import (
+    IFParams,
+    IFState,
+    LIFParams,
+    LIFState,
+    accumulate_step,
+    if_step,
+    lif_initial_state,
+    lif_step,
+)
 from onespike.simulate._input import check_unit_input
 from onespike.simulate.result import SimResult
 
@@ -90,7 +103,13 @@ def pool_spikes(pool: MaxPool2d, spikes: Tensor, counts: Tensor) -> Tensor:
     return now - max_pool(pool, counts - spikes)
 
 
-def _params(pop: Population, config: RateConfig, dtype: torch.dtype) -> IFParams:
+def _params(pop: Population, config: RateConfig, dtype: torch.dtype) -> IFParams | LIFParams:
+    if pop.neuron is not None:
+        fields = pop.neuron._asdict()
+        for key, value in fields.items():
+            if isinstance(value, Tensor):
+                fields[key] = value.to(dtype)
+        return LIFParams(**fields)
     threshold = pop.threshold
     if isinstance(threshold, Tensor):
         threshold = threshold.to(dtype)
@@ -112,12 +131,14 @@ def input_dither(pop: Population, config: RateConfig, input_name: str) -> float:
 
 def _initial_state(
     pop: Population,
-    params: IFParams,
+    params: IFParams | LIFParams,
     batch: int,
     config: RateConfig,
     dtype: torch.dtype,
     input_name: str,
-) -> IFState:
+) -> IFState | LIFState:
+    if isinstance(params, LIFParams):
+        return lif_initial_state((batch, *pop.shape), dtype)
     v = torch.zeros((batch, *pop.shape), dtype=dtype)
     if config.initial_membrane and not pop.is_output:
         start: float | Tensor = config.initial_membrane
@@ -182,11 +203,13 @@ def _run(
         """The result had the run stopped after ``ran`` steps: active samples stop now."""
         steps_run = torch.where(active, ran, sample_steps)
         final = torch.where(active.view(view), membrane, final_membrane)
+        if out.neuron is None:
+            final = final / steps_run.to(dtype).view(view)
         return SimResult(
             method=method,
             spike_times={},
             predictions=torch.where(active, prediction, predictions),
-            outputs=final / steps_run.to(dtype).view(view) * out.scale,
+            outputs=final * out.scale,
             steps=ran,
             clipped={inp.name: input_clipped},
             spike_counts={name: count.clone() for name, count in counts.items()},
@@ -220,17 +243,26 @@ def _run(
                     assert z is not None
                     if pop.name in biases:
                         z = z + biases[pop.name]
+                    par, state = params[pop.name], states[pop.name]
                     if pop.is_output:
-                        states[pop.name] = accumulate_step(z, states[pop.name])
+                        if isinstance(par, LIFParams):
+                            assert isinstance(state, LIFState)
+                            states[pop.name] = lif_step(z, state, par)[1]
+                        else:
+                            assert isinstance(state, IFState)
+                            states[pop.name] = accumulate_step(z, state)
                         for proj, spiking in zip(pop.projections, reads_spikes, strict=True):
                             if spiking:
                                 received |= values[proj.source].flatten(1).any(dim=1)
                             else:
                                 received[:] = True
                         continue
-                    values[pop.name], states[pop.name] = if_step(
-                        z, states[pop.name], params[pop.name]
-                    )
+                    if isinstance(par, LIFParams):
+                        assert isinstance(state, LIFState)
+                        values[pop.name], states[pop.name] = lif_step(z, state, par)
+                    else:
+                        assert isinstance(state, IFState)
+                        values[pop.name], states[pop.name] = if_step(z, state, par)
                 if pop.name in running:
                     running[pop.name] += values[pop.name]
             for name, count in counts.items():
