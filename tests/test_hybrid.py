@@ -54,7 +54,8 @@ def test_no_neuron_fires_twice_and_simulators_agree(data: st.DataObject) -> None
     config = HybridConfig(
         steps=data.draw(st.integers(1, 8)),
         leak=data.draw(st.sampled_from([1.0, 0.75, 0.5])),
-        input_code=data.draw(st.sampled_from(["ttfs", "none"])),
+        input_code=data.draw(st.sampled_from(["split", "ttfs", "none"])),
+        bias=data.draw(st.sampled_from(["spread", "first_step", "every_step"])),
         threshold_scale=data.draw(st.sampled_from([0.25, 0.5, 1.0])),
         readout=data.draw(st.sampled_from(["membrane", "first_spike"])),
     )
@@ -119,7 +120,8 @@ def _toy_network(**options: object) -> onespike.SpikingNetwork:
             Linear(torch.tensor([[1.0, -1.0], [0.5, 0.5]])),
         ],
     )
-    return onespike.convert(graph, HybridConfig(steps=5, threshold_scale=1.0, **options))  # type: ignore[arg-type]
+    legacy: dict[str, Any] = {"input_code": "ttfs", "bias": "every_step", **options}
+    return onespike.convert(graph, HybridConfig(steps=5, threshold_scale=1.0, **legacy))
 
 
 def test_toy_network_spikes_and_counts_by_hand() -> None:
@@ -157,10 +159,9 @@ def test_first_spike_readout_prefers_the_earliest_class() -> None:
     # Class 0: 1.5 - 0.625 = 0.875, fires at step 1 (+1.5), ends at 2.375: larger membrane.
     graph = Graph.sequential((2,), [Linear(torch.tensor([[1.5, -2.5], [1.0, 0.5]]))])
     x = torch.tensor([[1.0, 0.25]])
-    membrane = onespike.convert(graph, HybridConfig(steps=2, threshold_scale=1.0))
-    first = onespike.convert(
-        graph, HybridConfig(steps=2, threshold_scale=1.0, readout="first_spike")
-    )
+    legacy: dict[str, Any] = {"steps": 2, "threshold_scale": 1.0, "input_code": "ttfs"}
+    membrane = onespike.convert(graph, HybridConfig(**legacy))
+    first = onespike.convert(graph, HybridConfig(**legacy, readout="first_spike"))
     for method in ("closed_form", "stepped"):
         by_membrane = onespike.simulate(membrane, x, method=method)
         by_spike = onespike.simulate(first, x, method=method)
