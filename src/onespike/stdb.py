@@ -79,7 +79,7 @@ from onespike.graph import (
 from onespike.graph import Affine as AffineNode
 from onespike.io import load_state_dict_file
 from onespike.network import Population, Projection, SpikingNetwork, build_network
-from onespike.simulate.hybrid import encode_input, run_layers
+from onespike.simulate.hybrid import encode_input, not_fired_before, run_layers
 from onespike.train import TrainConfig, TrainResult, train
 
 __all__ = [
@@ -105,6 +105,7 @@ STDB_RECORD = "stdb.json"
 _FORMAT_NAME = "onespike-hybrid-network"
 _FORMAT_VERSION = 1
 _MIN_THRESHOLD = 1e-3
+_MIN_LEAK = 0.05
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,11 @@ class STDBConfig:
         beta: decay of the surrogate gradient with ``dt``, >= 0.
         time_loss_weight: weight of the output spike-time term of the loss, >= 0.
         train_thresholds: also train one threshold per population.
+        train_leak: also train the membrane decay (one for the whole network, kept in
+            ``[0.05, 1]``; the result's ``HybridConfig.leak``).
+        patience: early stopping: with validation data, stop after this many epochs without
+            a better validation accuracy and keep the best epoch's parameters (``None``:
+            run every epoch, keep the last).
         seed: seeds the batch order and torch's global RNG, in ``[0, 2**63)``.
     """
 
@@ -129,6 +135,8 @@ class STDBConfig:
     beta: float = 3.0
     time_loss_weight: float = 0.1
     train_thresholds: bool = True
+    train_leak: bool = False
+    patience: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -155,9 +163,17 @@ class STDBConfig:
                 raise ConfigError(
                     f"STDBConfig.{name} must be a finite number {allowed}, got {value!r}"
                 )
-        if not isinstance(self.train_thresholds, bool):
+        for name in ("train_thresholds", "train_leak"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"STDBConfig.{name} must be True or False, got {getattr(self, name)!r}"
+                )
+        patience = self.patience
+        if patience is not None and (
+            isinstance(patience, bool) or not isinstance(patience, int) or patience < 1
+        ):
             raise ConfigError(
-                f"STDBConfig.train_thresholds must be True or False, got {self.train_thresholds!r}"
+                f"STDBConfig.patience must be an integer >= 1 or None, got {patience!r}"
             )
 
     def train_config(self) -> TrainConfig:
@@ -179,17 +195,51 @@ class _Crossing(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None]:
         v, threshold = ctx.saved_tensors
-        dt = (v / threshold - 1.0).abs()
-        slope = grad * (ctx.alpha * torch.exp(-ctx.beta * dt)) / threshold
-        grad_threshold = None
-        if ctx.needs_input_grad[1]:
+        return _surrogate(ctx, v, threshold, grad)
+
+
+def _surrogate(
+    ctx: Any, v: Tensor, threshold: Tensor, grad: Tensor, mask: Tensor | None = None
+) -> tuple[Tensor, Tensor | None, None, None]:
+    """``ds/dv = grad alpha exp(-beta |v / theta - 1|) / theta`` (times ``mask``), ``ds/dtheta``."""
+    # one full-size temporary: |v - theta| becomes the slope in place
+    slope = (v - threshold).abs_().mul_(-ctx.beta / threshold).exp_().mul_(grad)
+    slope.mul_(ctx.alpha / threshold)
+    if mask is not None:
+        slope.mul_(mask)
+    grad_threshold = None
+    if ctx.needs_input_grad[1]:
+        if threshold.numel() == 1:
+            dot = torch.dot(slope.reshape(-1), v.reshape(-1))
+            grad_threshold = (-dot / threshold).reshape(threshold.shape)
+        else:
             full = -slope * v / threshold
             # sum over the dimensions the threshold was broadcast along
             extra = full.ndim - threshold.ndim
             full = full.sum(dim=tuple(range(extra))) if extra else full
-            keep = tuple(i for i, n in enumerate(threshold.shape) if n == 1 and full.shape[i] != 1)
+            keep = tuple(
+                i for i, n in enumerate(threshold.shape) if n == 1 and full.shape[i] != 1
+            )
             grad_threshold = full.sum(dim=keep, keepdim=True) if keep else full
-        return slope, grad_threshold, None, None
+    return slope, grad_threshold, None, None
+
+
+class _FirstSpike(_Crossing):
+    """The single-spike train from the whole membrane ``(T, B, ...)``: the first crossing of
+    every neuron, with the STDB surrogate on the steps before and at its spike (none after)."""
+
+    @staticmethod
+    def forward(ctx: Any, v: Tensor, threshold: Tensor, alpha: float, beta: float) -> Tensor:
+        crossed = v >= threshold
+        open_ = not_fired_before(crossed)
+        ctx.save_for_backward(v, threshold, open_)
+        ctx.alpha, ctx.beta = alpha, beta
+        return crossed.logical_and_(open_).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None]:
+        v, threshold, open_ = ctx.saved_tensors
+        return _surrogate(ctx, v, threshold, grad, open_)
 
 
 def surrogate_crossing(
@@ -241,6 +291,9 @@ class STDBNet(nn.Module):
         self.thresholds = nn.ParameterList()
         self._layers: dict[int, tuple[Node, int]] = {}  # id of an original op -> (op, index)
         self._pops: list[tuple[Population, int | None, int | None]] = []
+        self.leak = (
+            nn.Parameter(torch.tensor(float(net.config.leak))) if self.stdb.train_leak else None
+        )
         for pop in net.populations:
             bias_index = threshold_index = None
             if pop.kind == "neuron":
@@ -293,8 +346,16 @@ class STDBNet(nn.Module):
             out.append(replace(pop, projections=projections, bias=bias, threshold=threshold))
         return out
 
-    def _crossing(self, v: Tensor, threshold: float | Tensor) -> Tensor:
-        return surrogate_crossing(v, threshold, alpha=self.stdb.alpha, beta=self.stdb.beta)
+    def _fire(self, v: Tensor, threshold: float | Tensor) -> Tensor:
+        theta = threshold if isinstance(threshold, Tensor) else v.new_tensor(threshold)
+        out: Tensor = _FirstSpike.apply(v, theta, self.stdb.alpha, self.stdb.beta)
+        return out
+
+    def current_leak(self) -> float | Tensor:
+        """The membrane decay: the trained one in ``[_MIN_LEAK, 1]``, else the network's."""
+        if self.leak is None:
+            return float(self.hybrid.leak)
+        return self.leak.clamp(_MIN_LEAK, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         x, times, _ = encode_input(x.float(), self.hybrid)
@@ -303,16 +364,20 @@ class STDBNet(nn.Module):
             x,
             times,
             self.hybrid,
-            crossing=self._crossing,
+            fire=self._fire,
             record_times=False,
+            leak=self.current_leak(),
         )
         self.output_spikes = run.output_spikes.flatten(2)
         return run.membrane[-1].flatten(1)
 
     def to_network(self) -> SpikingNetwork:
-        """The spiking network with the current weights, biases and thresholds."""
+        """The spiking network with the current weights, biases, thresholds and leak."""
         pops = tuple(self._populations(trained=False))
-        return SpikingNetwork(self.hybrid, pops, self.fanouts)
+        config = self.hybrid
+        if self.leak is not None:
+            config = replace(config, leak=float(self.current_leak()))
+        return SpikingNetwork(config, pops, self.fanouts)
 
 
 def stdb_loss(

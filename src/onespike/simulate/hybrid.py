@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -46,6 +46,8 @@ __all__ = [
     "encode_input",
     "fire_train",
     "first_only",
+    "membrane",
+    "not_fired_before",
     "input_train",
     "input_values",
     "predict",
@@ -138,46 +140,101 @@ def step_currents(pop: Population, inputs: dict[str, Tensor], config: HybridConf
     return torch.cat([first.unsqueeze(0), z[1:]]) if steps > 1 else first.unsqueeze(0)
 
 
+class _Membrane(torch.autograd.Function):
+    """``v_t = leak v_(t-1) + z_t`` over dimension 0, in place on one copy of ``z``.
+
+    The same float operations as the stepped simulator (not ``cumsum``, whose CPU kernel
+    accumulates in double); backward is the reverse recursion ``g_t += leak g_(t+1)``, one
+    full-size gradient in all (indexing ``z[t]`` would zero-fill a full-size one per step).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, leak: Tensor, plain: bool) -> Tensor:
+        v = z.clone() if ctx.needs_input_grad[0] is False else z
+        if v is z:
+            ctx.mark_dirty(z)  # the currents are a fresh tensor nothing else reads
+        factor = float(leak)
+        for t in range(1, v.shape[0]):
+            v[t].add_(v[t - 1] if plain else v[t - 1] * factor)
+        ctx.factor, ctx.plain = factor, plain
+        ctx.save_for_backward(v if ctx.needs_input_grad[1] else None)
+        return v
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None]:
+        g = grad.clone()
+        for t in range(g.shape[0] - 2, -1, -1):
+            g[t].add_(g[t + 1] if ctx.plain else g[t + 1] * ctx.factor)
+        grad_leak = None
+        if ctx.needs_input_grad[1]:
+            (v,) = ctx.saved_tensors
+            grad_leak = torch.dot(g[1:].reshape(-1), v[:-1].reshape(-1)).reshape(())
+        return g, grad_leak, None
+
+
+def membrane(z: Tensor, leak: float | Tensor) -> Tensor:
+    """The membrane after every step, ``(T, B, ...)``, from the currents ``z`` (``v_(-1) = 0``).
+
+    Args:
+        z: currents ``(T, B, ...)``; one that requires grad (a layer's fresh currents in
+            training, read by nothing else) is overwritten in place.
+        leak: decay per step; a tensor that requires grad receives one.
+    """
+    plain = not isinstance(leak, Tensor) and leak == 1.0
+    factor = leak if isinstance(leak, Tensor) else torch.tensor(float(leak))
+    out: Tensor = _Membrane.apply(z, factor, plain)
+    return out
+
+
+def not_fired_before(crossed: Tensor) -> Tensor:
+    """``(T, B, ...)`` bool: no crossing at an earlier step, from the bool crossings."""
+    out = torch.empty_like(crossed)
+    out[0] = True
+    for t in range(1, crossed.shape[0]):
+        torch.logical_and(out[t - 1], ~crossed[t - 1], out=out[t])
+    return out
+
+
 def fire_train(
-    z: Tensor, threshold: float | Tensor, leak: float | Tensor, crossing: Crossing | None = None
+    z: Tensor,
+    threshold: float | Tensor,
+    leak: float | Tensor,
+    crossing: Crossing | None = None,
+    fire: Crossing | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Single-spike integrate-and-fire over all steps at once.
 
     The same dynamics as :func:`onespike.neurons.single_spike_step` applied ``T`` times
     (``v_t = leak v_(t-1) + z_t``, a spike at the first step with ``v_t >= theta``), with the
-    crossing computed once on the whole ``(T, B, ...)`` membrane: "has fired before ``t``" is
-    the detached running count of earlier crossings, a constant for autograd as in
-    :func:`onespike.neurons.fire_once`.
+    crossing computed once on the whole ``(T, B, ...)`` membrane; "has fired before ``t``" is
+    a constant for autograd, as in :func:`onespike.neurons.fire_once`.
 
     Args:
         z: currents ``(T, B, ...)``.
         threshold: firing threshold.
         leak: membrane decay per step (a tensor when it is trained).
-        crossing: the crossing function (``None``: the plain comparison).
+        crossing: a crossing function ``H(v - theta)`` (``None``: the plain comparison).
+        fire: computes the whole single-spike train from the membrane and threshold (first
+            crossing only); replaces ``crossing`` (STDB passes one with a surrogate gradient).
 
     Returns:
         ``(spikes, v)``, both ``(T, B, ...)``.
     """
-    # a running sum step by step (not cumsum, whose CPU kernel accumulates in double): the
-    # same float operations as the stepped simulator; unbind hands back one gradient for all
-    # steps instead of a zero-filled full-size one per indexed step
-    parts = z.unbind(0)
-    plain = isinstance(leak, (int, float)) and leak == 1.0
-    state = parts[0]
-    out = [state]
-    for current in parts[1:]:
-        state = state + current if plain else leak * state + current
-        out.append(state)
-    v = torch.stack(out)
-    crossed = (v >= threshold).to(v.dtype) if crossing is None else crossing(v, threshold)
-    return first_only(crossed), v
+    v = membrane(z, leak)
+    if fire is not None:
+        return fire(v, threshold), v
+    if crossing is None:
+        crossed = v >= threshold
+        return (crossed & not_fired_before(crossed)).to(v.dtype), v
+    return first_only(crossing(v, threshold)), v
 
 
 def first_only(crossed: Tensor) -> Tensor:
     """Keep, along time (dimension 0), only the first 1 of every neuron's 0/1 train."""
-    seen = crossed.detach()
-    before = torch.cumsum(seen, dim=0) - seen  # crossings at earlier steps
-    return crossed * (before == 0).to(crossed.dtype)
+    mask = not_fired_before(crossed.detach() > 0)
+    if not crossed.requires_grad:
+        return (crossed > 0).logical_and_(mask).to(crossed.dtype)
+    return crossed * mask
 
 
 def predict(times: Tensor, membrane: Tensor, readout: str) -> Tensor:
@@ -237,6 +294,7 @@ def run_layers(
     crossing: Crossing | None = None,
     record_times: bool = True,
     leak: float | Tensor | None = None,
+    fire: Crossing | None = None,
 ) -> LayerRun:
     """Run every population over all ``T`` steps, one population at a time.
 
@@ -249,6 +307,7 @@ def run_layers(
             plain comparison; STDB passes one with a surrogate gradient).
         record_times: also return every population's spike times.
         leak: the membrane decay (``None``: ``config.leak``; STDB passes a trained tensor).
+        fire: the whole-train firing function of :func:`fire_train` (STDB's surrogate).
 
     Returns:
         Spike times, output spikes and output membrane trajectory.
@@ -274,7 +333,7 @@ def run_layers(
             train = first_only(max_pool(pop.pool, pooled).unflatten(0, (steps, batch)))
         else:
             z = step_currents(pop, {source: trains[source] for source in pop.sources}, config)
-            train, v = fire_train(z, _threshold(pop, dtype), leak, crossing)
+            train, v = fire_train(z, _threshold(pop, dtype), leak, crossing, fire)
             if pop.is_output:
                 membrane = v
         trains[pop.name] = train
