@@ -16,12 +16,13 @@ from hypothesis import strategies as st
 import onespike
 from onespike.cli import main
 from onespike.convert import HybridConfig
+from onespike.convert.hybrid import one_bit_level
 from onespike.data import Dataset, load_dataset
 from onespike.graph import Graph, Linear, ReLU
 from onespike.io import save_model
 from onespike.models import build_model
 from onespike.neurons import SingleSpikeParams, single_spike_initial_state, single_spike_step
-from onespike.simulate.hybrid import encode_input
+from onespike.simulate.hybrid import encode_input, input_values
 from onespike.stdb import (
     STDBConfig,
     STDBNet,
@@ -109,6 +110,76 @@ def test_temporal_input_code() -> None:
     assert clipped == 0
     assert bool(torch.isinf(encode_input(x, HybridConfig(steps=1))[1]).all())
     assert bool(torch.isinf(encode_input(x, HybridConfig(input_code="none"))[1]).all())
+
+
+def test_bias_enters_once_in_total_and_the_image_once() -> None:
+    # One layer, no ReLU: the output membrane after T steps is the ANN's W x + b exactly.
+    weight = torch.tensor([[1.0, 0.5, -1.0, 2.0]])
+    graph = Graph.sequential((4,), [Linear(weight, torch.tensor([0.75]))])
+    x = torch.tensor([[1.0, 0.5, 0.0, 0.375]])
+    # T = 4, L = 3: k = floor(3x + 1/2) = 3, 2, 0, 1 -> spikes at steps 1, 2, -, 3 carrying
+    # 1, 2/3, -, 1/3; the analog step carries x - k/3 = 0, -1/6, 0, 1/24.
+    _, times, _ = encode_input(x, HybridConfig(steps=4))
+    assert times.tolist() == [[1.0, 2.0, math.inf, 3.0]]
+    values = [input_values(x, times, t, HybridConfig(steps=4)) for t in range(4)]
+    assert torch.allclose(values[0], torch.tensor([[0.0, -1 / 6, 0.0, 1 / 24]]))
+    assert torch.allclose(sum(values), x)  # the image counted once
+    expected = float(weight @ x[0]) + 0.75  # 1 + 0.25 + 0.75 + 0.75 = 2.75
+    assert expected == 2.75
+    for bias, total in (("spread", 0.75), ("first_step", 0.75), ("every_step", 3.0)):
+        net = onespike.convert(graph, HybridConfig(steps=4, bias=bias, threshold_scale=9.0))
+        zero = onespike.simulate(net, torch.zeros(1, 4))
+        assert zero.outputs.item() == pytest.approx(total)  # bias alone over the 4 steps
+        for method in ("closed_form", "stepped"):
+            out = onespike.simulate(net, x, method=method).outputs.item()
+            assert out == pytest.approx(2.0 + total)
+    twice = onespike.convert(graph, HybridConfig(steps=4, input_code="ttfs", threshold_scale=9.0))
+    # ttfs: the analog x (2.0) plus a spike worth 1 from pixels 0, 1, 3 (1 + 0.5 + 2 = 3.5)
+    assert onespike.simulate(twice, x).outputs.item() == pytest.approx(2.0 + 3.5 + 0.75)
+    # first_step: one bias event per biased neuron per image; spread: one per step
+    spread = onespike.convert(graph, HybridConfig(steps=4, threshold_scale=9.0))
+    first = onespike.convert(graph, HybridConfig(steps=4, bias="first_step", threshold_scale=9.0))
+    for net, events in ((spread, 4), (first, 1)):
+        ops = onespike.count_ops(net, onespike.simulate(net, x))
+        layer = ops.layers[-1]
+        assert layer.bias_events == events
+        # split code: 4 analog MACs, plus one level multiply per neuron per code step (3)
+        assert layer.macs == 4 + 3
+        assert layer.synops == 3
+
+
+def test_one_bit_level_by_hand() -> None:
+    # sorted: 1.0, 0.4, 0.2; (sum)^2 / count = 1, 0.98, 0.853: fire the largest only
+    assert one_bit_level(torch.tensor([0.0, 0.2, 0.4, 1.0])) == pytest.approx((0.4, 1.0, 0.25))
+    # three equal values: firing all three (9 * 0.25 / 3 = 0.75) beats fewer
+    assert one_bit_level(torch.tensor([0.5, 0.5, 0.5, 0.0])) == (0.0, 0.5, 0.75)
+    tau, m, share = one_bit_level(torch.zeros(5))
+    assert (math.isinf(tau), m, share) == (True, 1.0, 0.0)
+
+
+def test_calibrated_thresholds_and_spike_values_by_hand() -> None:
+    graph = Graph.sequential(
+        (1,),
+        [Linear(torch.tensor([[1.0], [0.5]])), ReLU(), Linear(torch.tensor([[1.0, 1.0]]))],
+    )
+    x = torch.tensor([[0.25], [0.5], [0.75], [1.0]])
+    net = onespike.convert(graph, HybridConfig(steps=1), calibration=x)
+    hidden, out = net.populations[1], net.populations[2]
+    # ANN activations 0.25 0.5 0.75 1 and 0.125 0.25 0.375 0.5: sorted, the cumulative sums
+    # 1, 1.75, 2.25, 2.75, 3.125, 3.375, ... give (sum)^2 / count largest (1.953) for the 5
+    # values above 0.25: a spike is worth their mean 3.125 / 5 = 0.625, 5 of 8 neurons fire.
+    assert out.projections[0].factor == pytest.approx(0.625)
+    # T = 1: the largest membrane is the activation itself; the 5th largest is 0.375.
+    assert hidden.threshold == pytest.approx(0.375)
+    # x = 0.25 fires nothing, 0.5 fires neuron 0, 0.75 and 1 fire both: membranes
+    # 0, 0.625, 1.25, 1.25; one output neuron of one may fire: the 4th largest, 0 -> 1e-3.
+    result = onespike.simulate(net, x)
+    assert result.outputs.flatten().tolist() == pytest.approx([0.0, 0.625, 1.25, 1.25])
+    assert out.threshold == pytest.approx(1e-3)
+    with pytest.raises(onespike.ConfigError, match="calibration images have shape"):
+        onespike.convert(graph, HybridConfig(), calibration=torch.zeros(2, 3))
+    with pytest.raises(onespike.ConfigError, match="drop calibration="):
+        onespike.convert(graph, onespike.RateConfig(), calibration=x)
 
 
 def _toy_network(**options: object) -> onespike.SpikingNetwork:
@@ -205,7 +276,8 @@ def digits_net() -> tuple[onespike.SpikingNetwork, Dataset, Dataset]:
     )
     train(model, subset, TrainConfig(epochs=4, batch_size=32, lr=3e-3), progress=False)
     graph = onespike.normalize(onespike.extract(model.eval(), subset.images[:2]), [subset.images])
-    return onespike.convert(graph, HybridConfig(steps=4)), subset, task
+    legacy = HybridConfig(steps=4, input_code="ttfs", bias="every_step")
+    return onespike.convert(graph, legacy), subset, task
 
 
 def _loss(net: onespike.SpikingNetwork, data: Dataset, config: STDBConfig) -> float:

@@ -211,6 +211,7 @@ def test_vgg_style_network_converts_exactly_after_fine_tuning() -> None:
 def test_functional_activations_are_named_and_clipped_modules_swapped() -> None:
     """TTFS-aware fine-tuning needs a module per activation: functional ones are listed; a
     ReLU6 module becomes a quantiser whose initial scale is at most 6."""
+
     class Functional(nn.Module):
         def __init__(self) -> None:
             super().__init__()

@@ -99,6 +99,8 @@ NETWORK_FILE = "network.json"
 """Description of a saved hybrid network."""
 NETWORK_TENSORS = "network.safetensors"
 """Tensors of a saved hybrid network."""
+BEST_TENSORS = "stdb-best.safetensors"
+"""The parameters of the best validation epoch so far (early stopping)."""
 STDB_RECORD = "stdb.json"
 """The STDB and hybrid options a checkpoint directory was started with."""
 
@@ -217,9 +219,7 @@ def _surrogate(
             # sum over the dimensions the threshold was broadcast along
             extra = full.ndim - threshold.ndim
             full = full.sum(dim=tuple(range(extra))) if extra else full
-            keep = tuple(
-                i for i, n in enumerate(threshold.shape) if n == 1 and full.shape[i] != 1
-            )
+            keep = tuple(i for i, n in enumerate(threshold.shape) if n == 1 and full.shape[i] != 1)
             grad_threshold = full.sum(dim=keep, keepdim=True) if keep else full
     return slope, grad_threshold, None, None
 
@@ -405,10 +405,12 @@ def stdb_loss(
 
 @dataclass(frozen=True)
 class STDBResult:
-    """A fine-tuned hybrid network and its training history."""
+    """A fine-tuned hybrid network, its training history and, with early stopping, the epoch
+    (1-based) whose parameters it holds."""
 
     net: SpikingNetwork
     history: TrainResult
+    best_epoch: int | None = None
 
 
 def _record(net: SpikingNetwork, config: STDBConfig) -> dict[str, Any]:
@@ -474,6 +476,22 @@ def finetune_stdb(
         assert model.output_spikes is not None
         return stdb_loss(membrane, model.output_spikes, labels, config.time_loss_weight)
 
+    best_file = Path(checkpoint_dir) / BEST_TENSORS if checkpoint_dir is not None else None
+    best: dict[str, Tensor] = {}
+
+    def on_epoch(result: TrainResult) -> bool:
+        """Early stopping: keep the best validation epoch, stop ``patience`` epochs after."""
+        if config.patience is None or val_data is None:
+            return False
+        scores = [float(h["val_accuracy"]) for h in result.history]
+        top = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        if top == len(scores) - 1:
+            best.clear()
+            best.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            if best_file is not None:
+                atomic_write_bytes(best_file, safetensors.torch.save(best))
+        return len(scores) - 1 - top >= config.patience
+
     history = train(
         model,
         data,
@@ -483,9 +501,18 @@ def finetune_stdb(
         resume=resume,
         progress=progress,
         loss_fn=loss_fn,
+        on_epoch=on_epoch,
     )
+    best_epoch: int | None = None
+    if config.patience is not None and val_data is not None:
+        if not best and best_file is not None and best_file.is_file():
+            best = safetensors.torch.load(best_file.read_bytes())
+        if best:
+            model.load_state_dict(best)
+            scores = [float(h["val_accuracy"]) for h in history.history]
+            best_epoch = 1 + max(range(len(scores)), key=lambda i: (scores[i], -i))
     model.eval()
-    return STDBResult(model.to_network(), history)
+    return STDBResult(model.to_network(), history, best_epoch)
 
 
 # save and load ---------------------------------------------------------------------------------

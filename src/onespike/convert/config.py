@@ -206,7 +206,7 @@ class HybridConfig:
 
     steps: int = 5
     leak: float = 1.0
-    input_code: Literal["split", "ttfs", "none"] = "split"
+    input_code: Literal["split", "ttfs", "none"] = "ttfs"
     threshold_scale: float | None = None
     bias: Literal["spread", "first_step", "every_step"] = "spread"
     readout: Literal["membrane", "first_spike"] = "membrane"
