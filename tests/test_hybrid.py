@@ -119,15 +119,19 @@ def test_bias_enters_once_in_total_and_the_image_once() -> None:
     x = torch.tensor([[1.0, 0.5, 0.0, 0.375]])
     # T = 4, L = 3: k = floor(3x + 1/2) = 3, 2, 0, 1 -> spikes at steps 1, 2, -, 3 carrying
     # 1, 2/3, -, 1/3; the analog step carries x - k/3 = 0, -1/6, 0, 1/24.
-    _, times, _ = encode_input(x, HybridConfig(steps=4))
+    _, times, _ = encode_input(x, HybridConfig(steps=4, input_code="split"))
     assert times.tolist() == [[1.0, 2.0, math.inf, 3.0]]
-    values = [input_values(x, times, t, HybridConfig(steps=4)) for t in range(4)]
+    values = [
+        input_values(x, times, t, HybridConfig(steps=4, input_code="split")) for t in range(4)
+    ]
     assert torch.allclose(values[0], torch.tensor([[0.0, -1 / 6, 0.0, 1 / 24]]))
     assert torch.allclose(sum(values), x)  # the image counted once
     expected = float(weight @ x[0]) + 0.75  # 1 + 0.25 + 0.75 + 0.75 = 2.75
     assert expected == 2.75
     for bias, total in (("spread", 0.75), ("first_step", 0.75), ("every_step", 3.0)):
-        net = onespike.convert(graph, HybridConfig(steps=4, bias=bias, threshold_scale=9.0))
+        net = onespike.convert(
+            graph, HybridConfig(steps=4, input_code="split", bias=bias, threshold_scale=9.0)
+        )
         zero = onespike.simulate(net, torch.zeros(1, 4))
         assert zero.outputs.item() == pytest.approx(total)  # bias alone over the 4 steps
         for method in ("closed_form", "stepped"):
@@ -137,8 +141,10 @@ def test_bias_enters_once_in_total_and_the_image_once() -> None:
     # ttfs: the analog x (2.0) plus a spike worth 1 from pixels 0, 1, 3 (1 + 0.5 + 2 = 3.5)
     assert onespike.simulate(twice, x).outputs.item() == pytest.approx(2.0 + 3.5 + 0.75)
     # first_step: one bias event per biased neuron per image; spread: one per step
-    spread = onespike.convert(graph, HybridConfig(steps=4, threshold_scale=9.0))
-    first = onespike.convert(graph, HybridConfig(steps=4, bias="first_step", threshold_scale=9.0))
+    spread = onespike.convert(graph, HybridConfig(steps=4, input_code="split", threshold_scale=9.0))
+    first = onespike.convert(
+        graph, HybridConfig(steps=4, input_code="split", bias="first_step", threshold_scale=9.0)
+    )
     for net, events in ((spread, 4), (first, 1)):
         ops = onespike.count_ops(net, onespike.simulate(net, x))
         layer = ops.layers[-1]

@@ -58,6 +58,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Epochs that bring each dataset's models near their usual accuracy on a laptop CPU.
 DEFAULT_EPOCHS = {"digits": 30, "mnist": 8, "fashion-mnist": 12, "cifar10": 30}
 CALIBRATION_SAMPLES = 5000
+HYBRID_CALIBRATION_SAMPLES = 256
 
 
 def _friendly_errors(func: F) -> F:
@@ -291,6 +292,11 @@ def _train_model(
     return model, accuracy, spec
 
 
+def _hybrid_calibration(train_ds: Dataset) -> torch.Tensor:
+    """The training images that set a hybrid network's per-layer thresholds."""
+    return train_ds.images[:HYBRID_CALIBRATION_SAMPLES]
+
+
 def _calibrated_graph(model: torch.nn.Module, train_ds: Dataset, **normalize_options: Any) -> Graph:
     """The model's graph, normalised on the first ``CALIBRATION_SAMPLES`` training images
     (sliced from ``train_ds``, the whole training split, rather than read again)."""
@@ -506,7 +512,7 @@ def _train_hybrid(
     """Convert to a hybrid network, fine-tune it with STDB, save it in ``out/model-hybrid``."""
     model.eval()
     graph = _calibrated_graph(model, train_ds)
-    net = convert(graph, HybridConfig(steps=steps))
+    net = convert(graph, HybridConfig(steps=steps), calibration=_hybrid_calibration(train_ds))
     converted = evaluate_snn(net, test_ds).accuracy
     data = train_ds
     if samples is not None:
@@ -568,7 +574,8 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
     "--threshold-init",
     type=float,
     default=None,
-    help="Hybrid: initial threshold in normalised units (default: HybridConfig's).",
+    help="Hybrid: multiplies the per-layer thresholds calibrated on 256 training images "
+    "(default 1).",
 )
 @click.option(
     "--readout",
@@ -964,7 +971,9 @@ def _evaluation_network(
         run_steps = steps or {"ttfs": 16, "rate": 64}.get(method, 5)
     tuned = _saved_hybrid(model_file, meta) if method == "hybrid" else None
     if tuned is None:
-        return convert(graph, make_config(run_steps)), graph, run_steps, extras
+        config = make_config(run_steps)
+        calibration = _hybrid_calibration(train_ds) if isinstance(config, HybridConfig) else None
+        return convert(graph, config, calibration=calibration), graph, run_steps, extras
     assert isinstance(tuned.config, HybridConfig)
     run_steps = steps or tuned.config.steps
     if run_steps != tuned.config.steps:
@@ -1242,7 +1251,8 @@ def hardware_command(
         workload = profile(graph, len(test_ds))
         record["snn_accuracy"] = ann_accuracy  # the dense array runs the ANN itself
     else:
-        net = convert(graph, spiking)
+        calibration = _hybrid_calibration(train_ds) if isinstance(spiking, HybridConfig) else None
+        net = convert(graph, spiking, calibration=calibration)
         correct, total = 0, None
         for images, labels in batches(test_ds, 500):
             result = simulate(net, images)

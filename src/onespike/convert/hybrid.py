@@ -215,8 +215,8 @@ def calibrate(pops: list[Population], config: HybridConfig, images: Tensor) -> S
         for pop in rescaled[1:]:
             if pop.kind == "maxpool":
                 assert pop.pool is not None
-                source = trains[pop.sources[0]]
-                pooled = max_pool(pop.pool, source.flatten(0, 1)).unflatten(0, source.shape[:2])
+                below = trains[pop.sources[0]]
+                pooled = max_pool(pop.pool, below.flatten(0, 1)).unflatten(0, below.shape[:2])
                 trains[pop.name] = first_only(pooled)
             else:
                 z = step_currents(pop, {s: trains[s] for s in pop.sources}, config)
