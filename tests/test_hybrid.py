@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -18,11 +19,12 @@ from onespike.cli import main
 from onespike.convert import HybridConfig
 from onespike.convert.hybrid import one_bit_level
 from onespike.data import Dataset, load_dataset
+from onespike.evaluate import evaluate_snn
 from onespike.graph import Graph, Linear, ReLU
 from onespike.io import save_model
 from onespike.models import build_model
 from onespike.neurons import SingleSpikeParams, single_spike_initial_state, single_spike_step
-from onespike.simulate.hybrid import encode_input, input_values
+from onespike.simulate.hybrid import encode_input, first_only, input_values, membrane
 from onespike.stdb import (
     STDBConfig,
     STDBNet,
@@ -474,3 +476,80 @@ def test_cli_fine_tunes_saves_and_runs_a_hybrid_network(tmp_path: Path) -> None:
         assert row["snn_macs"] == 64 * 32  # the analog step into the first layer
         assert row["stepped_check"]["identical_spikes"] == 1.0
         assert row["spikes_per_neuron"] <= 1.0
+
+
+def test_membrane_and_first_spike_ops_match_the_step_by_step_gradients() -> None:
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64)
+    leak = torch.tensor(0.75, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64)
+
+    def reference(z: torch.Tensor, leak: torch.Tensor) -> torch.Tensor:
+        out, v = [], torch.zeros_like(z[0])
+        for t in range(z.shape[0]):
+            v = leak * v + z[t]
+            out.append(v)
+        return torch.stack(out)
+
+    for fast in (True, False):
+        zz = z.clone().requires_grad_(True)
+        leak.grad = None
+        # the fast op takes a fresh tensor, as a layer's currents are
+        v = membrane(zz * 1.0, leak) if fast else reference(zz, leak)
+        (v * upstream).sum().backward()
+        assert zz.grad is not None
+        assert leak.grad is not None
+        if fast:
+            fast_v, fast_z, fast_leak = v.detach(), zz.grad.clone(), leak.grad.clone()
+        else:
+            assert torch.allclose(fast_v, v.detach())
+            assert torch.allclose(fast_z, zz.grad)
+            assert torch.allclose(fast_leak, leak.grad)
+    # The fused first-spike op: the same spikes and gradients as crossing + first_only.
+    v0 = (torch.rand(5, 4, 6, generator=gen) * 2).requires_grad_(True)
+    theta = torch.tensor(0.8, requires_grad=True)
+    weights = torch.randn(5, 4, 6, generator=gen)
+    results = []
+    for fused in (True, False):
+        v0.grad, theta.grad = None, None
+        if fused:
+            net_stub = STDBNet.__new__(STDBNet)
+            object.__setattr__(net_stub, "stdb", STDBConfig(alpha=1.0, beta=3.0))
+            spikes = STDBNet._fire(net_stub, v0, theta)
+        else:
+            crossed = surrogate_crossing(v0, theta, alpha=1.0, beta=3.0)
+            spikes = first_only(crossed)
+        (spikes * weights).sum().backward()
+        assert v0.grad is not None
+        assert theta.grad is not None
+        results.append((spikes.detach(), v0.grad.clone(), theta.grad.clone()))
+    assert int(results[0][0].sum(dim=0).max()) == 1  # at most one spike per neuron
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_stdb_early_stopping_keeps_the_best_epoch_and_trains_the_leak(
+    digits_net: tuple[onespike.SpikingNetwork, Dataset, Dataset], tmp_path: Path
+) -> None:
+    net, subset, task = digits_net
+    assert isinstance(net.config, HybridConfig)
+    leaky = dataclasses.replace(net.config, leak=0.875)
+    net = onespike.SpikingNetwork(leaky, net.populations, net.fanouts)
+    val = Dataset(task.name, task.split, task.images[1000:1300], task.labels[1000:1300], 10)
+    config = STDBConfig(epochs=5, batch_size=32, lr=2e-3, seed=3, patience=1, train_leak=True)
+    result = finetune_stdb(
+        net, subset, config, val_data=val, checkpoint_dir=tmp_path, progress=False
+    )
+    scores = [h["val_accuracy"] for h in result.history.history]
+    assert result.best_epoch is not None
+    best = max(scores)
+    assert scores[result.best_epoch - 1] == best
+    # stopped one epoch after the last improvement, or ran every epoch
+    assert len(scores) == 5 or len(scores) == result.best_epoch + 1
+    assert evaluate_snn(result.net, val).accuracy == pytest.approx(best)
+    assert (tmp_path / "stdb-best.safetensors").is_file()
+    leak = result.net.config.leak
+    assert 0.05 <= leak <= 1.0
+    assert leak != 0.875  # trained
+    with pytest.raises(onespike.ConfigError, match="patience"):
+        STDBConfig(patience=0)

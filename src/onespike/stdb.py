@@ -376,7 +376,7 @@ class STDBNet(nn.Module):
         pops = tuple(self._populations(trained=False))
         config = self.hybrid
         if self.leak is not None:
-            config = replace(config, leak=float(self.current_leak()))
+            config = replace(config, leak=float(torch.as_tensor(self.current_leak()).detach()))
         return SpikingNetwork(config, pops, self.fanouts)
 
 
