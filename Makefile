@@ -56,6 +56,7 @@ bench: $(STAMP)
 		--test-limit 10000 --only convnet-bn
 	$(BIN)/python benchmarks/rate.py --label peers --merge
 	$(BIN)/python benchmarks/hybrid.py
+	$(BIN)/python benchmarks/hybrid_speed.py --threads 1
 	$(BIN)/python benchmarks/quartz.py --threads 1
 	$(BIN)/python benchmarks/hardware.py
 	$(BIN)/python benchmarks/extract.py
@@ -72,6 +73,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/rate.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/rate.py --quick --threads 1 --label peers --variants plain --out $(QUICK)
 	$(BIN)/python benchmarks/hybrid.py --quick --threads 1 --out $(QUICK)
+	$(BIN)/python benchmarks/hybrid_speed.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/quartz.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/hardware.py --quick --out $(QUICK)
 	$(BIN)/python benchmarks/extract.py --quick --threads 1 --out $(QUICK)

@@ -71,16 +71,23 @@ NETWORKS = {
     "fashion-mnist": "fashion-mnist-train55k-convnet-bn-e8",
 }
 QUICK_STEPS = (2, 5)
+LEGACY: dict[str, Any] = {"input_code": "ttfs", "bias": "every_step"}
+"""The conversion before calibration: the image twice, the bias at every step."""
+CALIBRATION_IMAGES = 256  # training images that set the calibrated thresholds
 QUICK_TRAIN = 6000  # rate.py --quick: its ConvNets train 1 epoch on the first 6,000 images
 
 
 def choose_init(
-    graph: onespike.Graph, steps: int, validation: Dataset
+    graph: onespike.Graph, steps: int, validation: Dataset, *, legacy: bool = False
 ) -> tuple[float, dict[float, float]]:
-    """The initial threshold of ``INIT_GRID`` with the best validation accuracy at ``steps``."""
+    """The uniform threshold of ``INIT_GRID`` with the best validation accuracy at ``steps``
+    (the conversion without calibration data; ``legacy``: with the legacy code)."""
+    options: dict[str, Any] = LEGACY if legacy else {}
     tried = {
         scale: evaluate_snn(
-            onespike.convert(graph, onespike.HybridConfig(steps=steps, threshold_scale=scale)),
+            onespike.convert(
+                graph, onespike.HybridConfig(steps=steps, threshold_scale=scale, **options)
+            ),
             validation,
             batch_size=1000,
         ).accuracy
@@ -124,7 +131,6 @@ def row_extras(
     """Fields of a row beyond the summarize() record."""
     return {
         "marked": net.config.steps == MARKED,
-        "threshold_init": net.config.threshold_scale,
         "hidden_spikes_per_neuron": hidden_spikes_per_neuron(net, evaluation),
         "max_spikes_per_neuron": max_spikes(net, probe),
         "stepped_check": agreement(net, probe),
@@ -150,7 +156,7 @@ def first_layer_mac_share(graph: onespike.Graph) -> float:
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| dataset | T | STDB | ANN acc. | SNN acc. | spikes/hidden neuron | max spikes/neuron | "
-        "SNN MACs | synops | energy SNN/ANN | ANN/SNN | threshold init |",
+        "SNN MACs | synops | energy SNN/ANN | ANN/SNN | ANN/SNN (MACs + acc. only) |",
         "|" + "---|" * 12,
     ]
     for r in rows:
@@ -160,14 +166,55 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{100 * r['ann_accuracy']:.2f}% | {100 * r['snn_accuracy']:.2f}% | "
             f"{r['hidden_spikes_per_neuron']:.3f} | {r['max_spikes_per_neuron']} | "
             f"{r['snn_macs']:,.0f} | {r['synops']:,.0f} | {r['energy_ratio_vs_ann']:.3f} | "
-            f"{1 / r['energy_ratio_vs_ann']:.1f}x | {r['threshold_init']} |"
+            f"{1 / r['energy_ratio_vs_ann']:.1f}x | {1 / r['energy_ratio_macs_accumulates']:.1f}x |"
         )
+    sweeps = {r["dataset"]: r for r in rows if not r["finetuned"]}
+    for dataset, r in sweeps.items():
+        steps = r["sweep_steps"]
+        lines += [
+            "",
+            f"Converted (before STDB), {dataset}, {r['sweep_test_images']} test images:",
+            "",
+            "| conversion | " + " | ".join(f"T={t}" for t in steps) + " |",
+            "|---|" + "---|" * len(steps),
+        ]
+        for name, accs in r["converted_sweep"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{100 * a:.2f}%" for a in accs) + " |")
+    curves = [r for r in rows if r["finetuned"]]
+    for r in curves:
+        history = r["stdb"]["history"]
+        lines += [
+            "",
+            f"STDB, {r['dataset']}, T={r['steps']}: validation accuracy per epoch "
+            f"({r['stdb']['validation_images']} held-out training images; best epoch "
+            f"{r['stdb']['best_epoch']}): "
+            + ", ".join(f"{100 * h['val_accuracy']:.2f}%" for h in history),
+        ]
     return "\n".join(lines) + "\n"
 
 
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for dataset in NETWORKS:
+        before = [r for r in rows if r["dataset"] == dataset and not r["finetuned"]]
+        if before:
+            r = before[0]
+            accs = r["converted_sweep"]["calibrated"]
+            drop = 100 * max((max(accs[:i]) - accs[i] for i in range(1, len(accs))), default=0.0)
+            out.append(
+                f"{dataset} converted, T = {r['sweep_steps'][0]}..{r['sweep_steps'][-1]}: the "
+                f"largest fall as T grows is {drop:.2f} points (target <= 1): "
+                f"{'met' if drop <= 1.0 else 'NOT met'}"
+            )
+            marked = [r for r in before if r["marked"]]
+            if marked:
+                m = marked[0]
+                gap = 100 * (m["ann_accuracy"] - m["snn_accuracy"])
+                out.append(
+                    f"{dataset} converted T=5: {100 * m['snn_accuracy']:.2f}% vs ANN "
+                    f"{100 * m['ann_accuracy']:.2f}% ({gap:+.2f} points below; target <= 5): "
+                    f"{'met' if gap <= 5.0 else 'NOT met'}"
+                )
         mine = [r for r in rows if r["dataset"] == dataset and r["marked"] and r["finetuned"]]
         if not mine:
             continue
@@ -185,10 +232,13 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             f"{'met' if r['max_spikes_per_neuron'] <= 1 else 'NOT met'}"
         )
         ratio = 1 / r["energy_ratio_vs_ann"]
+        plain = 1 / r["energy_ratio_macs_accumulates"]
         out.append(
-            f"{dataset} T=5 after STDB: compute energy {ratio:.2f}x lower than the ANN (45 nm; "
-            f"target >= 5x): {'met' if ratio >= 5 else 'NOT met'}; the analog first step alone "
-            f"costs {100 * r['first_layer_mac_share']:.1f}% of the ANN's MACs"
+            f"{dataset} T=5 after STDB: compute energy {ratio:.2f}x lower than the ANN (45 nm, "
+            f"MACs, accumulates, bias adds and neuron updates; target >= 5x): "
+            f"{'met' if ratio >= 5 else 'NOT met'}; counting MACs and accumulates only "
+            f"{plain:.2f}x; the analog first step alone costs "
+            f"{100 * r['first_layer_mac_share']:.1f}% of the ANN's MACs"
         )
     return out
 
@@ -198,6 +248,38 @@ def quick_model(dataset: str, train_part: Dataset, test: Dataset, models: Path) 
     missing."""
     subset = replace(train_part.head(QUICK_TRAIN), name=f"{dataset}-quick6k")
     return trained("convnet-bn", subset, test, 1, models=models)[0]
+
+
+def converted_sweep(
+    graph: onespike.Graph,
+    test: Dataset,
+    calibration: torch.Tensor,
+    steps: list[int],
+    validation: Dataset,
+    legacy: bool,
+) -> dict[str, list[float]]:
+    """Converted (not fine-tuned) accuracy at every T: onespike's conversion and, with
+    ``legacy``, the earlier one (bias at every step, one threshold for all layers, chosen
+    from ``INIT_GRID`` on held-out images)."""
+    out: dict[str, list[float]] = {"calibrated": []}
+    if legacy:
+        out["legacy"] = []
+    for t in steps:
+        net = onespike.convert(graph, onespike.HybridConfig(steps=t), calibration=calibration)
+        out["calibrated"].append(evaluate_snn(net, test, batch_size=500).accuracy)
+        if legacy:
+            init, _ = choose_init(graph, t, validation, legacy=True)
+            old = onespike.HybridConfig(steps=t, threshold_scale=init, **LEGACY)
+            out["legacy"].append(evaluate_snn(onespike.convert(graph, old), test).accuracy)
+        print(f"  T={t}: converted {100 * out['calibrated'][-1]:.2f}%", flush=True)
+    return out
+
+
+def macs_and_accumulates_ratio(row: dict[str, Any]) -> float:
+    """SNN/ANN energy counting only MACs and accumulates (synops), 45 nm."""
+    model = HOROWITZ_45NM
+    snn = row["snn_macs"] * model.mac_pj + row["synops"] * model.add_pj
+    return float(snn / (row["ann_macs"] * model.mac_pj))
 
 
 def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> list[dict[str, Any]]:
@@ -221,20 +303,36 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
     ann_accuracy = evaluate(model, test)
     graph = onespike.extract(model, test.images[:2])
     graph = onespike.normalize(graph, batches(train_part.head(1000 if args.quick else 5000), 500))
+    calibration = train_part.images[: CALIBRATION_IMAGES // (4 if args.quick else 1)]
     share = first_layer_mac_share(graph)
     probe = test.images[: 16 if args.quick else 64]
+    sweep_test = test.head(args.sweep_limit) if args.sweep_limit else test
+    print(f"{dataset}: ANN {100 * ann_accuracy:.2f}%; converted at T = {args.steps}", flush=True)
+    sweep = converted_sweep(
+        graph,
+        sweep_test,
+        calibration,
+        list(args.steps),
+        validation.head(INIT_VALIDATION),
+        args.legacy,
+    )
     rows: list[dict[str, Any]] = []
-    for steps in args.steps:
-        init, tried = choose_init(graph, steps, validation.head(INIT_VALIDATION))
-        net = onespike.convert(graph, onespike.HybridConfig(steps=steps, threshold_scale=init))
+    for steps in args.stdb_steps:
+        net = onespike.convert(graph, onespike.HybridConfig(steps=steps), calibration=calibration)
+        stdb_validation = validation.head(args.val_limit)
         for finetuned in (False, True):
-            extra: dict[str, Any] = {"init_validation_accuracy": tried}
+            extra: dict[str, Any] = {
+                "converted_sweep": sweep,
+                "sweep_steps": list(args.steps),
+                "sweep_test_images": len(sweep_test),
+            }
             if finetuned:
                 started = time.perf_counter()
                 result = finetune_stdb(
                     net,
                     data,
                     config,
+                    val_data=stdb_validation,
                     checkpoint_dir=checkpoints / f"{dataset}-T{steps}",
                     progress=args.progress,
                 )
@@ -242,16 +340,18 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
                 extra["stdb"] = {
                     **asdict(config),
                     "samples": len(data),
+                    "validation_images": len(stdb_validation),
                     "seconds": time.perf_counter() - started,
                     "history": result.history.history,
+                    "best_epoch": result.best_epoch,
+                    "leak": net.config.leak,
                 }
-                extra["validation_accuracy"] = evaluate_snn(net, validation).accuracy
                 save_hybrid(
                     models / f"{dataset}-convnet-bn-hybrid-T{steps}",
                     net,
                     extra={"dataset": dataset, "stdb": extra["stdb"]},
                 )
-            evaluation = evaluate_snn(net, test, batch_size=1000)
+            evaluation = evaluate_snn(net, test, batch_size=500)
             row = summarize(
                 dataset=dataset,
                 model="convnet-bn",
@@ -264,12 +364,14 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
             )
             row["finetuned"] = finetuned
             row.update(row_extras(net, evaluation, probe, share))
+            row["energy_ratio_macs_accumulates"] = macs_and_accumulates_ratio(row)
             row.update(extra)
             rows.append(row)
             print(
-                f"{dataset} T={steps} {'STDB' if finetuned else 'converted'} (init {init}): "
+                f"{dataset} T={steps} {'STDB' if finetuned else 'converted'}: "
                 f"SNN {row['snn_accuracy']:.4f} vs ANN {ann_accuracy:.4f}, energy "
-                f"{1 / row['energy_ratio_vs_ann']:.2f}x lower",
+                f"{1 / row['energy_ratio_vs_ann']:.2f}x lower "
+                f"(MACs + accumulates only: {1 / row['energy_ratio_macs_accumulates']:.2f}x)",
                 flush=True,
             )
     return rows
@@ -281,7 +383,21 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=None, help="datasets to run")
     parser.add_argument("--steps", type=int, nargs="*", default=None, help="T (default 1..8)")
     parser.add_argument("--samples", type=int, default=None, help="STDB training images")
-    parser.add_argument("--epochs", type=int, default=2, help="STDB epochs")
+    parser.add_argument("--epochs", type=int, default=2, help="STDB epochs (at most)")
+    parser.add_argument("--patience", type=int, default=2, help="early stopping patience")
+    parser.add_argument(
+        "--stdb-steps", type=int, nargs="*", default=None, help="T fine-tuned (default 5)"
+    )
+    parser.add_argument(
+        "--sweep-limit", type=int, default=None, help="test images of the converted sweep"
+    )
+    parser.add_argument(
+        "--val-limit", type=int, default=2000, help="held-out images scored every STDB epoch"
+    )
+    parser.add_argument("--train-leak", action="store_true", help="STDB also trains the leak")
+    parser.add_argument(
+        "--legacy", action="store_true", help="also sweep the uncalibrated legacy conversion"
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="STDB peak learning rate")
     parser.add_argument("--limit", type=int, default=None, help="test images (default: all)")
     parser.add_argument("--progress", action="store_true")
@@ -293,13 +409,18 @@ def main() -> int:
     args.out = out_dir(args.out, args.quick)
     if args.steps is None:
         args.steps = list(QUICK_STEPS if args.quick else STEPS)
+    if args.stdb_steps is None:
+        args.stdb_steps = [MARKED]
     if args.samples is None:
         args.samples = 500 if args.quick else 20000
     if args.quick:
         args.epochs = 1
         args.limit = args.limit or 200
+        args.val_limit = min(args.val_limit, 200)
     torch.set_num_threads(args.threads)
-    config = STDBConfig(epochs=args.epochs, lr=args.lr)
+    config = STDBConfig(
+        epochs=args.epochs, lr=args.lr, patience=args.patience, train_leak=args.train_leak
+    )
     suffix = "-quick" if args.quick else ""
     path = args.out / f"hybrid{suffix}.json"
     rows: list[dict[str, Any]] = []
@@ -308,7 +429,7 @@ def main() -> int:
         rows = [
             r
             for r in json.loads(path.read_text())
-            if r["dataset"] not in redo or r["steps"] not in args.steps
+            if r["dataset"] not in redo or r["steps"] not in args.stdb_steps
         ]
     started = time.perf_counter()
     for dataset in NETWORKS:
@@ -327,13 +448,16 @@ def main() -> int:
         "torch": torch.__version__,
         "models": NETWORKS,
         "steps": list(args.steps),
-        "threshold_init_grid": list(INIT_GRID),
-        "threshold_init_chosen_on": f"{INIT_VALIDATION} of {HELD_OUT} held-out training images",
+        "stdb_steps": list(args.stdb_steps),
+        "calibration_images": CALIBRATION_IMAGES,
+        "legacy_threshold_grid": list(INIT_GRID),
+        "legacy_threshold_chosen_on": f"{INIT_VALIDATION} of {HELD_OUT} held-out training images",
+        "load_average": os.getloadavg(),
         "stdb_budget": {
             "samples": args.samples,
             "epochs": args.epochs,
             "config": asdict(config),
-            "note": "the same budget at every T; the first --samples training images",
+            "note": "the first --samples training images; early stopping on held-out images",
         },
         "test_images": args.limit or "all",
         "energy_model": "45nm (Horowitz, ISSCC 2014), compute only",

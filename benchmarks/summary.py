@@ -576,7 +576,7 @@ def rate_section(r: Result) -> list[str]:
 
 
 def hybrid_section(r: Result) -> list[str]:
-    """Every row of ``hybrid.py``, before and after STDB."""
+    """The rows of ``hybrid.py`` before and after STDB, its converted sweep and STDB curves."""
     head = [
         "dataset",
         "T",
@@ -588,7 +588,7 @@ def hybrid_section(r: Result) -> list[str]:
         "SNN MACs",
         "synops",
         "energy vs ANN",
-        "threshold init",
+        "energy vs ANN, MACs + acc. only",
     ]
     body = [
         [
@@ -602,11 +602,37 @@ def hybrid_section(r: Result) -> list[str]:
             count(x.get("snn_macs")),
             count(x.get("synops")),
             num(x.get("energy_ratio_vs_ann")),
-            str(x.get("threshold_init", "-")),
+            num(x.get("energy_ratio_macs_accumulates")),
         ]
         for x in r.rows
     ]
-    return ["The marked T (bold) is the paper's setting.", "", *table(head, body)]
+    lines = ["The marked T (bold) is the paper's setting.", "", *table(head, body)]
+    for x in r.rows:
+        sweep = x.get("converted_sweep")
+        if x.get("finetuned") or not sweep:
+            continue
+        steps = x.get("sweep_steps", [])
+        lines += [
+            "",
+            f"Converted, before STDB, {x['dataset']} ({x.get('sweep_test_images')} test images):",
+            "",
+            *table(
+                ["conversion", *(f"T={t}" for t in steps)],
+                [[name, *(pct(a) for a in accs)] for name, accs in sweep.items()],
+            ),
+        ]
+    for x in r.rows:
+        stdb = x.get("stdb")
+        if not x.get("finetuned") or not stdb:
+            continue
+        curve = ", ".join(pct(h["val_accuracy"]) for h in stdb.get("history", []))
+        lines += [
+            "",
+            f"STDB {x['dataset']} T={x['steps']}, validation accuracy per epoch "
+            f"({stdb.get('validation_images')} held-out images, best epoch "
+            f"{stdb.get('best_epoch')}): {curve}",
+        ]
+    return lines
 
 
 def hardware_section(r: Result) -> list[str]:

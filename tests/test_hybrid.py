@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,12 +17,14 @@ from hypothesis import strategies as st
 import onespike
 from onespike.cli import main
 from onespike.convert import HybridConfig
+from onespike.convert.hybrid import one_bit_level
 from onespike.data import Dataset, load_dataset
+from onespike.evaluate import evaluate_snn
 from onespike.graph import Graph, Linear, ReLU
 from onespike.io import save_model
 from onespike.models import build_model
 from onespike.neurons import SingleSpikeParams, single_spike_initial_state, single_spike_step
-from onespike.simulate.hybrid import encode_input
+from onespike.simulate.hybrid import encode_input, first_only, input_values, membrane
 from onespike.stdb import (
     STDBConfig,
     STDBNet,
@@ -54,7 +57,8 @@ def test_no_neuron_fires_twice_and_simulators_agree(data: st.DataObject) -> None
     config = HybridConfig(
         steps=data.draw(st.integers(1, 8)),
         leak=data.draw(st.sampled_from([1.0, 0.75, 0.5])),
-        input_code=data.draw(st.sampled_from(["ttfs", "none"])),
+        input_code=data.draw(st.sampled_from(["split", "ttfs", "none"])),
+        bias=data.draw(st.sampled_from(["spread", "first_step", "every_step"])),
         threshold_scale=data.draw(st.sampled_from([0.25, 0.5, 1.0])),
         readout=data.draw(st.sampled_from(["membrane", "first_spike"])),
     )
@@ -110,6 +114,82 @@ def test_temporal_input_code() -> None:
     assert bool(torch.isinf(encode_input(x, HybridConfig(input_code="none"))[1]).all())
 
 
+def test_bias_enters_once_in_total_and_the_image_once() -> None:
+    # One layer, no ReLU: the output membrane after T steps is the ANN's W x + b exactly.
+    weight = torch.tensor([[1.0, 0.5, -1.0, 2.0]])
+    graph = Graph.sequential((4,), [Linear(weight, torch.tensor([0.75]))])
+    x = torch.tensor([[1.0, 0.5, 0.0, 0.375]])
+    # T = 4, L = 3: k = floor(3x + 1/2) = 3, 2, 0, 1 -> spikes at steps 1, 2, -, 3 carrying
+    # 1, 2/3, -, 1/3; the analog step carries x - k/3 = 0, -1/6, 0, 1/24.
+    _, times, _ = encode_input(x, HybridConfig(steps=4, input_code="split"))
+    assert times.tolist() == [[1.0, 2.0, math.inf, 3.0]]
+    values = [
+        input_values(x, times, t, HybridConfig(steps=4, input_code="split")) for t in range(4)
+    ]
+    assert torch.allclose(values[0], torch.tensor([[0.0, -1 / 6, 0.0, 1 / 24]]))
+    assert torch.allclose(sum(values), x)  # the image counted once
+    expected = float(weight @ x[0]) + 0.75  # 1 + 0.25 + 0.75 + 0.75 = 2.75
+    assert expected == 2.75
+    for bias, total in (("spread", 0.75), ("first_step", 0.75), ("every_step", 3.0)):
+        net = onespike.convert(
+            graph, HybridConfig(steps=4, input_code="split", bias=bias, threshold_scale=9.0)
+        )
+        zero = onespike.simulate(net, torch.zeros(1, 4))
+        assert zero.outputs.item() == pytest.approx(total)  # bias alone over the 4 steps
+        for method in ("closed_form", "stepped"):
+            out = onespike.simulate(net, x, method=method).outputs.item()
+            assert out == pytest.approx(2.0 + total)
+    twice = onespike.convert(graph, HybridConfig(steps=4, input_code="ttfs", threshold_scale=9.0))
+    # ttfs: the analog x (2.0) plus a spike worth 1 from pixels 0, 1, 3 (1 + 0.5 + 2 = 3.5)
+    assert onespike.simulate(twice, x).outputs.item() == pytest.approx(2.0 + 3.5 + 0.75)
+    # first_step: one bias event per biased neuron per image; spread: one per step
+    spread = onespike.convert(graph, HybridConfig(steps=4, input_code="split", threshold_scale=9.0))
+    first = onespike.convert(
+        graph, HybridConfig(steps=4, input_code="split", bias="first_step", threshold_scale=9.0)
+    )
+    for net, events in ((spread, 4), (first, 1)):
+        ops = onespike.count_ops(net, onespike.simulate(net, x))
+        layer = ops.layers[-1]
+        assert layer.bias_events == events
+        # split code: 4 analog MACs, plus one level multiply per neuron per code step (3)
+        assert layer.macs == 4 + 3
+        assert layer.synops == 3
+
+
+def test_one_bit_level_by_hand() -> None:
+    # sorted: 1.0, 0.4, 0.2; (sum)^2 / count = 1, 0.98, 0.853: fire the largest only
+    assert one_bit_level(torch.tensor([0.0, 0.2, 0.4, 1.0])) == pytest.approx((0.4, 1.0, 0.25))
+    # three equal values: firing all three (9 * 0.25 / 3 = 0.75) beats fewer
+    assert one_bit_level(torch.tensor([0.5, 0.5, 0.5, 0.0])) == (0.0, 0.5, 0.75)
+    tau, m, share = one_bit_level(torch.zeros(5))
+    assert (math.isinf(tau), m, share) == (True, 1.0, 0.0)
+
+
+def test_calibrated_thresholds_and_spike_values_by_hand() -> None:
+    graph = Graph.sequential(
+        (1,),
+        [Linear(torch.tensor([[1.0], [0.5]])), ReLU(), Linear(torch.tensor([[1.0, 1.0]]))],
+    )
+    x = torch.tensor([[0.25], [0.5], [0.75], [1.0]])
+    net = onespike.convert(graph, HybridConfig(steps=1), calibration=x)
+    hidden, out = net.populations[1], net.populations[2]
+    # ANN activations 0.25 0.5 0.75 1 and 0.125 0.25 0.375 0.5: sorted, the cumulative sums
+    # 1, 1.75, 2.25, 2.75, 3.125, 3.375, ... give (sum)^2 / count largest (1.953) for the 5
+    # values above 0.25: a spike is worth their mean 3.125 / 5 = 0.625, 5 of 8 neurons fire.
+    assert out.projections[0].factor == pytest.approx(0.625)
+    # T = 1: the largest membrane is the activation itself; the 5th largest is 0.375.
+    assert hidden.threshold == pytest.approx(0.375)
+    # x = 0.25 fires nothing, 0.5 fires neuron 0, 0.75 and 1 fire both: membranes
+    # 0, 0.625, 1.25, 1.25; one output neuron of one may fire: the 4th largest, 0 -> 1e-3.
+    result = onespike.simulate(net, x)
+    assert result.outputs.flatten().tolist() == pytest.approx([0.0, 0.625, 1.25, 1.25])
+    assert out.threshold == pytest.approx(1e-3)
+    with pytest.raises(onespike.ConfigError, match="calibration images have shape"):
+        onespike.convert(graph, HybridConfig(), calibration=torch.zeros(2, 3))
+    with pytest.raises(onespike.ConfigError, match="drop calibration="):
+        onespike.convert(graph, onespike.RateConfig(), calibration=x)
+
+
 def _toy_network(**options: object) -> onespike.SpikingNetwork:
     graph = Graph.sequential(
         (3,),
@@ -119,9 +199,10 @@ def _toy_network(**options: object) -> onespike.SpikingNetwork:
             Linear(torch.tensor([[1.0, -1.0], [0.5, 0.5]])),
         ],
     )
+    legacy: dict[str, Any] = {"input_code": "ttfs", "bias": "every_step", **options}
     return onespike.convert(
-        graph, HybridConfig(steps=5, threshold_scale=1.0, **options), normalized=False
-    )  # type: ignore[arg-type]
+        graph, HybridConfig(steps=5, threshold_scale=1.0, **legacy), normalized=False
+    )
 
 
 def test_toy_network_spikes_and_counts_by_hand() -> None:
@@ -159,9 +240,10 @@ def test_first_spike_readout_prefers_the_earliest_class() -> None:
     # Class 0: 1.5 - 0.625 = 0.875, fires at step 1 (+1.5), ends at 2.375: larger membrane.
     graph = Graph.sequential((2,), [Linear(torch.tensor([[1.5, -2.5], [1.0, 0.5]]))])
     x = torch.tensor([[1.0, 0.25]])
-    membrane = onespike.convert(graph, HybridConfig(steps=2, threshold_scale=1.0), normalized=False)
+    legacy: dict[str, Any] = {"steps": 2, "threshold_scale": 1.0, "input_code": "ttfs"}
+    membrane = onespike.convert(graph, HybridConfig(**legacy), normalized=False)
     first = onespike.convert(
-        graph, HybridConfig(steps=2, threshold_scale=1.0, readout="first_spike"), normalized=False
+        graph, HybridConfig(**legacy, readout="first_spike"), normalized=False
     )
     for method in ("closed_form", "stepped"):
         by_membrane = onespike.simulate(membrane, x, method=method)
@@ -206,7 +288,8 @@ def digits_net() -> tuple[onespike.SpikingNetwork, Dataset, Dataset]:
     )
     train(model, subset, TrainConfig(epochs=4, batch_size=32, lr=3e-3), progress=False)
     graph = onespike.normalize(onespike.extract(model.eval(), subset.images[:2]), [subset.images])
-    return onespike.convert(graph, HybridConfig(steps=4)), subset, task
+    legacy = HybridConfig(steps=4, input_code="ttfs", bias="every_step")
+    return onespike.convert(graph, legacy), subset, task
 
 
 def _loss(net: onespike.SpikingNetwork, data: Dataset, config: STDBConfig) -> float:
@@ -399,3 +482,80 @@ def test_cli_fine_tunes_saves_and_runs_a_hybrid_network(tmp_path: Path) -> None:
         assert row["snn_macs"] == 64 * 32  # the analog step into the first layer
         assert row["stepped_check"]["identical_spikes"] == 1.0
         assert row["spikes_per_neuron"] <= 1.0
+
+
+def test_membrane_and_first_spike_ops_match_the_step_by_step_gradients() -> None:
+    gen = torch.Generator().manual_seed(5)
+    z = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64)
+    leak = torch.tensor(0.75, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64)
+
+    def reference(z: torch.Tensor, leak: torch.Tensor) -> torch.Tensor:
+        out, v = [], torch.zeros_like(z[0])
+        for t in range(z.shape[0]):
+            v = leak * v + z[t]
+            out.append(v)
+        return torch.stack(out)
+
+    for fast in (True, False):
+        zz = z.clone().requires_grad_(True)
+        leak.grad = None
+        # the fast op takes a fresh tensor, as a layer's currents are
+        v = membrane(zz * 1.0, leak) if fast else reference(zz, leak)
+        (v * upstream).sum().backward()
+        assert zz.grad is not None
+        assert leak.grad is not None
+        if fast:
+            fast_v, fast_z, fast_leak = v.detach(), zz.grad.clone(), leak.grad.clone()
+        else:
+            assert torch.allclose(fast_v, v.detach())
+            assert torch.allclose(fast_z, zz.grad)
+            assert torch.allclose(fast_leak, leak.grad)
+    # The fused first-spike op: the same spikes and gradients as crossing + first_only.
+    v0 = (torch.rand(5, 4, 6, generator=gen) * 2).requires_grad_(True)
+    theta = torch.tensor(0.8, requires_grad=True)
+    weights = torch.randn(5, 4, 6, generator=gen)
+    results = []
+    for fused in (True, False):
+        v0.grad, theta.grad = None, None
+        if fused:
+            net_stub = STDBNet.__new__(STDBNet)
+            object.__setattr__(net_stub, "stdb", STDBConfig(alpha=1.0, beta=3.0))
+            spikes = STDBNet._fire(net_stub, v0, theta)
+        else:
+            crossed = surrogate_crossing(v0, theta, alpha=1.0, beta=3.0)
+            spikes = first_only(crossed)
+        (spikes * weights).sum().backward()
+        assert v0.grad is not None
+        assert theta.grad is not None
+        results.append((spikes.detach(), v0.grad.clone(), theta.grad.clone()))
+    assert int(results[0][0].sum(dim=0).max()) == 1  # at most one spike per neuron
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_stdb_early_stopping_keeps_the_best_epoch_and_trains_the_leak(
+    digits_net: tuple[onespike.SpikingNetwork, Dataset, Dataset], tmp_path: Path
+) -> None:
+    net, subset, task = digits_net
+    assert isinstance(net.config, HybridConfig)
+    leaky = dataclasses.replace(net.config, leak=0.875)
+    net = onespike.SpikingNetwork(leaky, net.populations, net.fanouts)
+    val = Dataset(task.name, task.split, task.images[1000:1300], task.labels[1000:1300], 10)
+    config = STDBConfig(epochs=5, batch_size=32, lr=2e-3, seed=3, patience=1, train_leak=True)
+    result = finetune_stdb(
+        net, subset, config, val_data=val, checkpoint_dir=tmp_path, progress=False
+    )
+    scores = [h["val_accuracy"] for h in result.history.history]
+    assert result.best_epoch is not None
+    best = max(scores)
+    assert scores[result.best_epoch - 1] == best
+    # stopped one epoch after the last improvement, or ran every epoch
+    assert len(scores) == 5 or len(scores) == result.best_epoch + 1
+    assert evaluate_snn(result.net, val).accuracy == pytest.approx(best)
+    assert (tmp_path / "stdb-best.safetensors").is_file()
+    leak = result.net.config.leak
+    assert 0.05 <= leak <= 1.0
+    assert leak != 0.875  # trained
+    with pytest.raises(onespike.ConfigError, match="patience"):
+        STDBConfig(patience=0)

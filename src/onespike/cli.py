@@ -72,6 +72,7 @@ CALIBRATION_SAMPLES = 5000
 # --target-accuracy chooses T on exactly these images, as recorded in model.json.
 VALIDATION_FRACTION = 0.1
 TEST_VALIDATION_FRACTION = 0.5  # --validation-from test: the share of the test set T is chosen on
+HYBRID_CALIBRATION_SAMPLES = 256
 
 
 def _friendly_errors(func: F) -> F:
@@ -415,6 +416,11 @@ def _held_out(meta: dict[str, Any], train_ds: Dataset) -> tuple[Dataset, Dataset
             f"model.json records {size} held-out images, the split draws {len(validation)}; {fix}"
         )
     return rest, validation
+
+
+def _hybrid_calibration(train_ds: Dataset) -> torch.Tensor:
+    """The training images that set a hybrid network's per-layer thresholds."""
+    return train_ds.images[:HYBRID_CALIBRATION_SAMPLES]
 
 
 def _calibrated_graph(model: torch.nn.Module, train_ds: Dataset, **normalize_options: Any) -> Graph:
@@ -907,7 +913,7 @@ def _train_hybrid(
     (recording the held-out ``split`` the model was trained without)."""
     model.eval()
     graph = _calibrated_graph(model, train_ds)
-    net = convert(graph, HybridConfig(steps=steps))
+    net = convert(graph, HybridConfig(steps=steps), calibration=_hybrid_calibration(train_ds))
     converted = evaluate_snn(net, test_ds).accuracy
     data = train_ds
     if samples is not None:
@@ -974,7 +980,8 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
     "--threshold-init",
     type=float,
     default=None,
-    help="Hybrid: initial threshold in normalised units (default: HybridConfig's).",
+    help="Hybrid: multiplies the per-layer thresholds calibrated on 256 training images "
+    "(default 1).",
 )
 @click.option(
     "--readout",
@@ -1434,7 +1441,9 @@ def _evaluation_network(
         run_steps = {"ttfs": 16, "rate": 64}.get(method, 5) if steps is None else steps
     tuned = _saved_hybrid(model_file, meta) if method == "hybrid" else None
     if tuned is None:
-        return convert(graph, make_config(run_steps)), graph, run_steps, extras
+        config = make_config(run_steps)
+        calibration = _hybrid_calibration(train_ds) if isinstance(config, HybridConfig) else None
+        return convert(graph, config, calibration=calibration), graph, run_steps, extras
     assert isinstance(tuned.config, HybridConfig)
     _refuse_given(
         ("percentile", "leak", "threshold_init"),
@@ -1762,7 +1771,8 @@ def hardware_command(
         workload = profile(graph, len(test_ds))
         record["snn_accuracy"] = ann_accuracy  # the dense array runs the ANN itself
     else:
-        net = convert(graph, spiking)
+        calibration = _hybrid_calibration(train_ds) if isinstance(spiking, HybridConfig) else None
+        net = convert(graph, spiking, calibration=calibration)
         correct, total = 0, None
         for images, labels in batches(test_ds, 500):
             result = simulate(net, images)

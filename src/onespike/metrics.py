@@ -18,9 +18,11 @@ Counting conventions (the same for every method, so that ratios are honest):
   current), except in a layer whose whole current is the constant analog input, where the
   bias joins that current once per sample.
 - **hybrid code**: the analog input of step 0 is one MAC per connection of the first layer per
-  sample; the temporal input spikes of later steps are synops like any other spikes; the bias
-  is a constant current, one bias event per biased neuron per step; every neuron population
-  (the output included) is updated at every step.
+  sample; the temporal input spikes of later steps are synops like any other spikes (with
+  ``input_code="split"`` each code step's summed input current is multiplied by its level:
+  one MAC per first-layer neuron per code step); the bias is one bias event per biased neuron
+  per step (``bias="spread"`` or ``"every_step"``) or per sample (``"first_step"``); every
+  neuron population (the output included) is updated at every step.
 - **comparisons**: ANN max pooling, ``window size - 1`` per output.
 - **neuron_updates**: state updates of a time-stepped implementation: a TTFS neuron is updated
   at each of the ``2L + 1`` steps of its window; a rate-coded neuron at every step its sample
@@ -266,9 +268,12 @@ def _hybrid_extras(pop: Population, net: SpikingNetwork, result: SimResult) -> d
         if proj.source == net.input.name
     )
     biased = int((pop.bias != 0).sum()) if pop.bias is not None else 0
+    levels = net.config.steps - 1
+    weighted = net.config.input_code == "split" and levels > 0 and analog > 0
     return {
-        "macs": analog * batch,
-        "bias_events": biased * steps,
+        # split code: the spikes of each code step carry one level, one multiply per neuron
+        "macs": (analog + (pop.size * levels if weighted else 0)) * batch,
+        "bias_events": biased * (batch if net.config.bias == "first_step" else steps),
         "neuron_updates": pop.size * steps,
     }
 

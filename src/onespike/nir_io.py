@@ -172,7 +172,10 @@ _NOT_EXPRESSIBLE = {
     "hybrid": [
         "time is discrete (dt = 1); a spike reaches the next layer in the same step",
         "input: the analog image at step 0, then pixel x spikes once at T - k with "
-        "k = floor((T - 1) x + 1/2) (input_code='ttfs'), or nothing (input_code='none')",
+        "k = floor((T - 1) x + 1/2) (input_code='ttfs'), or nothing (input_code='none'); "
+        "input_code='split': the spike carries k / (T - 1), the analog step x - k / (T - 1)",
+        "the bias b of the Affine/Conv node enters as b / T at every step (bias='spread'), "
+        "b at step 0 only ('first_step') or b at every step ('every_step'): see the config",
         "every neuron fires at most once and is never reset: nir.Threshold marks the first "
         "crossing only",
         "nir.LI stands for v <- leak * v + z under forward Euler with dt = 1",

@@ -79,7 +79,7 @@ from onespike.graph import (
 from onespike.graph import Affine as AffineNode
 from onespike.io import load_state_dict_file
 from onespike.network import Population, Projection, SpikingNetwork, build_network
-from onespike.simulate.hybrid import encode_input, run_layers
+from onespike.simulate.hybrid import encode_input, not_fired_before, run_layers
 from onespike.train import TrainConfig, TrainResult, train
 from onespike.validate import (
     DEFAULT_LIMITS,
@@ -107,6 +107,8 @@ NETWORK_FILE = "network.json"
 """Description of a saved hybrid network."""
 NETWORK_TENSORS = "network.safetensors"
 """Tensors of a saved hybrid network."""
+BEST_TENSORS = "stdb-best.safetensors"
+"""The parameters of the best validation epoch so far (early stopping)."""
 STDB_RECORD = "stdb.json"
 """The STDB and hybrid options a checkpoint directory was started with."""
 
@@ -114,6 +116,7 @@ _FORMAT_NAME = "onespike-hybrid-network"
 _FORMAT_VERSION = 2  # 2: description_sha256 covers network.json itself
 _READABLE_VERSIONS = (1, 2)
 _MIN_THRESHOLD = 1e-3
+_MIN_LEAK = 0.05
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,11 @@ class STDBConfig:
         beta: decay of the surrogate gradient with ``dt``, >= 0.
         time_loss_weight: weight of the output spike-time term of the loss, >= 0.
         train_thresholds: also train one threshold per population.
+        train_leak: also train the membrane decay (one for the whole network, kept in
+            ``[0.05, 1]``; the result's ``HybridConfig.leak``).
+        patience: early stopping: with validation data, stop after this many epochs without
+            a better validation accuracy and keep the best epoch's parameters (``None``:
+            run every epoch, keep the last).
         seed: seeds the batch order and torch's global RNG, in ``[0, 2**63)``.
     """
 
@@ -138,6 +146,8 @@ class STDBConfig:
     beta: float = 3.0
     time_loss_weight: float = 0.1
     train_thresholds: bool = True
+    train_leak: bool = False
+    patience: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -164,9 +174,17 @@ class STDBConfig:
                 raise ConfigError(
                     f"STDBConfig.{name} must be a finite number {allowed}, got {value!r}"
                 )
-        if not isinstance(self.train_thresholds, bool):
+        for name in ("train_thresholds", "train_leak"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"STDBConfig.{name} must be True or False, got {getattr(self, name)!r}"
+                )
+        patience = self.patience
+        if patience is not None and (
+            isinstance(patience, bool) or not isinstance(patience, int) or patience < 1
+        ):
             raise ConfigError(
-                f"STDBConfig.train_thresholds must be True or False, got {self.train_thresholds!r}"
+                f"STDBConfig.patience must be an integer >= 1 or None, got {patience!r}"
             )
 
     def train_config(self) -> TrainConfig:
@@ -188,17 +206,49 @@ class _Crossing(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None]:
         v, threshold = ctx.saved_tensors
-        dt = (v / threshold - 1.0).abs()
-        slope = grad * (ctx.alpha * torch.exp(-ctx.beta * dt)) / threshold
-        grad_threshold = None
-        if ctx.needs_input_grad[1]:
+        return _surrogate(ctx, v, threshold, grad)
+
+
+def _surrogate(
+    ctx: Any, v: Tensor, threshold: Tensor, grad: Tensor, mask: Tensor | None = None
+) -> tuple[Tensor, Tensor | None, None, None]:
+    """``ds/dv = grad alpha exp(-beta |v / theta - 1|) / theta`` (times ``mask``), ``ds/dtheta``."""
+    # one full-size temporary: |v - theta| becomes the slope in place
+    slope = (v - threshold).abs_().mul_(-ctx.beta / threshold).exp_().mul_(grad)
+    slope.mul_(ctx.alpha / threshold)
+    if mask is not None:
+        slope.mul_(mask)
+    grad_threshold = None
+    if ctx.needs_input_grad[1]:
+        if threshold.numel() == 1:
+            dot = torch.dot(slope.reshape(-1), v.reshape(-1))
+            grad_threshold = (-dot / threshold).reshape(threshold.shape)
+        else:
             full = -slope * v / threshold
             # sum over the dimensions the threshold was broadcast along
             extra = full.ndim - threshold.ndim
             full = full.sum(dim=tuple(range(extra))) if extra else full
             keep = tuple(i for i, n in enumerate(threshold.shape) if n == 1 and full.shape[i] != 1)
             grad_threshold = full.sum(dim=keep, keepdim=True) if keep else full
-        return slope, grad_threshold, None, None
+    return slope, grad_threshold, None, None
+
+
+class _FirstSpike(_Crossing):
+    """The single-spike train from the whole membrane ``(T, B, ...)``: the first crossing of
+    every neuron, with the STDB surrogate on the steps before and at its spike (none after)."""
+
+    @staticmethod
+    def forward(ctx: Any, v: Tensor, threshold: Tensor, alpha: float, beta: float) -> Tensor:
+        crossed = v >= threshold
+        open_ = not_fired_before(crossed)
+        ctx.save_for_backward(v, threshold, open_)
+        ctx.alpha, ctx.beta = alpha, beta
+        return crossed.logical_and_(open_).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None]:
+        v, threshold, open_ = ctx.saved_tensors
+        return _surrogate(ctx, v, threshold, grad, open_)
 
 
 def surrogate_crossing(
@@ -250,6 +300,9 @@ class STDBNet(nn.Module):
         self.thresholds = nn.ParameterList()
         self._layers: dict[int, tuple[Node, int]] = {}  # id of an original op -> (op, index)
         self._pops: list[tuple[Population, int | None, int | None]] = []
+        self.leak = (
+            nn.Parameter(torch.tensor(float(net.config.leak))) if self.stdb.train_leak else None
+        )
         for pop in net.populations:
             bias_index = threshold_index = None
             if pop.kind == "neuron":
@@ -302,8 +355,16 @@ class STDBNet(nn.Module):
             out.append(replace(pop, projections=projections, bias=bias, threshold=threshold))
         return out
 
-    def _crossing(self, v: Tensor, threshold: float | Tensor) -> Tensor:
-        return surrogate_crossing(v, threshold, alpha=self.stdb.alpha, beta=self.stdb.beta)
+    def _fire(self, v: Tensor, threshold: float | Tensor) -> Tensor:
+        theta = threshold if isinstance(threshold, Tensor) else v.new_tensor(threshold)
+        out: Tensor = _FirstSpike.apply(v, theta, self.stdb.alpha, self.stdb.beta)
+        return out
+
+    def current_leak(self) -> float | Tensor:
+        """The membrane decay: the trained one in ``[_MIN_LEAK, 1]``, else the network's."""
+        if self.leak is None:
+            return float(self.hybrid.leak)
+        return self.leak.clamp(_MIN_LEAK, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
         x, times, _ = encode_input(x.float(), self.hybrid)
@@ -312,16 +373,20 @@ class STDBNet(nn.Module):
             x,
             times,
             self.hybrid,
-            crossing=self._crossing,
+            fire=self._fire,
             record_times=False,
+            leak=self.current_leak(),
         )
         self.output_spikes = run.output_spikes.flatten(2)
         return run.membrane[-1].flatten(1)
 
     def to_network(self) -> SpikingNetwork:
-        """The spiking network with the current weights, biases and thresholds."""
+        """The spiking network with the current weights, biases, thresholds and leak."""
         pops = tuple(self._populations(trained=False))
-        return SpikingNetwork(self.hybrid, pops, self.fanouts)
+        config = self.hybrid
+        if self.leak is not None:
+            config = replace(config, leak=float(torch.as_tensor(self.current_leak()).detach()))
+        return SpikingNetwork(config, pops, self.fanouts)
 
 
 def stdb_loss(
@@ -349,10 +414,12 @@ def stdb_loss(
 
 @dataclass(frozen=True)
 class STDBResult:
-    """A fine-tuned hybrid network and its training history."""
+    """A fine-tuned hybrid network, its training history and, with early stopping, the epoch
+    (1-based) whose parameters it holds."""
 
     net: SpikingNetwork
     history: TrainResult
+    best_epoch: int | None = None
 
 
 def _record(net: SpikingNetwork, config: STDBConfig) -> dict[str, Any]:
@@ -418,6 +485,22 @@ def finetune_stdb(
         assert model.output_spikes is not None
         return stdb_loss(membrane, model.output_spikes, labels, config.time_loss_weight)
 
+    best_file = Path(checkpoint_dir) / BEST_TENSORS if checkpoint_dir is not None else None
+    best: dict[str, Tensor] = {}
+
+    def on_epoch(result: TrainResult) -> bool:
+        """Early stopping: keep the best validation epoch, stop ``patience`` epochs after."""
+        if config.patience is None or val_data is None:
+            return False
+        scores = [float(h["val_accuracy"]) for h in result.history]
+        top = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        if top == len(scores) - 1:
+            best.clear()
+            best.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+            if best_file is not None:
+                atomic_write_bytes(best_file, safetensors.torch.save(best))
+        return len(scores) - 1 - top >= config.patience
+
     history = train(
         model,
         data,
@@ -427,9 +510,18 @@ def finetune_stdb(
         resume=resume,
         progress=progress,
         loss_fn=loss_fn,
+        on_epoch=on_epoch,
     )
+    best_epoch: int | None = None
+    if config.patience is not None and val_data is not None:
+        if not best and best_file is not None and best_file.is_file():
+            best = safetensors.torch.load(best_file.read_bytes())
+        if best:
+            model.load_state_dict(best)
+            scores = [float(h["val_accuracy"]) for h in history.history]
+            best_epoch = 1 + max(range(len(scores)), key=lambda i: (scores[i], -i))
     model.eval()
-    return STDBResult(model.to_network(), history)
+    return STDBResult(model.to_network(), history, best_epoch)
 
 
 # save and load ---------------------------------------------------------------------------------

@@ -175,6 +175,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     loss_fn: LossFn | None = None,
+    on_epoch: Callable[[TrainResult], bool] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train_ds``, checkpointing after every epoch.
 
@@ -194,6 +195,8 @@ def train(
             ``False`` an existing checkpoint is ignored and overwritten.
         progress: show a tqdm progress bar over the batches of each epoch.
         loss_fn: ``loss_fn(logits, labels) -> scalar``; defaults to cross-entropy.
+        on_epoch: called with the history after every epoch (and its checkpoint); returning
+            True stops training there (early stopping).
 
     Returns:
         The per-epoch history and the epoch training resumed from.
@@ -294,6 +297,8 @@ def train(
             _write_checkpoint(
                 directory, model, optimizer, shuffle, device, step, epoch, config, n, result
             )
+        if on_epoch is not None and on_epoch(result):
+            break
     return result
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from torch import Tensor
+
 from onespike.convert.config import HybridConfig, RateConfig, TTFSConfig
 from onespike.convert.hybrid import convert_hybrid
 from onespike.convert.rate import convert_rate
@@ -22,7 +24,13 @@ _CONVERTERS: dict[type, Callable[[Graph, Any], SpikingNetwork]] = {
 }
 
 
-def convert(graph: Graph, config: Any, *, normalized: bool = True) -> SpikingNetwork:
+def convert(
+    graph: Graph,
+    config: Any,
+    *,
+    normalized: bool = True,
+    calibration: Tensor | None = None,
+) -> SpikingNetwork:
     """Convert an extracted graph to a spiking network with the method ``config`` names.
 
     Args:
@@ -32,6 +40,8 @@ def convert(graph: Graph, config: Any, *, normalized: bool = True) -> SpikingNet
             a graph that was never normalised would quietly run with scale 1 everywhere,
             clipping every activation above 1. Pass ``normalized=False`` to convert such a
             graph on purpose (scale 1 where none is set).
+        calibration: hybrid only: images in ``[0, 1]`` that set the per-layer thresholds and
+            spike values (:func:`onespike.convert.hybrid.calibrate`).
 
     Returns:
         The spiking network.
@@ -63,4 +73,11 @@ def convert(graph: Graph, config: Any, *, normalized: bool = True) -> SpikingNet
                 "it was not normalised. Call onespike.normalize(graph, calibration_batches) "
                 "first, or pass normalized=False to convert with scale 1 where none is set"
             )
+    if isinstance(config, HybridConfig):
+        return convert_hybrid(graph, config, calibration)
+    if calibration is not None:
+        raise ConfigError(
+            f"calibration= sets the thresholds of hybrid networks; a {type(config).__name__} "
+            "network is calibrated by onespike.normalize: drop calibration="
+        )
     return handler(graph, config)

@@ -206,11 +206,20 @@ class HybridConfig:
     Attributes:
         steps: T, the time steps of one inference (step 0 is the analog step). At least 1.
         leak: membrane decay per step, in ``(0, 1]``; 1 is integrate-and-fire without leak.
-        input_code: the input after step 0: ``"ttfs"`` (pixel ``x`` spikes once, at step
-            ``T - k`` with ``k = floor((T - 1) x + 1/2)``, so brighter pixels spike earlier and
-            ``k = 0`` never spikes) or ``"none"`` (the analog step only).
-        threshold_scale: every threshold starts at this value, in the normalised units where
-            the calibrated activations of a population lie in ``[0, 1]`` (the init factor).
+        input_code: how the image enters: ``"split"`` (counted once: pixel ``x`` with code
+            ``k = floor((T - 1) x + 1/2)`` spikes once, at step ``T - k``, and its spike carries
+            ``k / (T - 1)``; the analog step carries the rest, ``x - k / (T - 1)``), ``"ttfs"``
+            (the analog step carries ``x`` and the same spike carries 1 again: the image
+            counted twice) or ``"none"`` (the analog step only). Brighter pixels spike earlier;
+            ``k = 0`` never spikes.
+        bias: how the bias ``b`` enters the membrane: ``"spread"`` (``b / T`` at every step,
+            ``b`` in all, as in the ANN), ``"first_step"`` (``b`` once, at step 0) or
+            ``"every_step"`` (``b`` at every step, ``T b`` in all).
+        threshold_scale: converted without calibration data, every threshold starts at this
+            value (default 0.3), in the normalised units where the calibrated activations of a
+            population lie in ``[0, 1]``; converted with calibration data
+            (``convert(graph, config, calibration=images)``), it multiplies the calibrated
+            per-layer thresholds (default 1).
         readout: ``"membrane"`` (the class is the largest output membrane after the last
             step) or ``"first_spike"`` (the class of the earliest output spike; ties, and
             samples with no output spike, go to the largest membrane).
@@ -221,8 +230,9 @@ class HybridConfig:
 
     steps: int = 5
     leak: float = 1.0
-    input_code: Literal["ttfs", "none"] = "ttfs"
-    threshold_scale: float = 0.3
+    input_code: Literal["split", "ttfs", "none"] = "ttfs"
+    threshold_scale: float | None = None
+    bias: Literal["spread", "first_step", "every_step"] = "spread"
     readout: Literal["membrane", "first_spike"] = "membrane"
     input_range: Literal["error", "clip"] = "error"
     max_steps: int = MAX_STEPS
@@ -238,8 +248,11 @@ class HybridConfig:
         if not _is_number(leak) or not 0 < leak <= 1:
             raise ConfigError(f"leak must be a number in (0, 1] (1 = no leak), got {leak!r}")
         scale = self.threshold_scale
-        if not _is_number(scale) or not math.isfinite(scale) or not scale > 0:
-            raise ConfigError(f"threshold_scale must be a finite number > 0, got {scale!r}")
-        _check_choice("input_code", self.input_code, ("ttfs", "none"))
+        if scale is not None and (
+            not _is_number(scale) or not math.isfinite(scale) or not scale > 0
+        ):
+            raise ConfigError(f"threshold_scale must be a finite number > 0 or None, got {scale!r}")
+        _check_choice("input_code", self.input_code, ("split", "ttfs", "none"))
+        _check_choice("bias", self.bias, ("spread", "first_step", "every_step"))
         _check_choice("readout", self.readout, ("membrane", "first_spike"))
         _check_choice("input_range", self.input_range, ("error", "clip"))

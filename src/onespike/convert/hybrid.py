@@ -7,11 +7,13 @@ choice, and ``docs/hybrid.md`` lists each one with its reason.
 in topological order and a spike reaches the next layer in the same step (no synaptic delay),
 so even ``T = 1`` carries the input through the whole network.
 
-**Input** (the hybrid code). At ``t = 0`` the first layer receives the analog image ``x``: its
-current is ``W x``, multiply-accumulates counted as such. From ``t = 1`` on the input is a
-temporal code with ``L = T - 1`` levels: pixel ``x`` has the code ``k = floor(L x + 1/2)`` and
-spikes once, at step ``T - k`` (``k = L`` at step 1, ``k = 1`` at step ``T - 1``); ``k = 0``
-never spikes. Its spike adds ``w`` to each target's current at that step (an accumulate).
+**Input** (the hybrid code). With ``L = T - 1`` levels, pixel ``x`` has the code
+``k = floor(L x + 1/2)`` and spikes once, at step ``T - k`` (``k = L`` at step 1, ``k = 1`` at
+step ``T - 1``); ``k = 0`` never spikes. With ``input_code="split"`` (default) the image is
+counted once: the spike carries ``k / L`` (each code step's summed current is multiplied by its
+level) and the analog step ``t = 0`` carries the rest, ``x - k / L``, as multiply-accumulates;
+``"ttfs"`` feeds ``x`` at step 0 and a spike worth 1 later (the image counted twice);
+``"none"`` the analog step only.
 
 **Neurons.** Every neuron population, the output included, is single-spike integrate-and-fire
 (:func:`onespike.neurons.single_spike_step`)::
@@ -20,7 +22,9 @@ never spikes. Its spike adds ``w`` to each target's current at that step (an acc
     v_t = leak * v_(t-1) + z_t                          (v_(-1) = 0)
     s_t = [v_t >= theta] and the neuron has not fired before t
 
-The bias ``b`` is a constant current, added at every step. There is no reset: a neuron that has
+The bias ``b`` enters as ``b / T`` at every step (``bias="spread"``, default: ``b`` in all, as in
+the ANN), once at step 0 (``"first_step"``) or as ``b`` at every step (``"every_step"``, ``T b``
+in all). There is no reset: a neuron that has
 fired is silent for the rest of the inference. Max pooling is "first spike wins": a pooling
 window fires once, at the first step a neuron in it fires.
 
@@ -30,35 +34,200 @@ earliest output spike, ties and silent samples decided by that membrane.
 
 **Conversion** gives the starting point for STDB fine-tuning (:mod:`onespike.stdb`): the
 weights and biases of the normalised graph (:func:`onespike.normalize`: activations of every
-population lie in ``[0, 1]`` on the calibration data) and one threshold per population,
-``theta = threshold_scale`` in those units, stored in :attr:`Population.threshold`.
+population lie in ``[0, 1]`` on the calibration data) and one threshold per population, stored
+in :attr:`Population.threshold`.
+
+- Without calibration data every threshold is ``threshold_scale`` (default 0.3).
+- With calibration images (:func:`calibrate`), the network is made to compute the ANN's
+  function as far as one bit per neuron allows. A neuron's spike stands for its ANN activation
+  ``a``; the best one-bit stand-in (least squares, levels ``{0, m}``) fires when ``a > tau`` and
+  is worth ``m = mean(a | a > tau)``, ``tau`` the value that maximises
+  ``(sum of a over a > tau)^2 / count(a > tau)`` on the calibration activations of the layer.
+  Every projection out of the population is multiplied by its ``m`` (a max-pooling population
+  takes the ``m`` of its pooled activations), so the next layer's membrane estimates the ANN's
+  pre-activation. Then, layer by layer in the spiking network itself at this ``T``, the
+  threshold is the value of the largest membrane ``max_t v_t`` that lets the fraction
+  ``P(a > tau)`` of the layer's neurons fire on the calibration images: the firing statistics
+  match the ANN's one-bit ones whatever the input's timing and the bias schedule do to the
+  partial sums. The output population's threshold lets one output neuron in ``C`` fire
+  (``C`` classes); its membrane is the readout. ``threshold_scale`` (default 1) multiplies
+  the calibrated thresholds.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
+from torch import Tensor
+
 from onespike.convert.config import HybridConfig
-from onespike.graph import Graph
-from onespike.network import SpikingNetwork, build_network, populations
+from onespike.errors import ConfigError
+from onespike.graph import Graph, max_pool
+from onespike.network import (
+    Population,
+    SpikingNetwork,
+    build_network,
+    forward_populations,
+    populations,
+)
 
-__all__ = ["convert_hybrid"]
+__all__ = ["UNCALIBRATED_THRESHOLD", "calibrate", "convert_hybrid", "one_bit_level"]
+
+UNCALIBRATED_THRESHOLD = 0.3
+"""Every threshold of a network converted without calibration data (``threshold_scale=None``)."""
+
+_SAMPLE = 1 << 21  # activations per layer the one-bit level is chosen on
+_MIN_THRESHOLD = 1e-3
 
 
-def convert_hybrid(graph: Graph, config: HybridConfig) -> SpikingNetwork:
+def convert_hybrid(
+    graph: Graph, config: HybridConfig, calibration: Tensor | None = None
+) -> SpikingNetwork:
     """Convert ``graph`` to a single-spike hybrid-input network.
 
     Args:
         graph: extracted graph, normalised so activations fit ``[0, 1]``.
         config: the hybrid-code options.
+        calibration: images in ``[0, 1]`` that set the per-layer thresholds and spike values
+            (see :func:`calibrate`); ``None``: every threshold ``threshold_scale`` (0.3).
 
     Returns:
         The spiking network; simulate it with :func:`onespike.simulate`, fine-tune it with
         :func:`onespike.finetune_stdb`.
     """
-    threshold = float(config.threshold_scale)
-    pops = [
-        replace(pop, threshold=threshold) if pop.kind == "neuron" else pop
-        for pop in populations(graph)
-    ]
+    pops = populations(graph)
+    if calibration is not None:
+        return calibrate(pops, config, calibration)
+    scale = config.threshold_scale
+    threshold = UNCALIBRATED_THRESHOLD if scale is None else float(scale)
+    pops = [replace(pop, threshold=threshold) if pop.kind == "neuron" else pop for pop in pops]
     return build_network(pops, config, lambda source, target: 0)
+
+
+def one_bit_level(values: Tensor) -> tuple[float, float, float]:
+    """The least-squares one-bit stand-in ``m [a > tau]`` for the activations ``values``.
+
+    Args:
+        values: activations (any shape, ``>= 0``).
+
+    Returns:
+        ``(tau, m, fraction)``: fire above ``tau``, a spike is worth ``m = mean(a | a > tau)``,
+        and ``fraction = P(a > tau)``. ``tau`` maximises ``(sum_{a > tau} a)^2 / count``, which
+        minimises ``sum (a - m [a > tau])^2``. No positive value: ``(inf, 1, 0)``.
+    """
+    flat = values.detach().flatten().double()
+    positive = torch.sort(flat[flat > 0], descending=True).values
+    if positive.numel() == 0:
+        return float("inf"), 1.0, 0.0
+    sums = torch.cumsum(positive, dim=0)
+    counts = torch.arange(1, positive.numel() + 1, dtype=torch.float64)
+    k = int(torch.argmax(sums * sums / counts))  # fire the k + 1 largest
+    tau = float(positive[k + 1]) if k + 1 < positive.numel() else 0.0
+    return tau, float(sums[k] / counts[k]), float(counts[k]) / flat.numel()
+
+
+def _sample(values: Tensor, generator: torch.Generator) -> Tensor:
+    flat = values.flatten()
+    if flat.numel() <= _SAMPLE:
+        return flat
+    return flat[torch.randint(0, flat.numel(), (_SAMPLE,), generator=generator)]
+
+
+def _kth_largest(values: Tensor, fraction: float) -> float:
+    flat = values.flatten()
+    k = round(fraction * flat.numel())
+    if k <= 0:
+        return max(2.0 * float(flat.max()), 1.0)
+    return float(torch.topk(flat, min(k, flat.numel())).values[-1])
+
+
+def calibrate(pops: list[Population], config: HybridConfig, images: Tensor) -> SpikingNetwork:
+    """Per-layer spike values and thresholds at ``config.steps`` from calibration images.
+
+    Args:
+        pops: populations of the normalised graph, as :func:`onespike.network.populations`
+            gives them.
+        config: the hybrid options (``threshold_scale`` multiplies the thresholds, default 1).
+        images: calibration images in ``[0, 1]``, ``(N, *input_shape)`` (a few hundred; they
+            run through the network at once).
+
+    Returns:
+        The spiking network (the rule is stated in this module's docstring).
+
+    Raises:
+        ConfigError: ``images`` is empty or does not fit the input.
+    """
+    from onespike.simulate.hybrid import (
+        encode_input,
+        fire_train,
+        first_only,
+        input_train,
+        step_currents,
+    )
+
+    if not isinstance(images, Tensor) or images.ndim < 1 or images.shape[0] == 0:
+        raise ConfigError("hybrid calibration needs a non-empty batch of images, (N, *shape)")
+    if tuple(images.shape[1:]) != pops[0].shape:
+        raise ConfigError(
+            f"calibration images have shape {tuple(images.shape[1:])}, the network's input "
+            f"is {pops[0].shape}; pass images of the training set"
+        )
+    factor = 1.0 if config.threshold_scale is None else float(config.threshold_scale)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        x, times, _ = encode_input(images.float(), config)
+        ann = forward_populations(pops, x)
+        # one-bit stand-ins of the ANN: spike values m and firing fractions
+        value: dict[str, float] = {pops[0].name: 1.0}
+        level: dict[str, float] = {}
+        fraction: dict[str, float] = {}
+        for pop in pops[1:]:
+            if pop.is_output:
+                continue
+            if pop.kind == "maxpool":
+                tau = level[pop.sources[0]]
+                pooled = ann[pop.name]
+                above = pooled[pooled > tau]
+                value[pop.name] = float(above.mean()) if above.numel() else 1.0
+                level[pop.name] = tau
+                continue
+            tau, m, share = one_bit_level(_sample(ann[pop.name], generator))
+            value[pop.name], level[pop.name], fraction[pop.name] = m, tau, share
+        del ann
+        rescaled = [
+            replace(
+                pop,
+                projections=tuple(
+                    replace(proj, factor=proj.factor * value[proj.source])
+                    for proj in pop.projections
+                ),
+            )
+            for pop in pops
+        ]
+        # thresholds, layer by layer in the spiking network at this T
+        trains = {pops[0].name: input_train(x, times, config)}
+        readers = {pop.name: 0 for pop in pops}
+        for pop in pops[1:]:
+            for source in pop.sources:
+                readers[source] += 1
+        finished: list[Population] = [rescaled[0]]
+        for pop in rescaled[1:]:
+            if pop.kind == "maxpool":
+                assert pop.pool is not None
+                below = trains[pop.sources[0]]
+                pooled = max_pool(pop.pool, below.flatten(0, 1)).unflatten(0, below.shape[:2])
+                trains[pop.name] = first_only(pooled)
+            else:
+                z = step_currents(pop, {s: trains[s] for s in pop.sources}, config)
+                share = 1.0 / pop.size if pop.is_output else fraction[pop.name]
+                v = fire_train(z, 1.0, config.leak)[1]
+                theta = max(factor * _kth_largest(v.amax(dim=0), share), _MIN_THRESHOLD)
+                pop = replace(pop, threshold=theta)
+                trains[pop.name] = fire_train(z, theta, config.leak)[0]
+            finished.append(pop)
+            for source in pop.sources:  # free what no later population reads
+                readers[source] -= 1
+                if readers[source] == 0:
+                    del trains[source]
+    return build_network(finished, config, lambda source, target: 0)

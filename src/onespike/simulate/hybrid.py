@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -41,12 +42,19 @@ from onespike.simulate.result import SimResult
 
 __all__ = [
     "LayerRun",
+    "bias_scale",
     "encode_input",
+    "fire_train",
+    "first_only",
+    "input_train",
     "input_values",
+    "membrane",
+    "not_fired_before",
     "predict",
     "run_layers",
     "simulate_closed_form",
     "simulate_stepped",
+    "step_currents",
 ]
 
 Crossing = Callable[[Tensor, "float | Tensor"], Tensor]
@@ -88,9 +96,145 @@ def encode_input(x: Tensor, config: HybridConfig) -> tuple[Tensor, Tensor, int]:
     return x, times, clipped
 
 
-def input_values(x: Tensor, times: Tensor, t: int) -> Tensor:
-    """The input population's value at step ``t``: the analog image at 0, spikes after."""
-    return x if t == 0 else (times == t).to(x.dtype)
+def input_values(x: Tensor, times: Tensor, t: int, config: HybridConfig) -> Tensor:
+    """The input population's value at step ``t``: the analog part at 0, spikes after.
+
+    With ``input_code="split"`` a spike at step ``t`` carries its level ``(T - t) / (T - 1)``
+    and the analog step the rest of the pixel, ``x - k / (T - 1)``; otherwise the analog step
+    carries ``x`` and a spike 1.
+    """
+    levels = config.steps - 1
+    split = config.input_code == "split" and levels > 0
+    if t == 0:
+        if not split:
+            return x
+        codes = torch.where(torch.isfinite(times), config.steps - times, torch.zeros_like(x))
+        return x - codes / levels
+    spikes = (times == t).to(x.dtype)
+    return spikes * ((config.steps - t) / levels) if split else spikes
+
+
+def input_train(x: Tensor, times: Tensor, config: HybridConfig) -> Tensor:
+    """The input population's values at every step, ``(T, B, ...)``."""
+    return torch.stack([input_values(x, times, t, config) for t in range(config.steps)])
+
+
+def bias_scale(config: HybridConfig, t: int) -> float:
+    """The multiple of the bias ``b`` that enters the membrane at step ``t``."""
+    if config.bias == "spread":
+        return 1.0 / config.steps
+    if config.bias == "first_step":
+        return 1.0 if t == 0 else 0.0
+    return 1.0
+
+
+def step_currents(pop: Population, inputs: dict[str, Tensor], config: HybridConfig) -> Tensor:
+    """The currents of all ``T`` steps, ``(T, B, ...)``, from the sources' ``(T, B, ...)``."""
+    steps, batch = config.steps, next(iter(inputs.values())).shape[1]
+    flat = {name: train.flatten(0, 1) for name, train in inputs.items()}
+    if pop.bias is None or config.bias != "first_step":
+        scale = 1.0 if pop.bias is None else bias_scale(config, 0)
+        return pre_activation(pop, flat, bias_scale=scale).unflatten(0, (steps, batch))
+    z = pre_activation(replace(pop, bias=None), flat).unflatten(0, (steps, batch))
+    first = z[0] + pop.bias.to(z.dtype)
+    return torch.cat([first.unsqueeze(0), z[1:]]) if steps > 1 else first.unsqueeze(0)
+
+
+class _Membrane(torch.autograd.Function):
+    """``v_t = leak v_(t-1) + z_t`` over dimension 0, in place on one copy of ``z``.
+
+    The same float operations as the stepped simulator (not ``cumsum``, whose CPU kernel
+    accumulates in double); backward is the reverse recursion ``g_t += leak g_(t+1)``, one
+    full-size gradient in all (indexing ``z[t]`` would zero-fill a full-size one per step).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, leak: Tensor, plain: bool) -> Tensor:
+        v = z.clone() if ctx.needs_input_grad[0] is False else z
+        if v is z:
+            ctx.mark_dirty(z)  # the currents are a fresh tensor nothing else reads
+        factor = float(leak)
+        for t in range(1, v.shape[0]):
+            v[t].add_(v[t - 1] if plain else v[t - 1] * factor)
+        ctx.factor, ctx.plain = factor, plain
+        ctx.save_for_backward(v if ctx.needs_input_grad[1] else None)
+        return v
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None]:
+        g = grad.clone()
+        for t in range(g.shape[0] - 2, -1, -1):
+            g[t].add_(g[t + 1] if ctx.plain else g[t + 1] * ctx.factor)
+        grad_leak = None
+        if ctx.needs_input_grad[1]:
+            (v,) = ctx.saved_tensors
+            grad_leak = torch.dot(g[1:].reshape(-1), v[:-1].reshape(-1)).reshape(())
+        return g, grad_leak, None
+
+
+def membrane(z: Tensor, leak: float | Tensor) -> Tensor:
+    """The membrane after every step, ``(T, B, ...)``, from the currents ``z`` (``v_(-1) = 0``).
+
+    Args:
+        z: currents ``(T, B, ...)``; one that requires grad (a layer's fresh currents in
+            training, read by nothing else) is overwritten in place.
+        leak: decay per step; a tensor that requires grad receives one.
+    """
+    plain = not isinstance(leak, Tensor) and leak == 1.0
+    factor = leak if isinstance(leak, Tensor) else torch.tensor(float(leak))
+    out: Tensor = _Membrane.apply(z, factor, plain)
+    return out
+
+
+def not_fired_before(crossed: Tensor) -> Tensor:
+    """``(T, B, ...)`` bool: no crossing at an earlier step, from the bool crossings."""
+    out = torch.empty_like(crossed)
+    out[0] = True
+    for t in range(1, crossed.shape[0]):
+        torch.logical_and(out[t - 1], ~crossed[t - 1], out=out[t])
+    return out
+
+
+def fire_train(
+    z: Tensor,
+    threshold: float | Tensor,
+    leak: float | Tensor,
+    crossing: Crossing | None = None,
+    fire: Crossing | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Single-spike integrate-and-fire over all steps at once.
+
+    The same dynamics as :func:`onespike.neurons.single_spike_step` applied ``T`` times
+    (``v_t = leak v_(t-1) + z_t``, a spike at the first step with ``v_t >= theta``), with the
+    crossing computed once on the whole ``(T, B, ...)`` membrane; "has fired before ``t``" is
+    a constant for autograd, as in :func:`onespike.neurons.fire_once`.
+
+    Args:
+        z: currents ``(T, B, ...)``.
+        threshold: firing threshold.
+        leak: membrane decay per step (a tensor when it is trained).
+        crossing: a crossing function ``H(v - theta)`` (``None``: the plain comparison).
+        fire: computes the whole single-spike train from the membrane and threshold (first
+            crossing only); replaces ``crossing`` (STDB passes one with a surrogate gradient).
+
+    Returns:
+        ``(spikes, v)``, both ``(T, B, ...)``.
+    """
+    v = membrane(z, leak)
+    if fire is not None:
+        return fire(v, threshold), v
+    if crossing is None:
+        crossed = v >= threshold
+        return (crossed & not_fired_before(crossed)).to(v.dtype), v
+    return first_only(crossing(v, threshold)), v
+
+
+def first_only(crossed: Tensor) -> Tensor:
+    """Keep, along time (dimension 0), only the first 1 of every neuron's 0/1 train."""
+    mask = not_fired_before(crossed.detach() > 0)
+    if not crossed.requires_grad:
+        return (crossed > 0).logical_and_(mask).to(crossed.dtype)
+    return crossed * mask
 
 
 def predict(times: Tensor, membrane: Tensor, readout: str) -> Tensor:
@@ -149,6 +293,8 @@ def run_layers(
     *,
     crossing: Crossing | None = None,
     record_times: bool = True,
+    leak: float | Tensor | None = None,
+    fire: Crossing | None = None,
 ) -> LayerRun:
     """Run every population over all ``T`` steps, one population at a time.
 
@@ -160,6 +306,8 @@ def run_layers(
         crossing: the threshold-crossing function passed to the step function (``None``: the
             plain comparison; STDB passes one with a surrogate gradient).
         record_times: also return every population's spike times.
+        leak: the membrane decay (``None``: ``config.leak``; STDB passes a trained tensor).
+        fire: the whole-train firing function of :func:`fire_train` (STDB's surrogate).
 
     Returns:
         Spike times, output spikes and output membrane trajectory.
@@ -167,8 +315,7 @@ def run_layers(
     steps = config.steps
     batch = x.shape[0]
     dtype = x.dtype
-    later = [input_values(x, input_times, t) for t in range(1, steps)]
-    trains: dict[str, Tensor] = {pops[0].name: torch.stack([x, *later])}
+    trains: dict[str, Tensor] = {pops[0].name: input_train(x, input_times, config)}
     readers = {pop.name: 0 for pop in pops}
     for pop in pops[1:]:
         for source in pop.sources:
@@ -176,29 +323,19 @@ def run_layers(
     times: dict[str, Tensor] = {}
     if record_times:
         times[pops[0].name] = input_times
-    membranes: list[Tensor] = []
+    membrane: Tensor | None = None
     output: Tensor | None = None
+    leak = config.leak if leak is None else leak
     for pop in pops[1:]:
-        spikes: list[Tensor] = []
         if pop.kind == "maxpool":
             assert pop.pool is not None
             pooled = trains[pop.sources[0]].flatten(0, 1)
-            candidates = max_pool(pop.pool, pooled).unflatten(0, (steps, batch))
-            fired = torch.zeros_like(candidates[0])
-            for t in range(steps):
-                s, fired = fire_once(candidates[t], fired)
-                spikes.append(s)
+            train = first_only(max_pool(pop.pool, pooled).unflatten(0, (steps, batch)))
         else:
-            flat = {source: trains[source].flatten(0, 1) for source in pop.sources}
-            z = pre_activation(pop, flat).unflatten(0, (steps, batch))
-            params = SingleSpikeParams(_threshold(pop, dtype), float(config.leak), crossing)
-            state = single_spike_initial_state((batch, *pop.shape), dtype)
-            for t in range(steps):
-                s, state = single_spike_step(z[t], state, params)
-                spikes.append(s)
-                if pop.is_output:
-                    membranes.append(state.v)
-        train = torch.stack(spikes)
+            z = step_currents(pop, {source: trains[source] for source in pop.sources}, config)
+            train, v = fire_train(z, _threshold(pop, dtype), leak, crossing, fire)
+            if pop.is_output:
+                membrane = v
         trains[pop.name] = train
         if record_times:
             times[pop.name] = _first_times(train.detach())
@@ -209,7 +346,8 @@ def run_layers(
             if readers[source] == 0:
                 del trains[source]
     assert output is not None
-    return LayerRun(times, output, torch.stack(membranes))
+    assert membrane is not None
+    return LayerRun(times, output, membrane)
 
 
 def _result(
@@ -294,17 +432,18 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
                 params[pop.name] = SingleSpikeParams(_threshold(pop, dtype), float(config.leak))
         membranes: list[Tensor] = []
         for t in range(config.steps):
-            values = {inp.name: input_values(x, input_times, t)}
+            values = {inp.name: input_values(x, input_times, t, config)}
             if t > 0:
-                counts[inp.name] += values[inp.name].to(torch.int32)
+                counts[inp.name] += (input_times == t).to(torch.int32)
             for pop in net.populations[1:]:
                 if pop.kind == "maxpool":
                     assert pop.pool is not None
                     candidates = max_pool(pop.pool, values[pop.sources[0]])
                     spikes, fired[pop.name] = fire_once(candidates, fired[pop.name])
                 else:
+                    current = pre_activation(pop, values, bias_scale=bias_scale(config, t))
                     spikes, states[pop.name] = single_spike_step(
-                        pre_activation(pop, values), states[pop.name], params[pop.name]
+                        current, states[pop.name], params[pop.name]
                     )
                 values[pop.name] = spikes
                 happened = spikes > 0
