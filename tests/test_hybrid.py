@@ -242,9 +242,7 @@ def test_first_spike_readout_prefers_the_earliest_class() -> None:
     x = torch.tensor([[1.0, 0.25]])
     legacy: dict[str, Any] = {"steps": 2, "threshold_scale": 1.0, "input_code": "ttfs"}
     membrane = onespike.convert(graph, HybridConfig(**legacy), normalized=False)
-    first = onespike.convert(
-        graph, HybridConfig(**legacy, readout="first_spike"), normalized=False
-    )
+    first = onespike.convert(graph, HybridConfig(**legacy, readout="first_spike"), normalized=False)
     for method in ("closed_form", "stepped"):
         by_membrane = onespike.simulate(membrane, x, method=method)
         by_spike = onespike.simulate(first, x, method=method)
