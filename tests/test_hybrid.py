@@ -132,20 +132,28 @@ def test_bias_enters_once_in_total_and_the_image_once() -> None:
     assert expected == 2.75
     for bias, total in (("spread", 0.75), ("first_step", 0.75), ("every_step", 3.0)):
         net = onespike.convert(
-            graph, HybridConfig(steps=4, input_code="split", bias=bias, threshold_scale=9.0)
+            graph,
+            HybridConfig(steps=4, input_code="split", bias=bias, threshold_scale=9.0),
+            normalized=False,
         )
         zero = onespike.simulate(net, torch.zeros(1, 4))
         assert zero.outputs.item() == pytest.approx(total)  # bias alone over the 4 steps
         for method in ("closed_form", "stepped"):
             out = onespike.simulate(net, x, method=method).outputs.item()
             assert out == pytest.approx(2.0 + total)
-    twice = onespike.convert(graph, HybridConfig(steps=4, input_code="ttfs", threshold_scale=9.0))
+    twice = onespike.convert(
+        graph, HybridConfig(steps=4, input_code="ttfs", threshold_scale=9.0), normalized=False
+    )
     # ttfs: the analog x (2.0) plus a spike worth 1 from pixels 0, 1, 3 (1 + 0.5 + 2 = 3.5)
     assert onespike.simulate(twice, x).outputs.item() == pytest.approx(2.0 + 3.5 + 0.75)
     # first_step: one bias event per biased neuron per image; spread: one per step
-    spread = onespike.convert(graph, HybridConfig(steps=4, input_code="split", threshold_scale=9.0))
+    spread = onespike.convert(
+        graph, HybridConfig(steps=4, input_code="split", threshold_scale=9.0), normalized=False
+    )
     first = onespike.convert(
-        graph, HybridConfig(steps=4, input_code="split", bias="first_step", threshold_scale=9.0)
+        graph,
+        HybridConfig(steps=4, input_code="split", bias="first_step", threshold_scale=9.0),
+        normalized=False,
     )
     for net, events in ((spread, 4), (first, 1)):
         ops = onespike.count_ops(net, onespike.simulate(net, x))
@@ -171,7 +179,7 @@ def test_calibrated_thresholds_and_spike_values_by_hand() -> None:
         [Linear(torch.tensor([[1.0], [0.5]])), ReLU(), Linear(torch.tensor([[1.0, 1.0]]))],
     )
     x = torch.tensor([[0.25], [0.5], [0.75], [1.0]])
-    net = onespike.convert(graph, HybridConfig(steps=1), calibration=x)
+    net = onespike.convert(graph, HybridConfig(steps=1), calibration=x, normalized=False)
     hidden, out = net.populations[1], net.populations[2]
     # ANN activations 0.25 0.5 0.75 1 and 0.125 0.25 0.375 0.5: sorted, the cumulative sums
     # 1, 1.75, 2.25, 2.75, 3.125, 3.375, ... give (sum)^2 / count largest (1.953) for the 5
@@ -185,9 +193,9 @@ def test_calibrated_thresholds_and_spike_values_by_hand() -> None:
     assert result.outputs.flatten().tolist() == pytest.approx([0.0, 0.625, 1.25, 1.25])
     assert out.threshold == pytest.approx(1e-3)
     with pytest.raises(onespike.ConfigError, match="calibration images have shape"):
-        onespike.convert(graph, HybridConfig(), calibration=torch.zeros(2, 3))
+        onespike.convert(graph, HybridConfig(), calibration=torch.zeros(2, 3), normalized=False)
     with pytest.raises(onespike.ConfigError, match="drop calibration="):
-        onespike.convert(graph, onespike.RateConfig(), calibration=x)
+        onespike.convert(graph, onespike.RateConfig(), calibration=x, normalized=False)
 
 
 def _toy_network(**options: object) -> onespike.SpikingNetwork:
