@@ -55,7 +55,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rate.py --label peers --variants plain --peers spikingjelly-rate \
 		--test-limit 10000 --only convnet-bn
 	$(BIN)/python benchmarks/rate.py --label peers --merge
-	$(BIN)/python benchmarks/hybrid.py
+	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --epochs 6 --samples 10000 \
+		--val-limit 1000 --sweep-limit 2000 --train-leak
+	$(BIN)/python benchmarks/hybrid.py --threads 1 --only mnist --epochs 4 --samples 10000 \
+		--val-limit 1000 --sweep-limit 2000 --train-leak
 	$(BIN)/python benchmarks/hybrid_speed.py --threads 1
 	$(BIN)/python benchmarks/quartz.py --threads 1
 	$(BIN)/python benchmarks/hardware.py

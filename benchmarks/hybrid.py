@@ -1,25 +1,30 @@
 """Hybrid single-spike encoding with STDB fine-tuning: MNIST and Fashion-MNIST ConvNets, T = 1..8.
 
 For each dataset the BN ConvNet that ``benchmarks/rate.py`` trains on 55,000 training images
-(the same networks, cached in ``benchmarks/models/``) is normalised on the first 5,000 of them
-and converted with :class:`onespike.HybridConfig` at every T in 1..8 (T = 5 is the marked
-setting).
+(the same networks, cached in ``benchmarks/models/``) is normalised on the first 5,000 of them.
 
-- The initial threshold (``threshold_scale``) is chosen per T from ``INIT_GRID`` by accuracy on
-  the first 2,000 of the 5,000 held-out training images of ``split_validation`` (the ANN never
-  trained on them; the test set is never used for a choice).
-- Each network is evaluated on the full test set with the closed-form simulator; the first 64
-  test images also run through the stepped reference (agreement and the largest spike count of
-  any neuron are recorded from it).
-- It is then fine-tuned with STDB (:func:`onespike.finetune_stdb`) on the first ``--samples``
-  of the 55,000 training images for ``--epochs`` epochs, the same budget at every T, and
-  evaluated again. Checkpoints go to ``runs/bench-hybrid/`` (an interrupted run resumes), the
-  fine-tuned networks to ``benchmarks/models/<dataset>-convnet-bn-hybrid-T<T>/``.
+- *Converted sweep*: it is converted with :class:`onespike.HybridConfig` at every T in 1..8,
+  its per-layer thresholds and spike values calibrated on the first 256 training images
+  (:func:`onespike.convert.hybrid.calibrate`), and scored on the first ``--sweep-limit`` test
+  images (default: all). ``--legacy`` also scores the conversion without calibration data
+  and with the legacy code (bias at every step), its one threshold chosen per T from
+  ``INIT_GRID`` on 2,000 of the 5,000 held-out training images of ``split_validation``.
+- *STDB* at each T of ``--stdb-steps`` (default 5, the paper's marked setting): the
+  calibrated network is scored on the full test set with the closed-form simulator (the first
+  64 test images also through the stepped reference: agreement and the largest spike count
+  of any neuron), fine-tuned with :func:`onespike.finetune_stdb` on the first ``--samples``
+  training images for at most ``--epochs`` epochs, the membrane readout scored after every
+  epoch on ``--val-limit`` held-out training images, early stopping with ``--patience``
+  (the best epoch's parameters are kept), ``--train-leak`` training the leak too, and scored
+  on the full test set again. Checkpoints go to ``runs/bench-hybrid/`` (an interrupted run
+  resumes), the fine-tuned networks to ``benchmarks/models/<dataset>-convnet-bn-hybrid-T<T>/``.
+- Energy (45 nm, compute only) two ways: every operation onespike counts (MACs, accumulates,
+  bias adds, neuron updates) and MACs plus accumulates only.
 
 Writes ``benchmarks/results/hybrid.json`` (one row per dataset, T and before/after STDB: the
-:func:`onespike.evaluate.summarize` row plus ``finetuned`` and the fields of
-:func:`row_extras`), ``hybrid.meta.json`` (machine, threads, budget, verdicts) and
-``hybrid.md``.
+:func:`onespike.evaluate.summarize` row plus ``finetuned``, the fields of :func:`row_extras`,
+``energy_ratio_macs_accumulates``, the converted sweep and the STDB history),
+``hybrid.meta.json`` (machine, threads, load, budget, verdicts) and ``hybrid.md``.
 
 ``--quick`` (CI-sized) runs on the one-epoch ConvNets of ``rate.py --quick`` (trained here if
 missing), T in 2 and 5, 500 validation and 200 test images, STDB for 1 epoch on 500 images, and
@@ -28,7 +33,7 @@ writes ``hybrid-quick.*``, checkpoints and fine-tuned networks into ``--out`` (d
 
 Usage::
 
-    ONESPIKE_DATA=../shared/datasets python benchmarks/hybrid.py [--threads 2] [--only mnist]
+    ONESPIKE_DATA=../shared/datasets python benchmarks/hybrid.py [--threads 1] [--only mnist]
 """
 
 from __future__ import annotations

@@ -301,7 +301,10 @@ class STDBNet(nn.Module):
         self._layers: dict[int, tuple[Node, int]] = {}  # id of an original op -> (op, index)
         self._pops: list[tuple[Population, int | None, int | None]] = []
         self.leak = (
-            nn.Parameter(torch.tensor(float(net.config.leak))) if self.stdb.train_leak else None
+            # float64: an untrained leak comes back exactly as it went in
+            nn.Parameter(torch.tensor(float(net.config.leak), dtype=torch.float64))
+            if self.stdb.train_leak
+            else None
         )
         for pop in net.populations:
             bias_index = threshold_index = None
@@ -385,7 +388,8 @@ class STDBNet(nn.Module):
         pops = tuple(self._populations(trained=False))
         config = self.hybrid
         if self.leak is not None:
-            config = replace(config, leak=float(torch.as_tensor(self.current_leak()).detach()))
+            with torch.no_grad():
+                config = replace(config, leak=float(self.current_leak()))
         return SpikingNetwork(config, pops, self.fanouts)
 
 

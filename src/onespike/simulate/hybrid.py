@@ -156,7 +156,7 @@ class _Membrane(torch.autograd.Function):
         factor = float(leak)
         for t in range(1, v.shape[0]):
             v[t].add_(v[t - 1] if plain else v[t - 1] * factor)
-        ctx.factor, ctx.plain = factor, plain
+        ctx.factor, ctx.plain, ctx.leak_dtype = factor, plain, leak.dtype
         ctx.save_for_backward(v if ctx.needs_input_grad[1] else None)
         return v
 
@@ -168,7 +168,8 @@ class _Membrane(torch.autograd.Function):
         grad_leak = None
         if ctx.needs_input_grad[1]:
             (v,) = ctx.saved_tensors
-            grad_leak = torch.dot(g[1:].reshape(-1), v[:-1].reshape(-1)).reshape(())
+            dot = torch.dot(g[1:].reshape(-1), v[:-1].reshape(-1))
+            grad_leak = dot.reshape(()).to(ctx.leak_dtype)
         return g, grad_leak, None
 
 
