@@ -562,7 +562,7 @@ def test_stale_temporaries_of_a_killed_save_are_removed_by_the_next_save(tmp_pat
 
 
 # the command line ---------------------------------------------------------------------------
-def _cli(args: list[str], tmp_path: Path) -> Any:
+def _cli(args: list[str]) -> Any:
     runner = CliRunner()
     return runner.invoke(main, args, catch_exceptions=True)
 
@@ -598,7 +598,7 @@ CLI: list[tuple[str, list[str], str]] = [
 def test_command_line(tmp_path: Path, case: str, args: list[str], fragment: str) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = _cli(args, tmp_path)
+    result = _cli(args)
     assert result.exit_code != 0, result.output
     # a named error or a usage error, never a raw traceback
     assert result.exception is None or isinstance(result.exception, (SystemExit, OnespikeError))

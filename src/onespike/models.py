@@ -508,64 +508,30 @@ def _build_mlp(input_shape: tuple[int, int, int], num_classes: int, **kwargs: An
     return MLP(c * h * w, num_classes=num_classes, **kwargs)
 
 
-def _build_quartz(input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any) -> nn.Module:
-    c, h, w = input_shape
-    if (h, w) != (28, 28):
-        raise ConfigError(
-            f"quartz-convnet needs (C, 28, 28) input, got {input_shape}; use 'mlp' for other sizes"
-        )
-    return QuartzConvNet(in_channels=c, num_classes=num_classes, **kwargs)
+def _convnet_builder(
+    name: str, cls: Callable[..., nn.Module], side: int
+) -> Callable[..., nn.Module]:
+    """The builder of a convolutional registry model that takes ``(C, side, side)`` input."""
 
+    def build(input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any) -> nn.Module:
+        c, h, w = input_shape
+        if (h, w) != (side, side):
+            raise ConfigError(
+                f"{name} needs (C, {side}, {side}) input, got {input_shape}; use 'mlp' for other "
+                "sizes"
+            )
+        return cls(in_channels=c, num_classes=num_classes, **kwargs)
 
-def _build_convnet_bn(
-    input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any
-) -> nn.Module:
-    c, h, w = input_shape
-    if (h, w) != (28, 28):
-        raise ConfigError(
-            f"convnet-bn needs (C, 28, 28) input, got {input_shape}; use 'mlp' for other sizes"
-        )
-    return ConvNetBN(in_channels=c, num_classes=num_classes, **kwargs)
-
-
-def _build_vgg(input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any) -> nn.Module:
-    c, h, w = input_shape
-    if (h, w) != (32, 32):
-        raise ConfigError(
-            f"vgg-small needs (C, 32, 32) input, got {input_shape}; use 'mlp' for other sizes"
-        )
-    return VGGSmall(in_channels=c, num_classes=num_classes, **kwargs)
-
-
-def _build_resnet20(
-    input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any
-) -> nn.Module:
-    c, h, w = input_shape
-    if (h, w) != (28, 28):
-        raise ConfigError(
-            f"resnet20 needs (C, 28, 28) input, got {input_shape}; use 'mlp' for other sizes"
-        )
-    return ResNet20(in_channels=c, num_classes=num_classes, **kwargs)
-
-
-def _build_vgg11_slim(
-    input_shape: tuple[int, int, int], num_classes: int, **kwargs: Any
-) -> nn.Module:
-    c, h, w = input_shape
-    if (h, w) != (28, 28):
-        raise ConfigError(
-            f"vgg11-slim needs (C, 28, 28) input, got {input_shape}; use 'mlp' for other sizes"
-        )
-    return VGG11Slim(in_channels=c, num_classes=num_classes, **kwargs)
+    return build
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": _build_mlp,
-    "quartz-convnet": _build_quartz,
-    "convnet-bn": _build_convnet_bn,
-    "vgg-small": _build_vgg,
-    "resnet20": _build_resnet20,
-    "vgg11-slim": _build_vgg11_slim,
+    "quartz-convnet": _convnet_builder("quartz-convnet", QuartzConvNet, 28),
+    "convnet-bn": _convnet_builder("convnet-bn", ConvNetBN, 28),
+    "vgg-small": _convnet_builder("vgg-small", VGGSmall, 32),
+    "resnet20": _convnet_builder("resnet20", ResNet20, 28),
+    "vgg11-slim": _convnet_builder("vgg11-slim", VGG11Slim, 28),
 }
 """Architecture name -> builder ``(input_shape, num_classes, **kwargs) -> nn.Module``."""
 

@@ -717,7 +717,6 @@ def _load_op(fields: Fields, tensors: dict[str, Tensor], limits: Limits) -> Node
 
 def _load_population(
     fields: Fields,
-    index: int,
     ops: dict[str, Node],
     tensors: dict[str, Tensor],
     delays: dict[tuple[str, str], int],
@@ -842,7 +841,7 @@ def load_hybrid(
     delays: dict[tuple[str, str], int] = {}  # (target, source) -> delay
     for index, entry in enumerate(fields.items("populations", most=limits.max_layers)):
         entry_fields = Fields(entry, path, f"network.json.populations[{index}]", fix)
-        pops.append(_load_population(entry_fields, index, ops, tensors, delays, limits))
+        pops.append(_load_population(entry_fields, ops, tensors, delays, limits))
     extra = record.get("extra") or {}
     if not isinstance(extra, dict):
         raise fields.fail("extra", "must be a JSON object")
