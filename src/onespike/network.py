@@ -34,6 +34,7 @@ every population lie in ``[0, 1]`` for the calibration data.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -464,7 +465,7 @@ def pre_activation(
         total = part if total is None else total + part
     assert total is not None
     if pop.bias is not None:
-        bias = pop.bias.to(total.dtype)
+        bias = pop.bias.to(device=total.device, dtype=total.dtype)
         total = total + (bias * bias_scale if bias_scale != 1.0 else bias)
     return total
 
@@ -578,6 +579,84 @@ class SpikingNetwork:
     def depth(self) -> int:
         """Neuron layers on the longest path from input to output."""
         return self.output.depth
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the network's tensors (weights, biases, thresholds, fan-outs).
+
+        A network with no tensor at all (no weights) reports the CPU. Simulators run on this
+        device; :func:`onespike.simulate` moves an input batch from elsewhere onto it.
+        """
+        for tensor in _tensors(self):
+            return tensor.device
+        return torch.device("cpu")
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> SpikingNetwork:
+        """A copy of the network with every tensor on ``device`` and, if given, of ``dtype``.
+
+        Every tensor moves: the weights and constants of each projection's nodes, biases,
+        per-neuron thresholds, imported neuron constants and fan-outs. ``dtype`` applies to
+        floating-point tensors only. The network itself is unchanged (it is immutable).
+
+        Args:
+            device: e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device`.
+            dtype: a floating-point dtype (e.g. ``torch.float64``); None keeps each one's.
+
+        Returns:
+            The moved network (``self`` when nothing changes).
+        """
+        target = None if device is None else torch.device(device)
+
+        def move(tensor: Tensor) -> Tensor:
+            wanted = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
+            return tensor.to(device=tensor.device if target is None else target, dtype=wanted)
+
+        moved: SpikingNetwork = _map_tensors(self, move)
+        return moved
+
+
+def _map_tensors(value: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``value`` with ``fn`` applied to every tensor inside it (dataclasses, named tuples,
+    tuples, lists and dicts are rebuilt; anything unchanged is returned as it is)."""
+    if isinstance(value, Tensor):
+        return fn(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for field in dataclasses.fields(value):
+            if not field.init:
+                continue
+            old = getattr(value, field.name)
+            new = _map_tensors(old, fn)
+            if new is not old:
+                changes[field.name] = new
+        return replace(value, **changes) if changes else value
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
+        items = {k: _map_tensors(v, fn) for k, v in value._asdict().items()}
+        changed = any(items[k] is not v for k, v in value._asdict().items())
+        return value._replace(**items) if changed else value
+    if isinstance(value, (tuple, list)):
+        items = [_map_tensors(v, fn) for v in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return type(value)(items)
+    if isinstance(value, dict):
+        mapped = {k: _map_tensors(v, fn) for k, v in value.items()}
+        return mapped if any(mapped[k] is not v for k, v in value.items()) else value
+    return value
+
+
+def _tensors(value: Any) -> list[Tensor]:
+    """Every tensor inside ``value``, in the order :func:`_map_tensors` visits them."""
+    found: list[Tensor] = []
+
+    def record(tensor: Tensor) -> Tensor:
+        found.append(tensor)
+        return tensor
+
+    _map_tensors(value, record)
+    return found
 
 
 def build_network(

@@ -72,12 +72,16 @@ class TTFSParams(NamedTuple):
     force: bool = False
 
 
-def ttfs_initial_state(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> TTFSState:
-    """All-zero state for a population of ``shape`` (batch included)."""
+def ttfs_initial_state(
+    shape: tuple[int, ...],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> TTFSState:
+    """All-zero state for a population of ``shape`` (batch included), on ``device``."""
     return TTFSState(
-        torch.zeros(shape, dtype=dtype),
-        torch.zeros(shape, dtype=dtype),
-        torch.zeros(shape, dtype=torch.bool),
+        torch.zeros(shape, dtype=dtype, device=device),
+        torch.zeros(shape, dtype=dtype, device=device),
+        torch.zeros(shape, dtype=torch.bool, device=device),
     )
 
 
@@ -196,10 +200,15 @@ class SingleSpikeParams(NamedTuple):
 
 
 def single_spike_initial_state(
-    shape: tuple[int, ...], dtype: torch.dtype = torch.float32
+    shape: tuple[int, ...],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
 ) -> SingleSpikeState:
     """Membrane 0 and nothing fired, for a population of ``shape`` (batch included)."""
-    return SingleSpikeState(torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype))
+    return SingleSpikeState(
+        torch.zeros(shape, dtype=dtype, device=device),
+        torch.zeros(shape, dtype=dtype, device=device),
+    )
 
 
 def fire_once(candidates: Tensor, fired: Tensor) -> tuple[Tensor, Tensor]:
@@ -293,9 +302,16 @@ class LIFParams(NamedTuple):
     stateless: bool = False
 
 
-def lif_initial_state(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> LIFState:
+def lif_initial_state(
+    shape: tuple[int, ...],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> LIFState:
     """Membrane and current 0 for a population of ``shape`` (batch included)."""
-    return LIFState(torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype))
+    return LIFState(
+        torch.zeros(shape, dtype=dtype, device=device),
+        torch.zeros(shape, dtype=dtype, device=device),
+    )
 
 
 def _times(a: float | Tensor, x: Tensor) -> Tensor:
@@ -330,5 +346,5 @@ def lif_step(z: Tensor, state: LIFState, params: LIFParams) -> tuple[Tensor, LIF
         return torch.zeros_like(v), LIFState(v, i)
     fired = v >= params.threshold
     spikes = fired.to(v.dtype)
-    reset = torch.as_tensor(params.v_reset, dtype=v.dtype)
+    reset = torch.as_tensor(params.v_reset, dtype=v.dtype, device=v.device)
     return spikes, LIFState(torch.where(fired, reset, v), i)

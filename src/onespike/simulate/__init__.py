@@ -37,7 +37,8 @@ def simulate(net: SpikingNetwork, x: Tensor, method: Method = "closed_form") -> 
 
     Args:
         net: from :func:`onespike.convert`.
-        x: ``(B, *net.input_shape)`` input batch.
+        x: ``(B, *net.input_shape)`` input batch; moved to ``net.device`` when it lies elsewhere.
+            Every tensor the simulation creates is on that device and of ``x``'s dtype.
         method: ``"closed_form"`` (fast) or ``"stepped"`` (reference, every event real).
 
     Returns:
@@ -62,6 +63,9 @@ def simulate(net: SpikingNetwork, x: Tensor, method: Method = "closed_form") -> 
         raise ShapeError("simulate received an empty batch (0 samples); pass at least one")
     if not x.is_floating_point():
         x = x.float()
+    device = net.device
+    if x.device != device:
+        x = x.to(device)  # e.g. a CPU dataset batch for a network on a GPU
     result = handlers[method](net, x.detach())
     logits = result.logits if result.logits is not None else result.outputs
     return replace(result, logits=logits, config=net.config)

@@ -136,7 +136,7 @@ def step_currents(pop: Population, inputs: dict[str, Tensor], config: HybridConf
         scale = 1.0 if pop.bias is None else bias_scale(config, 0)
         return pre_activation(pop, flat, bias_scale=scale).unflatten(0, (steps, batch))
     z = pre_activation(replace(pop, bias=None), flat).unflatten(0, (steps, batch))
-    first = z[0] + pop.bias.to(z.dtype)
+    first = z[0] + pop.bias.to(device=z.device, dtype=z.dtype)
     return torch.cat([first.unsqueeze(0), z[1:]]) if steps > 1 else first.unsqueeze(0)
 
 
@@ -182,7 +182,11 @@ def membrane(z: Tensor, leak: float | Tensor) -> Tensor:
         leak: decay per step; a tensor that requires grad receives one.
     """
     plain = not isinstance(leak, Tensor) and leak == 1.0
-    factor = leak if isinstance(leak, Tensor) else torch.tensor(float(leak))
+    factor = (
+        leak
+        if isinstance(leak, Tensor)
+        else torch.tensor(float(leak), dtype=z.dtype, device=z.device)
+    )
     out: Tensor = _Membrane.apply(z, factor, plain)
     return out
 
@@ -260,14 +264,19 @@ def predict(times: Tensor, membrane: Tensor, readout: str) -> Tensor:
     return torch.where(torch.isfinite(first.squeeze(1)), by_spike, by_membrane)
 
 
-def _threshold(pop: Population, dtype: torch.dtype) -> float | Tensor:
+def _threshold(
+    pop: Population, dtype: torch.dtype, device: torch.device | None = None
+) -> float | Tensor:
     threshold = pop.threshold
-    return threshold.to(dtype) if isinstance(threshold, Tensor) else threshold
+    if isinstance(threshold, Tensor):
+        return threshold.to(device=threshold.device if device is None else device, dtype=dtype)
+    return threshold
 
 
 def _first_times(train: Tensor) -> Tensor:
     """Spike step of each neuron from its 0/1 train ``(T, B, ...)`` (at most one spike)."""
-    steps = torch.arange(train.shape[0], dtype=train.dtype).view(-1, *([1] * (train.ndim - 1)))
+    steps = torch.arange(train.shape[0], dtype=train.dtype, device=train.device)
+    steps = steps.view(-1, *([1] * (train.ndim - 1)))
     fired = train.sum(dim=0) > 0
     return torch.where(fired, (train * steps).sum(dim=0), torch.full_like(train[0], math.inf))
 
@@ -334,7 +343,7 @@ def run_layers(
             train = first_only(max_pool(pop.pool, pooled).unflatten(0, (steps, batch)))
         else:
             z = step_currents(pop, {source: trains[source] for source in pop.sources}, config)
-            train, v = fire_train(z, _threshold(pop, dtype), leak, crossing, fire)
+            train, v = fire_train(z, _threshold(pop, dtype, z.device), leak, crossing, fire)
             if pop.is_output:
                 membrane = v
         trains[pop.name] = train
@@ -418,19 +427,20 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
     with torch.no_grad():
         x, input_times, clipped = encode_input(x, config)
         times = {inp.name: input_times}
-        counts = {inp.name: torch.zeros(x.shape, dtype=torch.int32)}
+        counts = {inp.name: torch.zeros(x.shape, dtype=torch.int32, device=x.device)}
         states = {}
         params = {}
         fired = {}
         for pop in net.populations[1:]:
             shape = (batch, *pop.shape)
-            times[pop.name] = torch.full(shape, math.inf, dtype=dtype)
-            counts[pop.name] = torch.zeros(shape, dtype=torch.int32)
+            times[pop.name] = torch.full(shape, math.inf, dtype=dtype, device=x.device)
+            counts[pop.name] = torch.zeros(shape, dtype=torch.int32, device=x.device)
             if pop.kind == "maxpool":
-                fired[pop.name] = torch.zeros(shape, dtype=dtype)
+                fired[pop.name] = x.new_zeros(shape, dtype=dtype)
             else:
-                states[pop.name] = single_spike_initial_state(shape, dtype)
-                params[pop.name] = SingleSpikeParams(_threshold(pop, dtype), float(config.leak))
+                states[pop.name] = single_spike_initial_state(shape, dtype, x.device)
+                threshold = _threshold(pop, dtype, x.device)
+                params[pop.name] = SingleSpikeParams(threshold, float(config.leak))
         membranes: list[Tensor] = []
         for t in range(config.steps):
             values = {inp.name: input_values(x, input_times, t, config)}

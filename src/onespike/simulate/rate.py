@@ -103,16 +103,18 @@ def pool_spikes(pool: MaxPool2d, spikes: Tensor, counts: Tensor) -> Tensor:
     return now - max_pool(pool, counts - spikes)
 
 
-def _params(pop: Population, config: RateConfig, dtype: torch.dtype) -> IFParams | LIFParams:
+def _params(
+    pop: Population, config: RateConfig, dtype: torch.dtype, device: torch.device
+) -> IFParams | LIFParams:
     if pop.neuron is not None:
         fields = pop.neuron._asdict()
         for key, value in fields.items():
             if isinstance(value, Tensor):
-                fields[key] = value.to(dtype)
+                fields[key] = value.to(device=device, dtype=dtype)
         return LIFParams(**fields)
     threshold = pop.threshold
     if isinstance(threshold, Tensor):
-        threshold = threshold.to(dtype)
+        threshold = threshold.to(device=device, dtype=dtype)
     return IFParams(threshold, config.reset)
 
 
@@ -136,19 +138,21 @@ def _initial_state(
     config: RateConfig,
     dtype: torch.dtype,
     input_name: str,
+    device: torch.device,
 ) -> IFState | LIFState:
     if isinstance(params, LIFParams):
-        return lif_initial_state((batch, *pop.shape), dtype)
-    v = torch.zeros((batch, *pop.shape), dtype=dtype)
+        return lif_initial_state((batch, *pop.shape), dtype, device)
+    v = torch.zeros((batch, *pop.shape), dtype=dtype, device=device)
     if config.initial_membrane and not pop.is_output:
         start: float | Tensor = config.initial_membrane
         dither = input_dither(pop, config, input_name)
         if dither:
             # Offsets drawn per population from its own seeded generator, so every simulator,
-            # batch and population order gives the same ones.
+            # batch and population order gives the same ones; drawn on the CPU, so that every
+            # device gets them too.
             generator = torch.Generator().manual_seed(config.seed)
-            u = torch.rand(pop.shape, generator=generator, dtype=torch.float64)
-            start = config.initial_membrane + (2 * u - 1).to(dtype) * dither
+            u = torch.rand(pop.shape, generator=generator, dtype=torch.float64, device="cpu")
+            start = config.initial_membrane + (2 * u - 1).to(device=device, dtype=dtype) * dither
         v = v + params.threshold * start
     return IFState(v)
 
@@ -163,24 +167,26 @@ def _run(
 ) -> list[SimResult]:
     config = _config(net)
     x, input_clipped = _check_input(x, config)
-    dtype = x.dtype
+    dtype, device = x.dtype, x.device
     batch = x.shape[0]
     inp, out = net.input, net.output
     generator = torch.Generator().manual_seed(config.seed) if config.input == "poisson" else None
-    params = {p.name: _params(p, config, dtype) for p in net.populations if p.kind == "neuron"}
+    params = {
+        p.name: _params(p, config, dtype, device) for p in net.populations if p.kind == "neuron"
+    }
     states = {
-        name: _initial_state(net[name], par, batch, config, dtype, inp.name)
+        name: _initial_state(net[name], par, batch, config, dtype, inp.name, device)
         for name, par in params.items()
     }
     biases = {
-        p.name: p.bias.to(dtype)
+        p.name: p.bias.to(device=device, dtype=dtype)
         for p in net.populations
         if p.kind == "neuron" and p.bias is not None
     }
     pooled_sources = {p.sources[0] for p in net.populations if p.kind == "maxpool"}
-    running = {name: torch.zeros((batch, *net[name].shape), dtype=dtype) for name in pooled_sources}
+    running = {name: x.new_zeros((batch, *net[name].shape)) for name in pooled_sources}
     # The output population never spikes; analog input neither. Their counts stay zero.
-    counts = {p.name: torch.zeros((batch, *p.shape), dtype=dtype) for p in net.populations}
+    counts = {p.name: x.new_zeros((batch, *p.shape)) for p in net.populations}
     cached: dict[tuple[str, int], Tensor] = {}
     reads_spikes = [
         proj.source != inp.name or config.input == "poisson" for proj in out.projections
@@ -189,14 +195,14 @@ def _run(
     steps = max(checkpoints)
     wanted = set(checkpoints)
     results: dict[int, SimResult] = {}
-    step_predictions = torch.zeros((steps, batch), dtype=torch.int64)
-    active = torch.ones(batch, dtype=torch.bool)
-    sample_steps = torch.zeros(batch, dtype=torch.int64)
-    predictions = torch.zeros(batch, dtype=torch.int64)
-    final_membrane = torch.zeros((batch, *out.shape), dtype=dtype)
-    run_length = torch.zeros(batch, dtype=torch.int64)
-    started = torch.zeros(batch, dtype=torch.bool)
-    previous = torch.full((batch,), -1, dtype=torch.int64)
+    step_predictions = torch.zeros((steps, batch), dtype=torch.int64, device=device)
+    active = torch.ones(batch, dtype=torch.bool, device=device)
+    sample_steps = torch.zeros(batch, dtype=torch.int64, device=device)
+    predictions = torch.zeros(batch, dtype=torch.int64, device=device)
+    final_membrane = x.new_zeros((batch, *out.shape))
+    run_length = torch.zeros(batch, dtype=torch.int64, device=device)
+    started = torch.zeros(batch, dtype=torch.bool, device=device)
+    previous = torch.full((batch,), -1, dtype=torch.int64, device=device)
     view = (-1, *([1] * len(out.shape)))
 
     def snapshot(ran: int, prediction: Tensor, membrane: Tensor) -> SimResult:
@@ -222,8 +228,10 @@ def _run(
             if generator is None:
                 values = {inp.name: x}
             else:
-                values = {inp.name: (torch.rand(x.shape, generator=generator) < x).to(dtype)}
-            received = torch.zeros(batch, dtype=torch.bool)
+                # drawn on the CPU from the seeded generator: the same spikes on every device
+                u = torch.rand(x.shape, generator=generator, device="cpu").to(device)
+                values = {inp.name: (u < x).to(dtype)}
+            received = torch.zeros(batch, dtype=torch.bool, device=device)
             for pop in net.populations[1:]:
                 if pop.kind == "maxpool":
                     assert pop.pool is not None

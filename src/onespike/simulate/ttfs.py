@@ -173,14 +173,16 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
     # observed, not assumed.
     counts = {net.input.name: torch.isfinite(times[net.input.name]).to(torch.int32)}
     for pop in net.populations[1:]:
-        counts[pop.name] = torch.zeros((batch, *pop.shape), dtype=torch.int32)
-        times[pop.name] = torch.full((batch, *pop.shape), math.inf, dtype=dtype)
+        counts[pop.name] = torch.zeros((batch, *pop.shape), dtype=torch.int32, device=x.device)
+        times[pop.name] = torch.full(
+            (batch, *pop.shape), math.inf, dtype=dtype, device=x.device
+        )
         if pop.kind == "neuron":
-            states[pop.name] = ttfs_initial_state((batch, *pop.shape), dtype)
+            states[pop.name] = ttfs_initial_state((batch, *pop.shape), dtype, x.device)
             clipped[pop.name] = 0
     out = net.output
-    recorded = torch.zeros((batch, *out.shape), dtype=dtype)  # membrane at spike / window end
-    at_readout = torch.zeros((batch, *out.shape), dtype=dtype)  # V: the logits, unclipped
+    recorded = x.new_zeros((batch, *out.shape), dtype=dtype)  # membrane at spike / window end
+    at_readout = x.new_zeros((batch, *out.shape), dtype=dtype)  # V: the logits, unclipped
     with torch.no_grad():
         for t in range(steps):
             for pop in net.populations[1:]:
@@ -195,7 +197,7 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
                 close = readout + levels if config.rectifier else readout + levels - 1
                 if t < readout - levels or t > close:
                     continue  # no event can reach the neuron outside its window
-                d = torch.zeros((batch, *pop.shape), dtype=dtype)
+                d = x.new_zeros((batch, *pop.shape), dtype=dtype)
                 for proj in pop.projections:
                     arriving = times[proj.source] + proj.delay == t
                     if bool(arriving.any()):
