@@ -365,7 +365,12 @@ class Graph:
 
     def _infer_shapes(self) -> dict[str, tuple[int, ...]]:
         with torch.no_grad():
-            example = torch.zeros((1, *self.input_shape))
+            like = first_tensor(self)
+            example = torch.zeros(
+                (1, *self.input_shape),
+                device=None if like is None else like.device,
+                dtype=like.dtype if like is not None and like.is_floating_point() else None,
+            )
             _, values = run_graph(self, example, record=True)
         return {name: tuple(value.shape[1:]) for name, value in values.items()}
 
@@ -394,6 +399,17 @@ class GraphNet(nn.Module):
 
 
 # evaluation ------------------------------------------------------------------------------------
+def first_tensor(graph: Graph) -> Tensor | None:
+    """The first weight (or affine scale) of ``graph``, in node order: its device and dtype are
+    the graph's; None for a graph without weights."""
+    for node in graph.nodes.values():
+        for key in ("weight", "scale"):
+            value = getattr(node, key, None)
+            if isinstance(value, Tensor):
+                return value
+    return None
+
+
 def apply_linear(node: Node, x: Tensor, *, bias: bool = True) -> Tensor:
     """Apply a linear node to ``x`` (batch first); ``bias=False`` drops its constant term.
 
@@ -574,7 +590,7 @@ def fold_affines(graph: Graph) -> Graph:
 def _fold_after(layer: Linear | Conv2d, affine: Affine) -> Linear | Conv2d:
     view = (-1,) + (1,) * (layer.weight.ndim - 1)
     weight = layer.weight * affine.scale.view(view)
-    bias = layer.bias if layer.bias is not None else torch.zeros(layer.weight.shape[0])
+    bias = layer.bias if layer.bias is not None else layer.weight.new_zeros(layer.weight.shape[0])
     bias = bias * affine.scale + affine.shift
     return replace(layer, weight=weight, bias=bias)
 
@@ -593,5 +609,5 @@ def _fold_before(affine: Affine, layer: Linear | Conv2d) -> Linear | Conv2d | No
             return None
         weight = layer.weight * affine.scale.view(1, -1)
         shift_term = layer.weight @ affine.shift
-    bias = layer.bias if layer.bias is not None else torch.zeros(layer.weight.shape[0])
+    bias = layer.bias if layer.bias is not None else layer.weight.new_zeros(layer.weight.shape[0])
     return replace(layer, weight=weight, bias=bias + shift_term)

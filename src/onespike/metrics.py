@@ -370,17 +370,18 @@ def _quartz_input_steps(pop: Population, net: SpikingNetwork, result: SimResult)
     assert isinstance(config, TTFSConfig)
     levels, readout = config.levels, readout_time(pop, config)
     shape = (result.batch_size, *pop.shape)
-    current = torch.zeros(shape, dtype=torch.float64)
+    device = result.spike_times[pop.name].device
+    current = torch.zeros(shape, dtype=torch.float64, device=device)
     stop = result.sample_steps
     count = 0
     for t in range(readout - levels, readout + 1):
-        entry = torch.zeros(shape, dtype=torch.float64)
+        entry = torch.zeros(shape, dtype=torch.float64, device=device)
         for proj in pop.projections:
             arriving = result.spike_times[proj.source] + proj.delay == t
             if bool(arriving.any()):
                 entry += proj.apply(arriving.to(torch.float64))
         if pop.bias is not None and t == readout - levels:
-            entry += pop.bias.to(torch.float64)
+            entry += pop.bias.to(device=device, dtype=torch.float64)
         if t == readout:
             entry = 1.0 - current
         current += entry

@@ -587,7 +587,7 @@ class SpikingNetwork:
         A network with no tensor at all (no weights) reports the CPU. Simulators run on this
         device; :func:`onespike.simulate` moves an input batch from elsewhere onto it.
         """
-        for tensor in _tensors(self):
+        for tensor in tensors_of(self):
             return tensor.device
         return torch.device("cpu")
 
@@ -647,7 +647,7 @@ def _map_tensors(value: Any, fn: Callable[[Tensor], Tensor]) -> Any:
     return value
 
 
-def _tensors(value: Any) -> list[Tensor]:
+def tensors_of(value: Any) -> list[Tensor]:
     """Every tensor inside ``value``, in the order :func:`_map_tensors` visits them."""
     found: list[Tensor] = []
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from onespike.errors import CalibrationWarning, ConfigError, ShapeError
-from onespike.graph import Graph, run_graph
+from onespike.graph import Graph, first_tensor, run_graph
 from onespike.network import populations
 
 __all__ = ["activation_scales", "normalize"]
@@ -77,7 +77,7 @@ def _percentile(top: Tensor, count: int, percentile: float) -> float:
     of all the values (the tests hold it to that), without building them.
     """
     virtual = _virtual_index(count, percentile)
-    ordered = np.sort(top.numpy().astype(np.float32))[::-1]  # descending
+    ordered = np.sort(top.cpu().numpy().astype(np.float32))[::-1]  # descending
 
     def at(position: int) -> np.float32:
         rank = count - 1 - position  # counted from the largest
@@ -156,11 +156,14 @@ def activation_scales(
         name: count - int(np.floor((count - 1) * percentile / 100.0))
         for name, count in counts.items()
     }
-    top = {p.name: torch.empty(0) for p in pops}
+    like = first_tensor(graph)
+    device = torch.device("cpu") if like is None else like.device
+    dtype = like.dtype if like is not None and like.is_floating_point() else torch.float32
+    top = {p.name: torch.empty(0, device=device) for p in pops}
     bar = tqdm(inputs, desc="normalize", unit="batch", disable=not progress)
     with torch.no_grad():
         for x in bar:
-            _, acts = run_graph(graph, x.float(), record=True)
+            _, acts = run_graph(graph, x.to(device=device, dtype=dtype), record=True)
             for pop in pops:
                 k, kept = need[pop.name], top[pop.name]
                 above = float(kept.min()) if kept.numel() >= k else 0.0

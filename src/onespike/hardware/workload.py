@@ -28,7 +28,14 @@ from onespike.graph import Conv2d, Graph, Linear
 from onespike.metrics import OpsReport, count_ops
 
 # _structural: a linear node with its weights as ones (written once, in onespike.network).
-from onespike.network import Population, Projection, SpikingNetwork, _structural, populations
+from onespike.network import (
+    Population,
+    Projection,
+    SpikingNetwork,
+    _structural,
+    populations,
+    tensors_of,
+)
 from onespike.simulate.result import SimResult
 
 __all__ = ["LayerLoad", "Workload", "profile"]
@@ -165,7 +172,7 @@ def _histogram(spikes: Tensor, fanout: Tensor) -> Counter[int]:
     """Spikes per fan-out value; ``spikes`` is ``(B, *shape)``, ``fanout`` is ``shape``."""
     per_neuron = spikes.double().sum(0)
     values, inverse = torch.unique(fanout.double().round(), return_inverse=True)
-    totals = torch.zeros(values.numel(), dtype=torch.float64)
+    totals = torch.zeros(values.numel(), dtype=torch.float64, device=per_neuron.device)
     totals.index_add_(0, inverse.flatten(), per_neuron.flatten())
     return Counter(
         {
@@ -226,7 +233,11 @@ def _fan_in(pop: Population, shapes: dict[str, tuple[int, ...]]) -> int:
     """The most synapses into one neuron of ``pop`` (every source neuron active once)."""
     if pop.kind != "neuron":
         return 0
-    total = sum(_reach(proj, torch.ones((1, *shapes[proj.source]))) for proj in pop.projections)
+    device = next((t.device for t in tensors_of(pop)), None)
+    total = sum(
+        _reach(proj, torch.ones((1, *shapes[proj.source]), device=device))
+        for proj in pop.projections
+    )
     return round(float(torch.as_tensor(total).max())) if pop.projections else 0
 
 
@@ -238,7 +249,8 @@ def _input_steps(pop: Population, net: SpikingNetwork, result: SimResult) -> int
     biased = pop.bias is not None and bool((pop.bias != 0).any())
     count = 0
     for t in range(readout - levels, readout + 1):
-        hit = torch.zeros((result.batch_size, *pop.shape), dtype=torch.bool)
+        device = result.spike_times[pop.name].device
+        hit = torch.zeros((result.batch_size, *pop.shape), dtype=torch.bool, device=device)
         for proj in pop.projections:
             arriving = result.spike_times[proj.source] + proj.delay == t
             if bool(arriving.any()):

@@ -174,9 +174,7 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
     counts = {net.input.name: torch.isfinite(times[net.input.name]).to(torch.int32)}
     for pop in net.populations[1:]:
         counts[pop.name] = torch.zeros((batch, *pop.shape), dtype=torch.int32, device=x.device)
-        times[pop.name] = torch.full(
-            (batch, *pop.shape), math.inf, dtype=dtype, device=x.device
-        )
+        times[pop.name] = torch.full((batch, *pop.shape), math.inf, dtype=dtype, device=x.device)
         if pop.kind == "neuron":
             states[pop.name] = ttfs_initial_state((batch, *pop.shape), dtype, x.device)
             clipped[pop.name] = 0
