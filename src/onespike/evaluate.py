@@ -102,14 +102,15 @@ def evaluate_snn(
     """Simulate ``net`` on every sample of ``dataset``.
 
     Args:
-        net: the spiking network.
+        net: the spiking network; it runs on its own device (``net.to("cuda")``), each
+            batch moved there.
         dataset: images and labels.
         batch_size: samples simulated at once (bounds memory).
         method: simulator.
         progress: show a progress bar.
 
     Returns:
-        The accumulated evaluation.
+        The accumulated evaluation (its per-sample tensors on the CPU).
     """
     bar = tqdm(total=len(dataset), desc=f"simulate ({method})", unit="img", disable=not progress)
     total = _Totals()
@@ -178,13 +179,15 @@ class _Totals:
     decision_ops: OpsReport | None = None
 
     def add(self, net: SpikingNetwork, result: SimResult, labels: torch.Tensor) -> None:
+        # the result lies on the network's device; what is kept across batches, on the CPU
+        labels = labels.to(result.predictions.device)
         hits = result.predictions == labels
-        self.hits.append(hits)
+        self.hits.append(hits.cpu())
         self.correct += int(hits.sum())
         batch_ops = count_ops(net, result)
         self.ops = batch_ops if self.ops is None else self.ops + batch_ops
         if result.decision_steps is not None:
-            self.decisions.append(result.decision_steps)
+            self.decisions.append(result.decision_steps.cpu())
             stopped = result if result.sample_steps is not None else stop_at_decision(net, result)
             part = batch_ops if stopped is result else count_ops(net, stopped)
             self.decision_ops = part if self.decision_ops is None else self.decision_ops + part
@@ -193,7 +196,7 @@ class _Totals:
         self.steps = result.steps
         self.total_steps += result.total_steps()
         if result.step_predictions is not None:
-            per_step = (result.step_predictions == labels.unsqueeze(0)).sum(dim=1)
+            per_step = (result.step_predictions == labels.unsqueeze(0)).sum(dim=1).cpu()
             self.step_correct = (
                 per_step if self.step_correct is None else self.step_correct + per_step
             )

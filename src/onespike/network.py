@@ -633,9 +633,10 @@ def _map_tensors(value: Any, fn: Callable[[Tensor], Tensor]) -> Any:
                 changes[field.name] = new
         return replace(value, **changes) if changes else value
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
-        items = {k: _map_tensors(v, fn) for k, v in value._asdict().items()}
-        changed = any(items[k] is not v for k, v in value._asdict().items())
-        return value._replace(**items) if changed else value
+        named: Any = value
+        fields = {k: _map_tensors(v, fn) for k, v in named._asdict().items()}
+        changed = any(fields[k] is not v for k, v in named._asdict().items())
+        return named._replace(**fields) if changed else value
     if isinstance(value, (tuple, list)):
         items = [_map_tensors(v, fn) for v in value]
         if all(new is old for new, old in zip(items, value, strict=True)):

@@ -84,14 +84,20 @@ class TTFSQuant(nn.Module):
         scale: initial activation scale (learned).
     """
 
-    def __init__(self, levels: int, scale: float) -> None:
+    def __init__(
+        self,
+        levels: int,
+        scale: float,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         if levels < 1:
             raise ConfigError(f"levels must be >= 1 (steps >= 2), got {levels}")
         if not scale > 0:
             raise ConfigError(f"scale must be positive, got {scale}")
         self.levels = levels
-        self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.scale = nn.Parameter(torch.tensor(float(scale), device=device, dtype=dtype))
 
     def forward(self, a: Tensor) -> Tensor:
         scale = self.scale.clamp(min=1e-6).to(a.dtype)
@@ -131,7 +137,15 @@ class TTFSAwareNet(nn.Module):
         self.input_quant = InputQuant(levels)
         self.body = body
         self.levels = levels
-        self.register_buffer("output_scale", torch.tensor(float(output_scale)))
+        like = _first_tensor(body)
+        self.register_buffer(
+            "output_scale",
+            torch.tensor(
+                float(output_scale),
+                device=None if like is None else like.device,
+                dtype=None if like is None else like.dtype,
+            ),
+        )
 
     @property
     def steps(self) -> int:
@@ -163,7 +177,13 @@ class TTFSAwareNet(nn.Module):
         }
 
     def to_graph(self, example_input: Tensor) -> Graph:
-        """Extract the graph with the learned scales, ready for ``convert(TTFSConfig(...))``."""
+        """Extract the graph with the learned scales, ready for ``convert(TTFSConfig(...))``.
+
+        The graph's tensors lie on this network's device; ``example_input`` is moved there.
+        """
+        like = _first_tensor(self)
+        if like is not None:
+            example_input = example_input.to(like.device)
         graph = extract(self, example_input)
         output = next(p for p in populations(graph) if p.is_output)
         scales = dict(graph.scales)
@@ -173,6 +193,14 @@ class TTFSAwareNet(nn.Module):
     def config(self, **kwargs: Any) -> TTFSConfig:
         """The TTFS configuration this network was fine-tuned for."""
         return TTFSConfig(steps=self.steps, **kwargs)
+
+
+def _first_tensor(module: nn.Module) -> Tensor | None:
+    """The first floating-point parameter or buffer of ``module``: its device and dtype."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor
+    return None
 
 
 def _is_activation(module: nn.Module) -> bool:
@@ -192,17 +220,19 @@ def _activation_percentiles(
     values: dict[str, list[np.ndarray]] = {name: [] for name in relus}
     handles = [
         module.register_forward_hook(
-            lambda _m, _i, out, name=name: values[name].append(out.detach().flatten().numpy())
+            lambda _m, _i, out, name=name: values[name].append(out.detach().flatten().cpu().numpy())
         )
         for name, module in relus.items()
     ]
     logits: list[np.ndarray] = []
+    like = _first_tensor(model)
+    device = None if like is None else like.device
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             for x in inputs:
-                logits.append(torch.relu(model(x)).flatten().numpy())
+                logits.append(torch.relu(model(x.to(device))).flatten().cpu().numpy())
     finally:
         for handle in handles:
             handle.remove()
@@ -233,10 +263,13 @@ def _unscaled_activations(net: TTFSAwareNet, example: Tensor) -> list[str]:
 
 
 def _swap_relus(model: nn.Module, scales: dict[str, float], levels: int) -> None:
+    like = _first_tensor(model)  # the scales live where the model's weights do
+    device = None if like is None else like.device
+    dtype = None if like is None else like.dtype
     for name, scale in scales.items():
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, TTFSQuant(levels, scale))
+        setattr(parent, child, TTFSQuant(levels, scale, device, dtype))
 
 
 def prepare_ttfs_aware(
@@ -264,7 +297,11 @@ def prepare_ttfs_aware(
     scales, output_scale = _activation_percentiles(body, batches, percentile)
     _swap_relus(body, scales, steps - 1)
     net = TTFSAwareNet(body, steps - 1, output_scale)
-    functional = _unscaled_activations(net, batches[0][:2]) if batches else []
+    functional: list[str] = []
+    if batches:
+        like = _first_tensor(body)
+        example = batches[0][:2].to(None if like is None else like.device)
+        functional = _unscaled_activations(net, example)
     if not scales or functional:
         where = f" (functional activations at {', '.join(functional)})" if functional else ""
         raise ConfigError(

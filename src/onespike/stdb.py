@@ -300,9 +300,10 @@ class STDBNet(nn.Module):
         self.thresholds = nn.ParameterList()
         self._layers: dict[int, tuple[Node, int]] = {}  # id of an original op -> (op, index)
         self._pops: list[tuple[Population, int | None, int | None]] = []
+        device = net.device  # every parameter lives where the network's tensors do
         self.leak = (
             # float64: an untrained leak comes back exactly as it went in
-            nn.Parameter(torch.tensor(float(net.config.leak), dtype=torch.float64))
+            nn.Parameter(torch.tensor(float(net.config.leak), dtype=torch.float64, device=device))
             if self.stdb.train_leak
             else None
         )
@@ -319,7 +320,8 @@ class STDBNet(nn.Module):
                     self.biases.append(nn.Parameter(pop.bias.detach().clone().float()))
                 if self.stdb.train_thresholds:
                     threshold_index = len(self.thresholds)
-                    value = torch.as_tensor(pop.threshold, dtype=torch.float32).detach().clone()
+                    value = torch.as_tensor(pop.threshold, dtype=torch.float32, device=device)
+                    value = value.detach().clone()
                     self.thresholds.append(nn.Parameter(value))
             self._pops.append((pop, bias_index, threshold_index))
         self.output_spikes = None
@@ -370,7 +372,8 @@ class STDBNet(nn.Module):
         return self.leak.clamp(_MIN_LEAK, 1.0)
 
     def forward(self, x: Tensor) -> Tensor:
-        x, times, _ = encode_input(x.float(), self.hybrid)
+        device = self.weights[0].device if len(self.weights) else x.device
+        x, times, _ = encode_input(x.to(device=device, dtype=torch.float32), self.hybrid)
         run = run_layers(
             self._populations(trained=True),
             x,
@@ -410,7 +413,8 @@ def stdb_loss(
     loss = F.cross_entropy(membrane, labels)
     if time_loss_weight:
         steps = output_spikes.shape[0]
-        t = torch.arange(steps, dtype=output_spikes.dtype).view(-1, 1, 1)
+        t = torch.arange(steps, dtype=output_spikes.dtype, device=output_spikes.device)
+        t = t.view(-1, 1, 1)
         spike_time = (t * output_spikes).sum(dim=0) + steps * (1.0 - output_spikes.sum(dim=0))
         loss = loss + time_loss_weight * F.cross_entropy(-spike_time, labels)
     return loss

@@ -356,4 +356,6 @@ def simulate_checkpoints(
         raise ConfigError(f"steps must be a non-empty sequence of integers >= 1, got {steps!r}")
     if method not in ("closed_form", "stepped"):
         raise ConfigError(f"method={method!r} is not one of 'closed_form', 'stepped'")
+    if x.device != net.device:
+        x = x.to(net.device)
     return _run(net, x, checkpoints, cache_input=method == "closed_form", method=method)
