@@ -879,7 +879,7 @@ def batches(
     order: torch.Tensor | None = None
     if shuffle:
         generator = torch.Generator().manual_seed(int(seed))
-        order = torch.randperm(len(ds), generator=generator)
+        order = torch.randperm(len(ds), generator=generator, device="cpu")
     return _iterate(ds, batch_size, order)
 
 
@@ -926,7 +926,7 @@ def split_validation(
             "both parts must be non-empty"
         )
     generator = torch.Generator().manual_seed(int(seed))
-    order = torch.randperm(n, generator=generator)
+    order = torch.randperm(n, generator=generator, device="cpu")
     val_index = order[:n_val].sort().values
     rest_index = order[n_val:].sort().values
     return _subset(ds, rest_index, ds.split), _subset(ds, val_index, "validation")

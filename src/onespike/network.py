@@ -308,7 +308,8 @@ def populations(graph: Graph) -> list[Population]:
                 if base is None:
                     like = getattr(node, "weight", getattr(node, "scale", None))
                     dtype = like.dtype if isinstance(like, Tensor) else torch.float32
-                    base = torch.zeros(expr.shape, dtype=dtype)
+                    device = like.device if isinstance(like, Tensor) else None
+                    base = torch.zeros(expr.shape, dtype=dtype, device=device)
                 with torch.no_grad():
                     const = apply_linear(node, base.unsqueeze(0))[0]
             values[name] = _Expr([(p, (*ops, node)) for p, ops in expr.terms], const, shape)
@@ -368,18 +369,22 @@ def populations(graph: Graph) -> list[Population]:
             exprs = [_as_expr(values[s], graph.shapes[s]) for s in srcs]
             total = shape[0]
             terms = []
-            parts: list[Tensor] = []
             offset = 0
             for expr in exprs:
                 width = expr.shape[0]
                 pad = PadChannels(offset, total - offset - width)
                 terms += [(p, (*ops, pad)) for p, ops in expr.terms]
-                parts.append(expr.const if expr.const is not None else torch.zeros(expr.shape))
                 offset += width
             const = None
             if any(e.const is not None for e in exprs):
-                dtype = next(e.const.dtype for e in exprs if e.const is not None)
-                const = torch.cat([p.to(dtype) for p in parts], dim=0)
+                known = next(e.const for e in exprs if e.const is not None)
+                parts = [
+                    e.const.to(known.device, known.dtype)
+                    if e.const is not None
+                    else known.new_zeros(e.shape)
+                    for e in exprs
+                ]
+                const = torch.cat(parts, dim=0)
             values[name] = _Expr(terms, const, shape)
         elif isinstance(node, Output):
             value = values[srcs[0]]
@@ -488,7 +493,7 @@ def _structural(op: Node, x: Tensor) -> Tensor:
         area = op.kernel_size[0] * op.kernel_size[1]
         return F.avg_pool2d(x, op.kernel_size, op.stride, op.padding) * area
     if isinstance(op, AdaptiveAvgPool2d):
-        areas = _window_areas(op, x.shape[-2:]).to(x.dtype)
+        areas = _window_areas(op, x.shape[-2:], x.device).to(x.dtype)
         return F.adaptive_avg_pool2d(x, op.output_size) * areas
     if isinstance(op, Affine):
         view = (1, -1) + (1,) * (x.ndim - 2)
@@ -498,12 +503,16 @@ def _structural(op: Node, x: Tensor) -> Tensor:
     raise TypeError(f"{type(op).__name__} is not a linear node")
 
 
-def _window_areas(op: AdaptiveAvgPool2d, size: Sequence[int]) -> Tensor:
+def _window_areas(
+    op: AdaptiveAvgPool2d, size: Sequence[int], device: torch.device | None = None
+) -> Tensor:
     """Inputs in each adaptive pooling window: ``(ceil((i+1)H/h) - floor(iH/h))`` per axis."""
 
     def lengths(n: int, out: int) -> Tensor:
         return torch.tensor(
-            [-(-(i + 1) * n // out) - (i * n) // out for i in range(out)], dtype=torch.float64
+            [-(-(i + 1) * n // out) - (i * n) // out for i in range(out)],
+            dtype=torch.float64,
+            device=device,
         )
 
     rows, cols = (lengths(int(n), o) for n, o in zip(size, op.output_size, strict=True))

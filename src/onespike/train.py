@@ -245,7 +245,7 @@ def train(
     for epoch in range(result.resumed_from_epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(n, generator=shuffle)
+        order = torch.randperm(n, generator=shuffle, device="cpu")  # the same on every device
         loss_sum = 0.0
         correct = 0
         seen = 0

@@ -233,12 +233,19 @@ def _fan_in(pop: Population, shapes: dict[str, tuple[int, ...]]) -> int:
     """The most synapses into one neuron of ``pop`` (every source neuron active once)."""
     if pop.kind != "neuron":
         return 0
-    device = next((t.device for t in tensors_of(pop)), None)
-    total = sum(
-        _reach(proj, torch.ones((1, *shapes[proj.source]), device=device))
+    if not pop.projections:
+        return 0
+    like = next((t for t in tensors_of(pop) if t.is_floating_point()), None)
+    device = torch.device("cpu") if like is None else like.device
+    dtype = torch.float32 if like is None else like.dtype
+    reached = [
+        _reach(proj, torch.ones((1, *shapes[proj.source]), device=device, dtype=dtype))
         for proj in pop.projections
-    )
-    return round(float(torch.as_tensor(total).max())) if pop.projections else 0
+    ]
+    total = reached[0]
+    for part in reached[1:]:
+        total = total + part
+    return round(float(total.max()))
 
 
 def _input_steps(pop: Population, net: SpikingNetwork, result: SimResult) -> int:

@@ -138,7 +138,7 @@ def _initial_state(
     config: RateConfig,
     dtype: torch.dtype,
     input_name: str,
-    device: torch.device,
+    device: torch.device | None = None,
 ) -> IFState | LIFState:
     if isinstance(params, LIFParams):
         return lif_initial_state((batch, *pop.shape), dtype, device)
