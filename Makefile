@@ -81,6 +81,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/hardware.py --quick --out $(QUICK)
 	$(BIN)/python benchmarks/extract.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/deep.py --quick --threads 1 --out $(QUICK)
+	$(BIN)/python benchmarks/gpu.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/summary.py --results $(QUICK) --out $(QUICK)/BENCHMARKS.md
 
 peers: $(STAMP)
