@@ -85,12 +85,15 @@ def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Made]]:
             torch.set_default_device(None)
 
 
-def assert_follows(made: list[Made], device: torch.device, dtype: torch.dtype) -> None:
+def assert_follows(made: list[Made], device: torch.device, dtype: torch.dtype | None) -> None:
+    """Every tensor in ``made`` is on ``device`` and, unless ``dtype`` is None, of ``dtype``."""
     assert made, "the code created no tensor through a factory: the check would be empty"
     wrong_device = [m for m in made if m.device != device and not m.probe]
     assert not wrong_device, f"tensors created off {device}: {wrong_device}"
+    if dtype is None:
+        return
     wrong_dtype = [m for m in made if m.dtype.is_floating_point and m.dtype != dtype]
-    wrong_dtype = [m for m in wrong_dtype if not m.seeded]
+    wrong_dtype = [m for m in wrong_dtype if not (m.seeded or m.probe)]
     assert not wrong_dtype, f"floating-point tensors not of {dtype}: {wrong_dtype}"
 
 
@@ -338,3 +341,28 @@ def test_simulate_moves_the_batch_to_the_network_device(
     with pytest.raises(_Reached):
         onespike.simulate(NETS["ttfs"], _inputs())
     assert seen == [torch.device("meta")]
+
+
+def test_extract_normalize_and_convert_follow_a_float64_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = _model().double()
+    x = _inputs().double()
+    with recording(monkeypatch) as made:
+        graph = onespike.extract(model, x[:2])
+    assert_follows(made, torch.device("cpu"), torch.float64)
+    # the percentile and the hybrid calibration compute in float32 by design: device only
+    with recording(monkeypatch) as made:
+        graph = onespike.normalize(graph, [x])
+        hybrid = onespike.convert(graph, HybridConfig(steps=3), calibration=x)
+    assert_follows(made, torch.device("cpu"), None)
+    with recording(monkeypatch) as made:
+        nets = [
+            onespike.convert(graph, TTFSConfig(steps=5)),
+            onespike.convert(graph, RateConfig(steps=6)),
+        ]
+    assert_follows(made, torch.device("cpu"), torch.float64)
+    for net in [*nets, hybrid]:
+        floats = [t for t in tensors_of(net) if t.is_floating_point()]
+        assert floats
+        assert all(t.dtype == torch.float64 for t in floats)

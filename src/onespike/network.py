@@ -519,7 +519,9 @@ def _window_areas(
     return rows[:, None] * cols[None, :]
 
 
-def projection_fanout(proj: Projection, source_shape: tuple[int, ...]) -> Tensor:
+def projection_fanout(
+    proj: Projection, source_shape: tuple[int, ...], like: Tensor | None = None
+) -> Tensor:
     """Number of synapses leaving each source neuron through ``proj``.
 
     The count is the gradient of the summed structural output (weights set to one) with
@@ -528,9 +530,10 @@ def projection_fanout(proj: Projection, source_shape: tuple[int, ...]) -> Tensor
     average pooling it counts paths (each pooled connection stays a separate synapse).
 
     Returns:
-        A float tensor of shape ``source_shape``.
+        A float tensor of shape ``source_shape``, on the device and of the dtype of ``like``
+        (default: the CPU, float32).
     """
-    x = torch.ones((1, *source_shape), requires_grad=True)
+    x = _ones_like_network((1, *source_shape), like)
     y = x
     for op in proj.ops:
         y = _structural(op, y)
@@ -539,11 +542,20 @@ def projection_fanout(proj: Projection, source_shape: tuple[int, ...]) -> Tensor
     return x.grad[0].detach()
 
 
-def population_fanout(pop: Population, source_shape: tuple[int, ...]) -> Tensor:
+def _ones_like_network(shape: tuple[int, ...], like: Tensor | None) -> Tensor:
+    """Ones of ``shape`` on ``like``'s device and dtype, requiring grad (a fan-out probe)."""
+    if like is None:
+        return torch.ones(shape, requires_grad=True, device="cpu")
+    return torch.ones(shape, requires_grad=True, device=like.device, dtype=like.dtype)
+
+
+def population_fanout(
+    pop: Population, source_shape: tuple[int, ...], like: Tensor | None = None
+) -> Tensor:
     """Fan-out of each source neuron into a maxpool population (windows that contain it)."""
     assert pop.pool is not None
     pool = pop.pool
-    x = torch.ones((1, *source_shape), requires_grad=True)
+    x = _ones_like_network((1, *source_shape), like)
     area = pool.kernel_size[0] * pool.kernel_size[1]
     y = F.avg_pool2d(x, pool.kernel_size, pool.stride, pool.padding) * area
     y.sum().backward()
@@ -685,6 +697,8 @@ def build_network(
     by_name = {p.name: p for p in pops}
     finished: list[Population] = []
     fanouts: dict[str, tuple[Tensor, ...]] = {}
+    # the fan-outs live where the network's tensors do, in their dtype
+    like = next((t for t in tensors_of(pops) if t.is_floating_point()), None)
     for pop in pops:
         if pop.kind == "neuron":
             projections = tuple(
@@ -692,9 +706,9 @@ def build_network(
             )
             pop = replace(pop, projections=projections)
             fanouts[pop.name] = tuple(
-                projection_fanout(proj, by_name[proj.source].shape) for proj in projections
+                projection_fanout(proj, by_name[proj.source].shape, like) for proj in projections
             )
         elif pop.kind == "maxpool":
-            fanouts[pop.name] = (population_fanout(pop, by_name[pop.sources[0]].shape),)
+            fanouts[pop.name] = (population_fanout(pop, by_name[pop.sources[0]].shape, like),)
         finished.append(pop)
     return SpikingNetwork(config, tuple(finished), fanouts)

@@ -70,6 +70,7 @@ from onespike.network import (
     build_network,
     forward_populations,
     populations,
+    tensors_of,
 )
 
 __all__ = ["UNCALIBRATED_THRESHOLD", "calibrate", "convert_hybrid", "one_bit_level"]
@@ -121,7 +122,7 @@ def one_bit_level(values: Tensor) -> tuple[float, float, float]:
     if positive.numel() == 0:
         return float("inf"), 1.0, 0.0
     sums = torch.cumsum(positive, dim=0)
-    counts = torch.arange(1, positive.numel() + 1, dtype=torch.float64)
+    counts = torch.arange(1, positive.numel() + 1, dtype=torch.float64, device=positive.device)
     k = int(torch.argmax(sums * sums / counts))  # fire the k + 1 largest
     tau = float(positive[k + 1]) if k + 1 < positive.numel() else 0.0
     return tau, float(sums[k] / counts[k]), float(counts[k]) / flat.numel()
@@ -131,7 +132,9 @@ def _sample(values: Tensor, generator: torch.Generator) -> Tensor:
     flat = values.flatten()
     if flat.numel() <= _SAMPLE:
         return flat
-    return flat[torch.randint(0, flat.numel(), (_SAMPLE,), generator=generator)]
+    # drawn on the CPU from the seeded generator: the same sample on every device
+    index = torch.randint(0, flat.numel(), (_SAMPLE,), generator=generator, device="cpu")
+    return flat[index.to(flat.device)]
 
 
 def _kth_largest(values: Tensor, fraction: float) -> float:
@@ -176,7 +179,9 @@ def calibrate(pops: list[Population], config: HybridConfig, images: Tensor) -> S
     factor = 1.0 if config.threshold_scale is None else float(config.threshold_scale)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        x, times, _ = encode_input(images.float(), config)
+        like = next((t for t in tensors_of(pops) if t.is_floating_point()), None)
+        device = images.device if like is None else like.device  # where the network lives
+        x, times, _ = encode_input(images.to(device=device, dtype=torch.float32), config)
         ann = forward_populations(pops, x)
         # one-bit stand-ins of the ANN: spike values m and firing fractions
         value: dict[str, float] = {pops[0].name: 1.0}

@@ -65,7 +65,7 @@ def _as_binary(pop: Population) -> Population | None:
     signs = replace(layer, weight=torch.sign(layer.weight), bias=None)
     ops = tuple(signs if op is layer else op for op in proj.ops)
     bias = pop.bias / scale.to(pop.bias.dtype) if pop.bias is not None else None
-    threshold = torch.as_tensor(pop.threshold, dtype=torch.float64) / scale
+    threshold = torch.as_tensor(pop.threshold, dtype=torch.float64, device=scale.device) / scale
     return replace(
         pop,
         projections=(replace(proj, ops=ops, factor=1.0),),
