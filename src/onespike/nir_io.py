@@ -198,7 +198,7 @@ def _import_nir() -> Any:
 
 def _strict_threshold(threshold: float | Tensor, shape: tuple[int, ...]) -> np.ndarray:
     """NIR ``v_threshold`` for a ``v >= threshold`` rule: the largest float32 below it."""
-    values = torch.as_tensor(threshold).to(torch.float32).expand(shape).numpy()
+    values = torch.as_tensor(threshold).detach().cpu().to(torch.float32).expand(shape).numpy()
     return np.nextafter(values, np.float32(-np.inf)).astype(np.float32)
 
 
