@@ -492,10 +492,11 @@ def extract(module: nn.Module, example_input: Tensor) -> Graph:
 
     Args:
         module: the trained network (evaluated in eval mode; the module is not modified).
-        example_input: a batch ``(B, ...)`` used to infer shapes.
+        example_input: a batch ``(B, ...)`` used to infer shapes; moved to the module's device.
 
     Returns:
-        The graph, with BatchNorm folded into the neighbouring Linear/Conv2d where exact.
+        The graph (its tensors on the module's device), with BatchNorm folded into the
+        neighbouring Linear/Conv2d where exact.
 
     Raises:
         UnsupportedLayerError: modules or operations without a spiking equivalent; the message
@@ -522,6 +523,9 @@ def extract(module: nn.Module, example_input: Tensor) -> Graph:
         return module.graph
     if not isinstance(module, nn.Module):
         raise UnsupportedLayerError(f"extract needs a torch.nn.Module, got {type(module).__name__}")
+    weight = next((t for t in (*module.parameters(), *module.buffers())), None)
+    if weight is not None and example_input.device != weight.device:
+        example_input = example_input.to(weight.device)  # e.g. a CPU batch, a model on a GPU
     was_training = module.training
     module.eval()
     try:
