@@ -54,7 +54,7 @@ from onespike.models import MODELS, ModelSpec, build_model
 from onespike.network import SpikingNetwork
 from onespike.normalize import normalize
 from onespike.optimize import optimize_for_ttfs, restore_ttfs_aware, save_ttfs_aware
-from onespike.report import save_run_record, write_report
+from onespike.report import record_path, run_name, save_run_record, write_report
 from onespike.simulate import simulate
 from onespike.sources import ModelSource, check_json_args, load_module, model_source
 from onespike.stdb import STDBConfig, finetune_stdb, load_hybrid, save_hybrid
@@ -958,6 +958,72 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
     return load_hybrid(directory)[0]
 
 
+# Options that change the network a run simulates (or how it is priced), in the order a run's
+# record and label name them: (parameter, how the name reads; None: "--flag" spelling).
+_NETWORK_OPTIONS = (
+    ("no_rectifier", "no rectifier"),
+    ("percentile", None),
+    ("reset", None),
+    ("initial_membrane", None),
+    ("input_code", None),
+    ("threshold_scale", None),
+    ("dither", None),
+    ("binary", None),
+    ("early_exit", None),
+    ("leak", None),
+    ("threshold_init", None),
+    ("readout", None),
+    ("energy_model", None),
+)
+_TRAINED_HERE_OPTIONS = ("model_name", "epochs", "lr", "batch_size", "seed")
+
+
+def _run_options(model_file: _ModelFile | None, extras: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``(name, value)`` of every option of the current command that changed the network from
+    the defaults, for :func:`onespike.report.run_name` (the record's file and label).
+
+    An option counts when its value differs from its default (a default given explicitly
+    names the same network); the model counts when it is a file, or, trained here, by its
+    architecture and training options; a TTFS-aware or STDB-fine-tuned model is named so.
+    """
+    context = click.get_current_context()
+    options_of = {p.name: p for p in context.command.params if isinstance(p, click.Option)}
+
+    def changed(name: str) -> bool:
+        if name not in context.params or name not in options_of:
+            return False
+        value = context.params[name]
+        if isinstance(value, bool):  # the flags named here are all off by default
+            return value
+        return bool(value != options_of[name].get_default(context))
+
+    def spelled(name: str) -> str:
+        return "model" if name == "model_name" else name.replace("_", " ")
+
+    options: list[tuple[str, Any]] = []
+    if model_file is not None:
+        source = model_file.source
+        named = f"{source.path}:{source.name}" if source.name else str(source.path)
+        if model_file.weights is not None:
+            named += f" ({model_file.weights})"
+        options.append(("model file", named))
+    if model_file is None or model_file.trains:
+        for name in _TRAINED_HERE_OPTIONS:
+            if changed(name):
+                options.append((spelled(name), context.params[name]))
+    elif changed("seed"):  # a loaded model: the seed draws Poisson input or dither
+        options.append(("seed", context.params["seed"]))
+    if "finetuned_ann_accuracy" in extras:
+        options.append(("ttfs-aware", True))
+    if extras.get("finetuned"):
+        options.append(("stdb fine-tuned", True))
+    for name, text in _NETWORK_OPTIONS:
+        if changed(name):
+            value = context.params[name]
+            options.append((text or spelled(name), True if isinstance(value, bool) else value))
+    return options
+
+
 @main.command("run")
 @_data_options
 @_model_options
@@ -1228,6 +1294,9 @@ def run_command(
     if evaluation.step_correct is not None:
         row["accuracy_by_steps"] = evaluation.accuracy_by_steps()
     atomic_write_json(out / "results.json", row)
+    options = _run_options(model_file, extras)
+    stem, run_label = run_name(method, steps, options)
+    replaced = record_path(out, method, steps, stem).exists()
     record = save_run_record(
         out,
         row,
@@ -1236,10 +1305,16 @@ def run_command(
         ann_graph=graph,
         sample=test_ds.images[:1],
         label=int(test_ds.labels[0]),
+        options=options,
     )
     _print_table(row)
     click.echo(f"results written to {out / 'results.json'}", err=True)
-    click.echo(f"report data written to {record} (draw it: onespike report {out})", err=True)
+    click.echo(
+        f"report data of {run_label!r} written to {record}"
+        + (" (replacing the record of an identical earlier run)" if replaced else "")
+        + f" (draw it: onespike report {out})",
+        err=True,
+    )
 
 
 def _print_table(row: dict[str, Any]) -> None:

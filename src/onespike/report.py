@@ -3,12 +3,13 @@
 Two halves, joined by plain JSON files:
 
 - **record** (:func:`save_run_record`, called by ``onespike run``): next to ``results.json``,
-  each run also writes ``RUN_DIR/runs/<method>-T<steps>.json`` holding the summary row that
+  each run also writes ``RUN_DIR/runs/<name>.json`` (:func:`run_name`: the method, T and every
+  option that changed the network, e.g. ``ttfs-T8-no-rectifier.json``) holding the summary row that
   ``results.json`` holds, the accuracy after every time step (rate and hybrid codes), the
   per-layer counts of the spiking network and of its ANN, the energy split by kind, and a
   spike raster of the first test sample. Running ``onespike run`` with ``--method ttfs``,
-  ``rate`` and ``hybrid`` into one ``--out`` leaves three records there; a later run of the
-  same method and T replaces its record.
+  ``rate`` and ``hybrid`` into one ``--out`` leaves three records there; only a later run
+  with the same method, T and options replaces a record.
 - **report** (:func:`write_report`): reads every record (and ``hardware.json`` when
   ``onespike hardware`` wrote one into the same directory), draws the figures with matplotlib
   (the ``plot`` extra, imported only here and only when drawing), writes them as PNG files in
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import html
 import io
 import json
@@ -74,6 +76,7 @@ __all__ = [
     "RECORD_VERSION",
     "load_records",
     "record_path",
+    "run_name",
     "save_run_record",
     "spike_raster",
     "write_report",
@@ -93,9 +96,46 @@ _SUMMARY_KEYS = ("dataset", "model", "method", "steps", "ann_accuracy", "snn_acc
 
 
 # recording -------------------------------------------------------------------------------------
-def record_path(run_dir: str | os.PathLike[str], method: str, steps: int) -> Path:
-    """Where the record of one method and T lives: ``RUN_DIR/runs/<method>-T<steps>.json``."""
-    return Path(run_dir) / "runs" / f"{method}-T{steps}.json"
+def run_name(method: str, steps: int, options: Sequence[tuple[str, Any]] = ()) -> tuple[str, str]:
+    """The file stem and the report label of one run, from every option that changed its
+    network (and only those: an option left at its default is not passed).
+
+    Args:
+        method: the spiking method.
+        steps: T.
+        options: ``(name, value)`` pairs in the order they are to be named: ``True`` names a
+            flag (``("no rectifier", True)`` -> ``no rectifier``), any other value is named
+            with it (``("reset", "zero")`` -> ``reset zero``).
+
+    Returns:
+        ``(stem, label)``, e.g. ``("ttfs-T8-no-rectifier", "ttfs T=8, no rectifier")``. Two
+        runs share a stem only when their method, T and options are all the same; a value
+        with characters a file name should not carry is named by its characters that can be,
+        plus a short hash of the whole value, so two different values never share a stem.
+    """
+    stem = [f"{method}-T{steps}"]
+    label = [f"{method} T={steps}"]
+    for name, value in options:
+        if value is False or value is None:
+            raise ConfigError(f"option {name!r} is at its default ({value!r}); leave it out")
+        text = name if value is True else f"{name} {value}"
+        label.append(text)
+        safe = "".join(c if c.isalnum() or c in "._" else "-" for c in text.lower())
+        safe = "-".join(part for part in safe.split("-") if part)
+        if value is not True and not str(value).replace(".", "").replace("_", "").isalnum():
+            digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
+            safe = f"{safe[:40]}-{digest}"
+        stem.append(safe)
+    return "-".join(stem), ", ".join(label)
+
+
+def record_path(
+    run_dir: str | os.PathLike[str], method: str, steps: int, stem: str | None = None
+) -> Path:
+    """Where the record of one run lives: ``RUN_DIR/runs/<stem>.json``, the stem from
+    :func:`run_name` (default ``<method>-T<steps>``, a run with every option at its
+    default)."""
+    return Path(run_dir) / "runs" / f"{stem or f'{method}-T{steps}'}.json"
 
 
 def spike_raster(
@@ -215,8 +255,11 @@ def save_run_record(
     ann_graph: Graph,
     sample: Tensor,
     label: int | None = None,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> Path:
-    """Write what the report needs about one run to :func:`record_path` (atomically).
+    """Write what the report needs about one run to :func:`record_path` (atomically),
+    named by :func:`run_name` from ``options``; a record of the same name (an identical
+    run) is replaced.
 
     Args:
         run_dir: the run directory (``onespike run --out``).
@@ -226,6 +269,8 @@ def save_run_record(
         ann_graph: the ANN's graph, for per-layer MACs.
         sample: ``(1, *input_shape)``: the first test sample, for the raster.
         label: its true class.
+        options: ``(name, value)`` of every option that changed the network from the
+            defaults (see :func:`run_name`); recorded, and named in the file and the label.
 
     Returns:
         The record's path.
@@ -258,11 +303,14 @@ def save_run_record(
         }
         for layer in ann_ops.layers
     ]
+    stem, run_label = run_name(str(row["method"]), int(row["steps"]), options)
     record = {
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
         "method": row["method"],
         "steps": row["steps"],
+        "label": run_label,
+        "options": [[name, value] for name, value in options],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "summary": row,
         "accuracy_by_steps": (
@@ -276,7 +324,7 @@ def save_run_record(
         },
         "raster": spike_raster(net, sample, label=label),
     }
-    path = record_path(run_dir, str(row["method"]), int(row["steps"]))
+    path = record_path(run_dir, str(row["method"]), int(row["steps"]), stem)
     atomic_write_text(path, json.dumps(record, separators=(",", ":")) + "\n")
     return path
 
@@ -351,7 +399,9 @@ def load_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     for path in paths:
         data = read_json(path, f"delete it or rewrite it with `onespike run --out {run_dir}`")
         records.append(_check_record(data, path, run_dir))
-    records.sort(key=lambda r: (_METHOD_ORDER.get(str(r["method"]), 9), r["method"], r["steps"]))
+    records.sort(
+        key=lambda r: (_METHOD_ORDER.get(str(r["method"]), 9), r["method"], r["steps"], _label(r))
+    )
     return records
 
 
@@ -395,16 +445,19 @@ def _literal_text(draw: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _label(record: dict[str, Any]) -> str:
-    return f"{record['method']} T={record['steps']}"
+    """The run's label (records older than labels: method and T)."""
+    label = record.get("label")
+    return label if isinstance(label, str) else f"{record['method']} T={record['steps']}"
 
 
 def _color(record: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
-    """The method's colour; runs of one method at several T get lighter shades as T grows."""
+    """The method's colour; runs of one method at several T (or options) get lighter shades as
+    T grows."""
     base = _METHOD_COLORS.get(str(record["method"]), "#9467bd")
-    group = sorted(int(r["steps"]) for r in records if r["method"] == record["method"])
+    group = sorted((int(r["steps"]), _label(r)) for r in records if r["method"] == record["method"])
     if len(group) < 2:
         return base
-    white = 0.6 * group.index(int(record["steps"])) / (len(group) - 1)
+    white = 0.6 * group.index((int(record["steps"]), _label(record))) / (len(group) - 1)
     rgb = [int(base[i : i + 2], 16) for i in (1, 3, 5)]
     return "#" + "".join(f"{round(c + (255 - c) * white):02x}" for c in rgb)
 
@@ -921,7 +974,8 @@ def write_report(
             "summary",
             "Summary",
             "One column per run recorded in this directory (<code>runs/*.json</code>, one per "
-            "method and T; a later run of the same method and T replaces its column). Counts "
+            "method, T and options that changed the network; only a later run with the same "
+            "method, T and options replaces its column). Counts "
             "and energies are means per inference over the test samples; the energy model "
             "prices both networks' counts the same way. <i>All synaptic events</i> adds the "
             "bias, counter and rectifier events of TTFS neurons and the bias currents to the "
