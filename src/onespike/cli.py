@@ -975,16 +975,20 @@ _NETWORK_OPTIONS = (
     ("readout", None),
     ("energy_model", None),
 )
-_TRAINED_HERE_OPTIONS = ("model_name", "epochs", "lr", "batch_size", "seed")
 
 
-def _run_options(model_file: _ModelFile | None, extras: dict[str, Any]) -> list[tuple[str, Any]]:
+def _run_options(
+    model_file: _ModelFile | None, extras: dict[str, Any], out: Path
+) -> list[tuple[str, Any]]:
     """``(name, value)`` of every option of the current command that changed the network from
     the defaults, for :func:`onespike.report.run_name` (the record's file and label).
 
     An option counts when its value differs from its default (a default given explicitly
-    names the same network); the model counts when it is a file, or, trained here, by its
-    architecture and training options; a TTFS-aware or STDB-fine-tuned model is named so.
+    names the same network). The model counts when it is a file from outside the run
+    directory: the run directory's own models (``out/model``, trained by an earlier run or by
+    ``onespike train --out``, and ``model-ttfs``/``model-hybrid`` beside it) are the models
+    its records compare; a TTFS-aware or STDB-fine-tuned model is named so. The seed counts
+    where it draws the network's input (Poisson) or dither.
     """
     context = click.get_current_context()
     options_of = {p.name: p for p in context.command.params if isinstance(p, click.Option)}
@@ -997,21 +1001,19 @@ def _run_options(model_file: _ModelFile | None, extras: dict[str, Any]) -> list[
             return value
         return bool(value != options_of[name].get_default(context))
 
-    def spelled(name: str) -> str:
-        return "model" if name == "model_name" else name.replace("_", " ")
-
     options: list[tuple[str, Any]] = []
-    if model_file is not None:
+    if model_file is not None and not model_file.trains:
         source = model_file.source
-        named = f"{source.path}:{source.name}" if source.name else str(source.path)
-        if model_file.weights is not None:
-            named += f" ({model_file.weights})"
-        options.append(("model file", named))
-    if model_file is None or model_file.trains:
-        for name in _TRAINED_HERE_OPTIONS:
-            if changed(name):
-                options.append((spelled(name), context.params[name]))
-    elif changed("seed"):  # a loaded model: the seed draws Poisson input or dither
+        where = model_file.weights if model_file.weights is not None else source.path
+        own = where.resolve().parent if where.is_file() else where.resolve()
+        if own.parent != out.resolve() or not own.name.startswith("model"):
+            named = f"{source.path}:{source.name}" if source.name else str(source.path)
+            if model_file.weights is not None:
+                named += f" ({model_file.weights})"
+            options.append(("model file", named))
+    if changed("seed") and (
+        context.params.get("input_code") == "poisson" or context.params.get("dither") is not None
+    ):
         options.append(("seed", context.params["seed"]))
     if "finetuned_ann_accuracy" in extras:
         options.append(("ttfs-aware", True))
@@ -1020,7 +1022,8 @@ def _run_options(model_file: _ModelFile | None, extras: dict[str, Any]) -> list[
     for name, text in _NETWORK_OPTIONS:
         if changed(name):
             value = context.params[name]
-            options.append((text or spelled(name), True if isinstance(value, bool) else value))
+            spelled = name.replace("_", " ")
+            options.append((text or spelled, True if isinstance(value, bool) else value))
     return options
 
 
@@ -1294,7 +1297,7 @@ def run_command(
     if evaluation.step_correct is not None:
         row["accuracy_by_steps"] = evaluation.accuracy_by_steps()
     atomic_write_json(out / "results.json", row)
-    options = _run_options(model_file, extras)
+    options = _run_options(model_file, extras, out)
     stem, run_label = run_name(method, steps, options)
     replaced = record_path(out, method, steps, stem).exists()
     record = save_run_record(
@@ -2032,7 +2035,7 @@ def export_command(
     # Calibrate (and fine-tune) on the images the model trained on, never on those it
     # held out (model.json records them).
     train_ds, _ = _held_out(meta, train_ds)
-    net, _, _, _ = _evaluation_network(
+    net, graph, _, _ = _evaluation_network(
         model,
         meta,
         model_file,
@@ -2053,6 +2056,37 @@ def export_command(
         f"wrote {path} ({export_format}): {_model_label(spec)} on {dataset}, {method} with "
         f"T={net.config.steps}, {len(net.populations)} populations; ANN test accuracy "
         f"{ann_accuracy:.4f}"
+    )
+    click.echo(_export_accuracies(net, graph, test_ds))
+
+
+def _export_accuracies(net: SpikingNetwork, graph: Graph, test_ds: Dataset) -> str:
+    """The test accuracy of the exported network and, for a rate network, beside it that of
+    the same conversion with ``onespike run --method rate``'s defaults for what NIR cannot
+    hold (reset and starting membrane), on the same T, calibration and test images."""
+    exported = evaluate_snn(net, test_ds).accuracy
+    line = f"exported network (NIR-exact): SNN test accuracy {exported:.4f}"
+    line += f" on {len(test_ds)} test images"
+    config = net.config
+    if not isinstance(config, RateConfig):
+        return line
+    run_defaults = {
+        p.name: p.get_default(click.get_current_context())
+        for p in run_command.params
+        if p.name in ("reset", "initial_membrane")
+    }
+    default = replace(
+        config,
+        reset=run_defaults["reset"],  # type: ignore[arg-type]
+        initial_membrane=float(run_defaults["initial_membrane"]),  # type: ignore[arg-type]
+    )
+    if default == config:
+        return line + " (the same conversion as onespike run --method rate)"
+    reference = evaluate_snn(convert(graph, default), test_ds).accuracy
+    return (
+        f"{line}; onespike run's rate conversion (reset {default.reset}, membranes from "
+        f"{default.initial_membrane:g} x threshold, which NIR cannot hold): {reference:.4f} "
+        f"(NIR's semantics: {100 * (exported - reference):+.2f} points)"
     )
 
 
