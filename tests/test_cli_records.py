@@ -1,0 +1,199 @@
+"""CLI run records and NIR export: records named by every option that changed the network,
+report labels, and an export with the defaults that Norse runs with onespike's spike counts."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import onespike
+from onespike.cli import main
+from onespike.data import load_dataset
+from onespike.evaluate import evaluate_snn
+from onespike.io import save_model
+from onespike.models import build_model
+from onespike.report import load_records, run_name
+
+
+def _invoke(args: list[str]) -> str:
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+# run_name ---------------------------------------------------------------------------------
+def test_run_name_names_every_option_and_keeps_distinct_values_apart() -> None:
+    assert run_name("ttfs", 8) == ("ttfs-T8", "ttfs T=8")
+    assert run_name("ttfs", 8, [("no rectifier", True)]) == (
+        "ttfs-T8-no-rectifier",
+        "ttfs T=8, no rectifier",
+    )
+    stem, label = run_name("rate", 64, [("reset", "zero"), ("initial membrane", 0.0)])
+    assert (stem, label) == (
+        "rate-T64-reset-zero-initial-membrane-0.0",
+        "rate T=64, reset zero, initial membrane 0.0",
+    )
+    # a value a file name cannot carry keeps a hash of itself: a/b and a-b stay apart
+    one, _ = run_name("rate", 8, [("model file", "a/b")])
+    two, _ = run_name("rate", 8, [("model file", "a-b")])
+    assert one != two
+    assert one.startswith("rate-T8-model-file-a-b-")
+    assert len(one) == len("rate-T8-model-file-a-b-") + 8
+    with pytest.raises(onespike.ConfigError, match="at its default"):
+        run_name("rate", 8, [("dither", None)])
+
+
+# onespike run: one record per network ----------------------------------------------------
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Plain TTFS, --no-rectifier, TTFS-aware and a rate run with NIR's options, on one model
+    (untrained: the names do not depend on accuracy), and the plain TTFS run once more."""
+    out = tmp_path_factory.mktemp("records")
+    torch.manual_seed(0)
+    model, spec = build_model("mlp", (1, 8, 8), 10)
+    save_model(out / "model", model, spec, dataset="digits")
+    common = ["--dataset", "digits", "--limit", "20", "--check-samples", "2", "--out", str(out)]
+    ttfs = ["run", "--model-file", str(out / "model"), "--method", "ttfs", "--steps", "4"]
+    outputs = {"plain": _invoke([*ttfs, *common])}
+    outputs["no-rectifier"] = _invoke([*ttfs, "--no-rectifier", *common])
+    _invoke(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--model-file",
+            str(out / "model"),
+            "--ttfs-aware",
+            "--steps",
+            "4",
+            "--finetune-epochs",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    outputs["aware"] = _invoke(
+        ["run", "--model-file", str(out / "model-ttfs"), "--method", "ttfs", *common]
+    )
+    rate = ["run", "--model-file", str(out / "model"), "--method", "rate", "--steps", "8"]
+    outputs["rate"] = _invoke(
+        [*rate, "--reset", "zero", "--initial-membrane", "0", "--percentile", "99.9", *common]
+    )
+    outputs["again"] = _invoke([*ttfs, *common])
+    (out / "outputs.json").write_text(json.dumps(outputs))
+    return out
+
+
+def test_runs_that_differ_in_an_option_keep_their_own_records(run_dir: Path) -> None:
+    assert sorted(p.name for p in (run_dir / "runs").glob("*.json")) == [
+        "rate-T8-percentile-99.9-reset-zero-initial-membrane-0.0.json",
+        "ttfs-T4-no-rectifier.json",
+        "ttfs-T4-ttfs-aware.json",
+        "ttfs-T4.json",
+    ]
+    labels = {r["label"]: r for r in load_records(run_dir)}
+    assert sorted(labels) == [
+        "rate T=8, percentile 99.9, reset zero, initial membrane 0.0",
+        "ttfs T=4",
+        "ttfs T=4, no rectifier",
+        "ttfs T=4, ttfs-aware",
+    ]
+    plain, bare = labels["ttfs T=4"], labels["ttfs T=4, no rectifier"]
+    assert bare["options"] == [["no rectifier", True]]
+    assert plain["options"] == []
+    # the rectifier makes every TTFS neuron fire; without it some stay silent
+    assert plain["summary"]["spikes_per_neuron"] == 1.0
+    assert bare["summary"]["spikes_per_neuron"] < 1.0
+    assert "finetuned_ann_accuracy" in labels["ttfs T=4, ttfs-aware"]["summary"]
+
+
+def test_an_identical_run_says_it_replaces_its_record(run_dir: Path) -> None:
+    outputs = json.loads((run_dir / "outputs.json").read_text())
+    assert "replacing the record of an identical earlier run" in outputs["again"]
+    for key in ("plain", "no-rectifier", "aware", "rate"):
+        assert "replacing" not in outputs[key], key
+    assert "'ttfs T=4, no rectifier'" in outputs["no-rectifier"]
+
+
+def test_report_labels_name_the_options_and_old_records_still_load(run_dir: Path) -> None:
+    old = json.loads((run_dir / "runs" / "ttfs-T4.json").read_text())
+    del old["label"], old["options"]  # a record from before records had names
+    (run_dir / "runs" / "ttfs-T2.json").write_text(json.dumps({**old, "steps": 2}))
+    try:
+        _invoke(["report", str(run_dir), "--out", str(run_dir / "report.html")])
+        page = (run_dir / "report.html").read_text()
+    finally:
+        (run_dir / "runs" / "ttfs-T2.json").unlink()
+    heads = re.findall(r"<th>([^<]*)</th>", page)
+    for label in (
+        "ttfs T=2",
+        "ttfs T=4",
+        "ttfs T=4, no rectifier",
+        "ttfs T=4, ttfs-aware",
+        "rate T=8, percentile 99.9, reset zero, initial membrane 0.0",
+    ):
+        assert label in heads, label
+
+
+# onespike export with the defaults --------------------------------------------------------
+def _norse_counts(path: Path, x: torch.Tensor, steps: int) -> dict[str, torch.Tensor]:
+    """Spike counts of every IAF population of Norse's module for the file, run ``steps``
+    steps on the same analog input, sample by sample (as tests/test_nir.py runs it)."""
+    norse = pytest.importorskip("norse.torch", reason="the interop test needs Norse")
+    nir = pytest.importorskip("nir")
+    module = norse.from_nir(nir.read(path))
+    counts: dict[str, Any] = {}
+
+    def counter(name: str) -> Any:
+        def hook(_: Any, __: Any, output: Any) -> None:
+            counts[name] = counts.get(name, 0) + output[0]
+
+        return hook
+
+    for name, sub in module.named_modules():
+        if type(sub).__name__ == "IAFCell":
+            sub.register_forward_hook(counter(name))
+    runs = []
+    for sample in x:  # NIR's Flatten(start_dim=0) flattens a whole sample only unbatched
+        counts.clear()
+        state = None
+        with torch.no_grad():
+            for _ in range(steps):
+                _, state = module(sample, state)
+        runs.append(dict(counts))
+    return {name: torch.stack([c[name] for c in runs]) for name in runs[0]}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_export_with_the_defaults_runs_in_norse_with_identical_spike_counts(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("nir")
+    out = tmp_path / "net.nir"
+    args = ["export", "--format", "nir", "--dataset", "digits", "--epochs", "2"]
+    output = _invoke([*args, "--limit", "30", "--output", str(out)])
+    net = onespike.from_nir(out)
+    assert net.config == onespike.RateConfig(steps=64, reset="zero", initial_membrane=0.0)
+    test_ds = load_dataset("digits", "test", limit=30)
+    # the printed accuracy is that of the file's network on the 30 test images
+    exported = evaluate_snn(net, test_ds).accuracy
+    found = re.search(r"exported network \(NIR-exact\): SNN test accuracy (\S+) on 30 test", output)
+    assert found is not None, output
+    assert float(found.group(1)) == pytest.approx(exported, abs=5e-5)
+    reference = re.search(r"onespike run's rate conversion \(reset subtract, .*\): (\S+) ", output)
+    assert reference is not None, output
+    x = test_ds.images
+    counts = _norse_counts(out, x, 64)
+    result = onespike.simulate(net, x, "stepped")
+    hidden = [p.name for p in net.populations if p.kind == "neuron" and not p.is_output]
+    # nirtorch writes a dot in a node's name as an underscore in its module's
+    assert sorted(counts) == sorted(name.replace(".", "_") for name in hidden)
+    for name in hidden:
+        assert float(result.spike_counts[name].sum()) > 0, name
+        assert torch.equal(counts[name.replace(".", "_")], result.spike_counts[name]), name
