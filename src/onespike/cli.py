@@ -54,7 +54,13 @@ from onespike.models import MODELS, ModelSpec, build_model
 from onespike.network import SpikingNetwork
 from onespike.normalize import normalize
 from onespike.optimize import optimize_for_ttfs, restore_ttfs_aware, save_ttfs_aware
-from onespike.report import record_path, run_name, save_run_record, write_report
+from onespike.report import (
+    imported_summary,
+    record_path,
+    run_name,
+    save_run_record,
+    write_report,
+)
 from onespike.simulate import simulate
 from onespike.sources import ModelSource, check_json_args, load_module, model_source
 from onespike.stdb import STDBConfig, finetune_stdb, load_hybrid, save_hybrid
@@ -1027,6 +1033,121 @@ def _run_options(
     return options
 
 
+# What applies to a NIR file's network, which is spiking already (nothing to train or convert).
+_IMPORTED_OPTIONS = (
+    "dataset",
+    "data_dir",
+    "download",
+    "model_file",
+    "steps",
+    "energy_model",
+    "check_samples",
+    "limit",
+    "out",
+)
+_NIR_NEURONS = ("IF", "LIF", "CubaLIF", "LI")
+
+
+def _run_imported(
+    path: Path,
+    *,
+    dataset: str,
+    data_dir: Path | None,
+    download: bool,
+    steps: int | None,
+    energy_model: str,
+    check_samples: int,
+    limit: int | None,
+    out: Path,
+) -> None:
+    """``onespike run --model-file FILE.nir``: simulate the network of a NIR file on the test
+    set and write its results.json and run record, labelled by the file and its neurons."""
+    context = click.get_current_context()
+    _refuse_given(
+        [name for name in context.params if name not in _IMPORTED_OPTIONS],
+        f"to the spiking network of --model-file {path} (a NIR file is simulated as it stands: "
+        "nothing is trained or converted; only the data options, --steps, --energy-model, "
+        "--check-samples, --limit and --out apply)",
+    )
+    try:
+        import nir
+    except ImportError as exc:
+        raise click.ClickException(
+            "reading a NIR file needs the 'nir' extra: pip install 'onespike[nir]'"
+        ) from exc
+    from onespike.nir_io import MAX_VALUES, _read, from_nir
+
+    _check_output_dir(out, "--out", dirs=("runs",), files=("results.json",))
+    graph = _read(nir, path, MAX_VALUES)  # checked sizes; from_nir checks types and shapes
+    own = "onespike_network" in (getattr(graph, "metadata", None) or {})
+    run_steps = 64 if steps is None else steps
+    if own:
+        net = from_nir(graph)
+        if steps is not None:
+            net = replace(net, config=replace(net.config, steps=steps))
+        run_steps = net.config.steps
+    else:
+        net = from_nir(
+            graph, config=RateConfig(steps=run_steps, reset="zero", initial_membrane=0.0)
+        )
+    neurons = sorted({type(n).__name__ for n in graph.nodes.values()} & set(_NIR_NEURONS))
+    _, test_ds = _load_splits(dataset, data_dir, download, limit)
+    images = test_ds.images
+    if tuple(images.shape[1:]) != tuple(net.input_shape):
+        if images[0].numel() != math.prod(net.input_shape):
+            raise ShapeError(
+                f"{path} takes inputs of shape {tuple(net.input_shape)}, {dataset} images are "
+                f"{tuple(images.shape[1:])}; pass the dataset the network was built for"
+            )
+        click.echo(
+            f"feeding {dataset} images {tuple(images.shape[1:])} as {tuple(net.input_shape)} "
+            "(the file's input shape, same size)",
+            err=True,
+        )
+        test_ds = replace(test_ds, images=images.reshape(len(images), *net.input_shape))
+    click.echo(f"simulating {path} ({', '.join(neurons) or 'no'} neurons), T={run_steps}", err=True)
+    evaluation = evaluate_snn(net, test_ds, progress=True)
+    row = imported_summary(
+        dataset=dataset,
+        model=path.name,
+        method="nir",
+        steps=run_steps,
+        evaluation=evaluation,
+        energy_model=energy_model,
+    )
+    row["nir_file"] = str(path)
+    row["neurons"] = neurons
+    row["stepped_check"] = agreement(net, test_ds.images[: max(1, check_samples)])
+    if evaluation.step_correct is not None:
+        row["accuracy_by_steps"] = evaluation.accuracy_by_steps()
+    atomic_write_json(out / "results.json", row)
+    options: list[tuple[str, Any]] = [("file", str(path)), ("neurons", "+".join(neurons) or "none")]
+    stem, run_label = run_name("nir", run_steps, options)
+    replaced = record_path(out, "nir", run_steps, stem).exists()
+    record = save_run_record(
+        out,
+        row,
+        net=net,
+        evaluation=evaluation,
+        ann_graph=None,
+        sample=test_ds.images[:1],
+        label=int(test_ds.labels[0]),
+        options=options,
+    )
+    click.echo(
+        f"{path.name} on {dataset}: SNN accuracy {100 * row['snn_accuracy']:.2f} %, "
+        f"{row['spikes_per_neuron']:.3f} spikes per neuron, {row['synops']:,.0f} synops and "
+        f"{row['snn_energy_pj'] / 1e3:,.1f} nJ ({row['energy_model']}) per inference"
+    )
+    click.echo(f"results written to {out / 'results.json'}", err=True)
+    click.echo(
+        f"report data of {run_label!r} written to {record}"
+        + (" (replacing the record of an identical earlier run)" if replaced else "")
+        + f" (draw it: onespike report {out})",
+        err=True,
+    )
+
+
 @main.command("run")
 @_data_options
 @_model_options
@@ -1173,8 +1294,24 @@ def run_command(
     limit: int | None,
     out: Path,
 ) -> None:
-    """Train (or load), convert, simulate and compare a spiking network with its ANN."""
+    """Train (or load), convert, simulate and compare a spiking network with its ANN.
+
+    With --model-file FILE.nir: simulate the spiking network a NIR file holds (from onespike
+    or another tool) and record it beside the converted runs."""
     _refuse_for_dataset(dataset)
+    if model_file is not None and model_file.source.path.suffix.lower() == ".nir":
+        _run_imported(
+            model_file.source.path,
+            dataset=dataset,
+            data_dir=data_dir,
+            download=download,
+            steps=steps,
+            energy_model=energy_model,
+            check_samples=check_samples,
+            limit=limit,
+            out=out,
+        )
+        return
     _refuse_inapplicable(method)
     if target_accuracy is None:
         _refuse_given(

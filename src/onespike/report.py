@@ -57,7 +57,7 @@ from torch import Tensor
 from onespike._fs import atomic_write_bytes, atomic_write_text, read_json
 from onespike.convert.config import RateConfig
 from onespike.errors import ConfigError, CorruptFileError, MissingFileError, ShapeError
-from onespike.evaluate import SNNEvaluation
+from onespike.evaluate import DECISION_KEYS, SNNEvaluation
 from onespike.graph import Graph
 from onespike.hardware.report import COMPONENTS
 from onespike.metrics import EnergyReport, count_ops, estimate_energy
@@ -74,6 +74,7 @@ __all__ = [
     "RASTER_STEPS",
     "RECORD_FORMAT",
     "RECORD_VERSION",
+    "imported_summary",
     "load_records",
     "record_path",
     "run_name",
@@ -252,7 +253,7 @@ def save_run_record(
     *,
     net: SpikingNetwork,
     evaluation: SNNEvaluation,
-    ann_graph: Graph,
+    ann_graph: Graph | None,
     sample: Tensor,
     label: int | None = None,
     options: Sequence[tuple[str, Any]] = (),
@@ -266,7 +267,8 @@ def save_run_record(
         row: the :func:`onespike.evaluate.summarize` row (as written to ``results.json``).
         net: the simulated network.
         evaluation: its evaluation on the test set.
-        ann_graph: the ANN's graph, for per-layer MACs.
+        ann_graph: the ANN's graph, for per-layer MACs; ``None`` for a network with no ANN
+            (imported from NIR: ``row`` from :func:`imported_summary`).
         sample: ``(1, *input_shape)``: the first test sample, for the raster.
         label: its true class.
         options: ``(name, value)`` of every option that changed the network from the
@@ -279,7 +281,7 @@ def save_run_record(
         if key not in row:
             raise ConfigError(f"the summary row lacks {key!r}; pass the row of summarize()")
     ops = evaluation.ops
-    ann_ops = count_ops(ann_graph, ops.samples)
+    ann_ops = None if ann_graph is None else count_ops(ann_graph, ops.samples)
     model = str(row.get("energy_model", "45nm"))
     layers = [
         {
@@ -299,9 +301,9 @@ def save_run_record(
             "name": layer.name,
             "kind": layer.kind,
             "neurons": layer.neurons,
-            "macs": layer.macs / ann_ops.samples,
+            "macs": layer.macs / ops.samples,  # count_ops(ann_graph, ops.samples)
         }
-        for layer in ann_ops.layers
+        for layer in (ann_ops.layers if ann_ops is not None else [])
     ]
     stem, run_label = run_name(str(row["method"]), int(row["steps"]), options)
     record = {
@@ -320,13 +322,61 @@ def save_run_record(
         "ann_layers": ann_layers,
         "energy": {
             "snn": _energy_split(estimate_energy(ops, model)),
-            "ann": _energy_split(estimate_energy(ann_ops, model)),
+            "ann": None if ann_ops is None else _energy_split(estimate_energy(ann_ops, model)),
         },
         "raster": spike_raster(net, sample, label=label),
     }
     path = record_path(run_dir, str(row["method"]), int(row["steps"]), stem)
     atomic_write_text(path, json.dumps(record, separators=(",", ":")) + "\n")
     return path
+
+
+def imported_summary(
+    *,
+    dataset: str,
+    model: str,
+    method: str,
+    steps: int,
+    evaluation: SNNEvaluation,
+    energy_model: str,
+) -> dict[str, Any]:
+    """The summary row of :func:`onespike.evaluate.summarize` for a network with no ANN (one
+    imported from NIR): the same counts and energy per inference, every ANN field ``None``.
+    Such a network is rate-coded (no decision-time fields: ``None`` as for rate rows)."""
+    ops = evaluation.ops
+    energy = estimate_energy(ops, energy_model)
+    neurons = [layer for layer in ops.layers if layer.kind == "neuron"]
+    clipped = sum(evaluation.clipped.get(layer.name, 0) for layer in neurons)
+    return {
+        "dataset": dataset,
+        "model": model,
+        "method": method,
+        "steps": steps,
+        "ann_accuracy": None,
+        "snn_accuracy": evaluation.accuracy,
+        "spikes_per_neuron": ops.spikes_per_neuron(),
+        "spikes": ops.per_sample("spikes"),
+        "synops": ops.per_sample("synops"),
+        "synaptic_events": ops.per_sample("synaptic_events"),
+        "snn_macs": ops.per_sample("macs"),
+        "ann_macs": None,
+        "snn_energy_pj": energy.per_sample_pj,
+        "ann_energy_pj": None,
+        "energy_ratio_vs_ann": None,
+        "energy_model": energy.model.name,
+        "energy_counts": energy.model.counts,
+        "latency_steps": evaluation.steps,
+        "mean_latency_steps": evaluation.mean_latency_steps,
+        **dict.fromkeys(DECISION_KEYS),
+        "clipped_per_sample": sum(evaluation.clipped.values()) / evaluation.samples,
+        "early_spike_fraction": clipped / (evaluation.samples * sum(n.neurons for n in neurons)),
+        "samples": evaluation.samples,
+    }
+
+
+def _ann_record(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first record with an ANN (imported networks have none), the figures' reference."""
+    return next((r for r in records if r["summary"].get("ann_accuracy") is not None), None)
 
 
 # loading ---------------------------------------------------------------------------------------
@@ -463,7 +513,13 @@ def _color(record: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
 
 
 def _ann_accuracies(records: Sequence[dict[str, Any]]) -> list[float]:
-    return sorted({round(float(r["summary"]["ann_accuracy"]), 6) for r in records})
+    return sorted(
+        {
+            round(float(r["summary"]["ann_accuracy"]), 6)
+            for r in records
+            if r["summary"]["ann_accuracy"] is not None
+        }
+    )
 
 
 @_literal_text
@@ -585,9 +641,13 @@ def _figure_layers(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
             color=_color(record, records),
             label=f"{_label(record)}: synops",
         )
-    ann = {layer["name"]: float(layer["macs"]) for layer in records[0]["ann_layers"]}
-    x_ann = [p - 0.4 + width * (len(records) + 0.5) for p in positions]
-    bottom.bar(x_ann, [ann.get(n, 0.0) for n in names], width, color=_ANN_COLOR, label="ANN: MACs")
+    reference = _ann_record(records)
+    if reference is not None:
+        ann = {layer["name"]: float(layer["macs"]) for layer in reference["ann_layers"]}
+        x_ann = [p - 0.4 + width * (len(records) + 0.5) for p in positions]
+        bottom.bar(
+            x_ann, [ann.get(n, 0.0) for n in names], width, color=_ANN_COLOR, label="ANN: MACs"
+        )
     top.set_ylabel("spikes per neuron\nper inference")
     top.set_title("Spikes per neuron, per layer (mean over the test samples)")
     top.legend(fontsize=8)
@@ -665,12 +725,17 @@ def _figure_cost(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     from matplotlib.ticker import EngFormatter
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.8))
-    ann = records[0]["summary"]
-    labels = ["ANN", *(_label(r) for r in records)]
-    macs = [float(ann["ann_macs"]), *(float(r["summary"]["snn_macs"]) for r in records)]
-    synops = [0.0, *(float(r["summary"]["synops"]) for r in records)]
+    reference = _ann_record(records)  # None: only imported networks, no ANN to draw
+    ann = (reference or records[0])["summary"]
+    first = [] if reference is None else ["ANN"]
+    labels = [*first, *(_label(r) for r in records)]
+    macs = [
+        *([float(ann["ann_macs"])] if reference else []),
+        *(float(r["summary"]["snn_macs"]) for r in records),
+    ]
+    synops = [*([0.0] if reference else []), *(float(r["summary"]["synops"]) for r in records)]
     extra = [
-        0.0,
+        *([0.0] if reference else []),
         *(float(r["summary"]["synaptic_events"]) - float(r["summary"]["synops"]) for r in records),
     ]
     left.bar(labels, macs, color="#7f7f7f", label="MACs (multiply-accumulates)")
@@ -678,14 +743,19 @@ def _figure_cost(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     tops = [a + b for a, b in zip(macs, synops, strict=True)]
     left.bar(labels, extra, bottom=tops, color="#aec7e8", label="bias / counter / rectifier events")
     tops = [a + b for a, b in zip(tops, extra, strict=True)]
-    left.axhline(float(ann["ann_macs"]), color=_ANN_COLOR, linestyle="--", linewidth=1, label="ANN")
+    if reference is not None:
+        left.axhline(
+            float(ann["ann_macs"]), color=_ANN_COLOR, linestyle="--", linewidth=1, label="ANN"
+        )
     left.yaxis.set_major_formatter(EngFormatter())
     left.set_ylabel("operations per inference")
     left.set_title("Operations per inference")
     left.set_ylim(0, max(tops) * 1.45)
     left.legend(fontsize=8, loc="upper left")
 
-    energy = [records[0]["energy"]["ann"], *(r["energy"]["snn"] for r in records)]
+    energy = [r["energy"]["snn"] for r in records]
+    if reference is not None:
+        energy.insert(0, reference["energy"]["ann"])
     bottom = [0.0] * len(labels)
     for key, name, color in (
         ("compute_pj", "compute (MACs, adds)", "#d62728"),
@@ -697,9 +767,14 @@ def _figure_cost(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
             continue
         right.bar(labels, values, bottom=bottom, color=color, label=name)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    ann_energy = float(ann["ann_energy_pj"])
-    right.axhline(ann_energy * 1e-12, color=_ANN_COLOR, linestyle="--", linewidth=1, label="ANN")
-    for i, record in enumerate(records, start=1):
+    if reference is not None:
+        ann_energy = float(ann["ann_energy_pj"])
+        right.axhline(
+            ann_energy * 1e-12, color=_ANN_COLOR, linestyle="--", linewidth=1, label="ANN"
+        )
+    for i, record in enumerate(records, start=len(first)):
+        if reference is None or record["summary"]["ann_accuracy"] is None:
+            continue  # no ANN of its own (imported): no ratio
         ratio = float(record["summary"]["snn_energy_pj"]) / ann_energy
         right.annotate(
             f"{ratio:.2f}x ANN",
@@ -797,10 +872,13 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
         return [name, *(cell(r["summary"]) for r in records)]
 
     def pct(key: str) -> Any:
-        return lambda s: f"{100 * float(s[key]):.2f} %"
+        return lambda s: "-" if s[key] is None else f"{100 * float(s[key]):.2f} %"
 
     def eng(key: str, scale: float = 1.0, unit: str = "") -> Any:
-        return lambda s: _eng(float(s[key]) * scale, unit)
+        return lambda s: "-" if s[key] is None else _eng(float(s[key]) * scale, unit)
+
+    def no_ann(cell: Any) -> Any:  # an imported network has no ANN: "-"
+        return lambda s: "-" if s.get("ann_accuracy") is None else cell(s)
 
     def check(s: dict[str, Any]) -> str:
         c = s.get("stepped_check")
@@ -814,7 +892,7 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
         row("ANN test accuracy (float)", pct("ann_accuracy")),
         row(
             "SNN - ANN (points)",
-            lambda s: f"{100 * (float(s['snn_accuracy']) - float(s['ann_accuracy'])):+.2f}",
+            no_ann(lambda s: f"{100 * (float(s['snn_accuracy']) - float(s['ann_accuracy'])):+.2f}"),
         ),
         row("latency (time steps)", lambda s: f"{s['latency_steps']}"),
         row("decision: first output spike (mean / max steps)", _decision),
@@ -825,7 +903,10 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
         row("ANN MACs / inference", eng("ann_macs")),
         row("SNN energy / inference", eng("snn_energy_pj", 1e-12, "J")),
         row("ANN energy / inference", eng("ann_energy_pj", 1e-12, "J")),
-        row("SNN energy / ANN energy", lambda s: f"{float(s['energy_ratio_vs_ann']):.3f}x"),
+        row(
+            "SNN energy / ANN energy",
+            no_ann(lambda s: f"{float(s['energy_ratio_vs_ann']):.3f}x"),
+        ),
         row(
             "energy model (what it counts)",
             lambda s: f"{s.get('energy_model', '?')} ({s.get('energy_counts', 'compute only')})",
@@ -838,7 +919,8 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
 
 def _layer_tables(records: Sequence[dict[str, Any]]) -> str:
     names = _layer_names(records)
-    ann = {layer["name"]: float(layer["macs"]) for layer in records[0]["ann_layers"]}
+    reference = _ann_record(records)
+    ann = {layer["name"]: float(layer["macs"]) for layer in (reference or {}).get("ann_layers", [])}
     kinds = {
         layer["name"]: (layer["kind"], int(layer["neurons"]))
         for r in records
@@ -916,7 +998,11 @@ p.note{color:#444}p.warn{color:#a00}code{background:#f3f3f3;padding:0 .2em}
 
 def _page(run_dir: Path, records: Sequence[dict[str, Any]], sections: Sequence[_Section]) -> str:
     datasets = sorted({f"{r['summary']['dataset']} / {r['summary']['model']}" for r in records})
-    anns = {(r["summary"]["ann_accuracy"], r["summary"]["ann_macs"]) for r in records}
+    anns = {
+        (r["summary"]["ann_accuracy"], r["summary"]["ann_macs"])
+        for r in records
+        if r["summary"]["ann_accuracy"] is not None
+    }
     warning = (
         '<p class="warn">The runs in this directory come from different ANNs (dataset, model '
         "or training differ); the figures compare each with the ANN of the first run.</p>"
