@@ -197,3 +197,139 @@ def test_export_with_the_defaults_runs_in_norse_with_identical_spike_counts(
     for name in hidden:
         assert float(result.spike_counts[name].sum()) > 0, name
         assert torch.equal(counts[name.replace(".", "_")], result.spike_counts[name]), name
+
+
+# onespike run --model-file FILE.nir: imported networks in the report ---------------------
+def _write_graph(graph: Any, path: Path, dt: float | None = None) -> Path:
+    """Write a graph (Norse's: torch tensors, scalar neuron constants) as a NIR file: every
+    tensor as an array, each neuron's scalar constants broadcast to its layer's size (HDF5
+    cannot store Norse's 0-d arrays as nir.write writes them)."""
+    import numpy as np
+
+    nir = pytest.importorskip("nir")
+    sizes = {
+        dst: graph.nodes[src].weight.shape[0]
+        for src, dst in graph.edges
+        if hasattr(graph.nodes[src], "weight")
+    }
+    for name, node in graph.nodes.items():
+        for key, value in list(vars(node).items()):
+            if key in ("input_type", "output_type", "metadata"):
+                continue
+            if isinstance(value, torch.Tensor):
+                value = value.detach().numpy()
+            if isinstance(value, np.ndarray) and value.size == 1 and name in sizes:
+                value = np.full((sizes[name],), float(value.reshape(-1)[0]), np.float32)
+            setattr(node, key, value)
+    if dt is not None:
+        graph.metadata["dt"] = dt
+    nir.write(path, graph)
+    return path
+
+
+def _norse_file(tmp_path: Path, kind: str) -> tuple[Path, float | None]:
+    """A Norse network for the 64 pixels of a digits image, exported with norse.to_nir."""
+    from torch import nn
+
+    norse = pytest.importorskip("norse.torch", reason="the Norse cases need norse")
+    torch.manual_seed(3)
+    dt = None
+    if kind == "iaf":
+        cells: list[Any] = [
+            norse.IAFCell(norse.IAFParameters(v_th=torch.tensor(0.7))),
+            norse.IAFCell(),
+        ]
+    else:
+        dt = 2.0**-10
+        lif = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(128.0), v_th=torch.tensor(0.3))
+        cells = [norse.LIFBoxCell(lif, dt=dt), norse.LIFBoxCell(lif, dt=dt)]
+    layers = [nn.Linear(64, 16), cells[0], nn.Linear(16, 10), cells[1]]
+    with torch.no_grad():
+        layers[0].weight.abs_()  # digits pixels are >= 0: the hidden layer fires
+        layers[2].weight.abs_().mul_(2)  # and so does the output layer
+    graph = norse.to_nir(norse.SequentialState(*layers), torch.zeros(1, 64), dt=dt or 1e-3)
+    # Norse 1.1 writes tau = dt / tau_mem_inv: in the graph's unit the step is dt**2
+    # (see docs/nir.md), recorded as the graph's dt
+    return _write_graph(graph, tmp_path / f"{kind}.nir", None if dt is None else dt**2), dt
+
+
+def _hand_built_file(tmp_path: Path) -> Path:
+    import numpy as np
+
+    nir = pytest.importorskip("nir")
+    gen = np.random.default_rng(5)
+    graph = nir.NIRGraph.from_list(
+        nir.Flatten(input_type={"input": np.array([1, 8, 8])}, start_dim=0),
+        nir.Affine(
+            weight=gen.uniform(0, 0.1, (12, 64)).astype(np.float32), bias=np.zeros(12, np.float32)
+        ),
+        nir.IF(
+            r=np.ones(12, np.float32),
+            v_threshold=np.full(12, 0.8, np.float32),
+            v_reset=np.zeros(12, np.float32),
+        ),
+        nir.Affine(
+            weight=gen.uniform(-0.5, 1, (10, 12)).astype(np.float32), bias=np.zeros(10, np.float32)
+        ),
+    )
+    path = tmp_path / "hand.nir"
+    nir.write(path, graph)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("kind", ["iaf", "lif", "hand"])
+def test_a_nir_file_is_simulated_recorded_and_reported(tmp_path: Path, kind: str) -> None:
+    from onespike.metrics import count_ops, estimate_energy
+
+    path = _hand_built_file(tmp_path) if kind == "hand" else _norse_file(tmp_path, kind)[0]
+    out = tmp_path / "run"
+    common = ["--dataset", "digits", "--limit", "25", "--check-samples", "2", "--out", str(out)]
+    output = _invoke(["run", "--model-file", str(path), "--steps", "12", *common])
+    (record_file,) = (out / "runs").glob("nir-T12-*.json")
+    record = json.loads(record_file.read_text())
+    neurons = {"iaf": "IF", "lif": "LIF", "hand": "IF"}[kind]
+    assert record["label"] == f"nir T=12, file {path}, neurons {neurons}"
+    assert record["label"] in output
+    # the record's numbers are count_ops of the same simulation
+    config = onespike.RateConfig(steps=12, reset="zero", initial_membrane=0.0)
+    net = onespike.from_nir(path, config=config)
+    images = load_dataset("digits", "test", limit=25).images
+    x = images.reshape(len(images), *net.input_shape)
+    result = onespike.simulate(net, x)
+    ops = count_ops(net, result)
+    summary = record["summary"]
+    assert summary["spikes"] == pytest.approx(ops.per_sample("spikes"))
+    assert summary["synops"] == pytest.approx(ops.per_sample("synops"))
+    assert summary["snn_energy_pj"] == pytest.approx(estimate_energy(ops, "45nm").per_sample_pj)
+    labels = load_dataset("digits", "test", limit=25).labels
+    assert summary["snn_accuracy"] == pytest.approx(
+        float((result.predictions == labels).float().mean())
+    )
+    assert summary["ann_accuracy"] is None
+    hidden = [p.name for p in net.populations if p.kind == "neuron" and not p.is_output]
+    assert ops.per_sample("spikes") > 0
+    assert float(result.spike_counts[hidden[0]].sum()) > 0
+    by_name = {layer["name"]: layer for layer in record["layers"]}
+    for layer in ops.layers:
+        assert by_name[layer.name]["synops"] == pytest.approx(layer.synops / ops.samples)
+    assert onespike.hardware.run(net, result).energy_pj > 0
+    # the report takes it alone and beside a converted run
+    _invoke(["report", str(out)])
+    page = (out / "report" / "report.html").read_text()
+    assert f"<th>{record['label']}</th>" in page
+    if kind == "hand":
+        _invoke(["run", "--method", "rate", "--steps", "8", "--epochs", "1", *common])
+        _invoke(["report", str(out)])
+        page = (out / "report" / "report.html").read_text()
+        assert f"<th>{record['label']}</th>" in page
+        assert "<th>rate T=8</th>" in page
+
+
+def test_conversion_options_are_refused_for_a_nir_file(tmp_path: Path) -> None:
+    path = _hand_built_file(tmp_path)
+    for option in (["--method", "rate"], ["--reset", "zero"], ["--percentile", "99"]):
+        args = ["run", "--model-file", str(path), *option, "--out", str(tmp_path / "x")]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        assert f"{option[0]} does not apply to the spiking network of --model-file" in result.output
