@@ -197,6 +197,15 @@ def test_export_with_the_defaults_runs_in_norse_with_identical_spike_counts(
     for name in hidden:
         assert float(result.spike_counts[name].sum()) > 0, name
         assert torch.equal(counts[name.replace(".", "_")], result.spike_counts[name]), name
+    # the exported file goes through run and the report as an imported network, with its T
+    run_dir = tmp_path / "run"
+    _invoke(["run", "--model-file", str(out), "--limit", "30", "--out", str(run_dir)])
+    (record,) = load_records(run_dir)
+    assert record["label"] == f"nir T=64, file {out}, neurons IF"
+    assert record["summary"]["snn_accuracy"] == pytest.approx(exported)
+    refused = CliRunner().invoke(main, ["run", "--model-file", str(out), "--steps", "8"])
+    assert refused.exit_code == 2
+    assert "converted for T=64; drop --steps" in refused.output
 
 
 # onespike run --model-file FILE.nir: imported networks in the report ---------------------

@@ -1083,8 +1083,11 @@ def _run_imported(
     run_steps = 64 if steps is None else steps
     if own:
         net = from_nir(graph)
-        if steps is not None:
-            net = replace(net, config=replace(net.config, steps=steps))
+        if steps is not None and steps != net.config.steps:
+            raise click.UsageError(
+                f"{path} is onespike's own export, converted for T={net.config.steps}; drop "
+                "--steps (or export again with --steps)"
+            )
         run_steps = net.config.steps
     else:
         net = from_nir(
