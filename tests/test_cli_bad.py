@@ -369,6 +369,7 @@ def test_a_dollar_in_a_record_does_not_break_the_report(
     (path,) = (run_dir / "runs").glob("*.json")
     record = json.loads(path.read_text())
     record["method"] = record["summary"]["method"] = "ttfs $\\frac{$ x"  # invalid TeX
+    record["label"] = "ttfs $\\frac{$ x T=4"  # the report labels runs by the record's label
     path.write_text(json.dumps(record))
     result = _invoke(["report", str(run_dir)])
     assert result.exit_code == 0, result.output

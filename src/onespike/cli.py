@@ -54,7 +54,13 @@ from onespike.models import MODELS, ModelSpec, build_model
 from onespike.network import SpikingNetwork
 from onespike.normalize import normalize
 from onespike.optimize import optimize_for_ttfs, restore_ttfs_aware, save_ttfs_aware
-from onespike.report import save_run_record, write_report
+from onespike.report import (
+    imported_summary,
+    record_path,
+    run_name,
+    save_run_record,
+    write_report,
+)
 from onespike.simulate import simulate
 from onespike.sources import ModelSource, check_json_args, load_module, model_source
 from onespike.stdb import STDBConfig, finetune_stdb, load_hybrid, save_hybrid
@@ -958,6 +964,193 @@ def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
     return load_hybrid(directory)[0]
 
 
+# Options that change the network a run simulates (or how it is priced), in the order a run's
+# record and label name them: (parameter, how the name reads; None: "--flag" spelling).
+_NETWORK_OPTIONS = (
+    ("no_rectifier", "no rectifier"),
+    ("percentile", None),
+    ("reset", None),
+    ("initial_membrane", None),
+    ("input_code", None),
+    ("threshold_scale", None),
+    ("dither", None),
+    ("binary", None),
+    ("early_exit", None),
+    ("leak", None),
+    ("threshold_init", None),
+    ("readout", None),
+    ("energy_model", None),
+)
+
+
+def _run_options(
+    model_file: _ModelFile | None, extras: dict[str, Any], out: Path
+) -> list[tuple[str, Any]]:
+    """``(name, value)`` of every option of the current command that changed the network from
+    the defaults, for :func:`onespike.report.run_name` (the record's file and label).
+
+    An option counts when its value differs from its default (a default given explicitly
+    names the same network). The model counts when it is a file from outside the run
+    directory: the run directory's own models (``out/model``, trained by an earlier run or by
+    ``onespike train --out``, and ``model-ttfs``/``model-hybrid`` beside it) are the models
+    its records compare; a TTFS-aware or STDB-fine-tuned model is named so. The seed counts
+    where it draws the network's input (Poisson) or dither.
+    """
+    context = click.get_current_context()
+    options_of = {p.name: p for p in context.command.params if isinstance(p, click.Option)}
+
+    def changed(name: str) -> bool:
+        if name not in context.params or name not in options_of:
+            return False
+        value = context.params[name]
+        if isinstance(value, bool):  # the flags named here are all off by default
+            return value
+        return bool(value != options_of[name].get_default(context))
+
+    options: list[tuple[str, Any]] = []
+    if model_file is not None and not model_file.trains:
+        source = model_file.source
+        where = model_file.weights if model_file.weights is not None else source.path
+        own = where.resolve().parent if where.is_file() else where.resolve()
+        if own.parent != out.resolve() or not own.name.startswith("model"):
+            named = f"{source.path}:{source.name}" if source.name else str(source.path)
+            if model_file.weights is not None:
+                named += f" ({model_file.weights})"
+            options.append(("model file", named))
+    if changed("seed") and (
+        context.params.get("input_code") == "poisson" or context.params.get("dither") is not None
+    ):
+        options.append(("seed", context.params["seed"]))
+    if "finetuned_ann_accuracy" in extras:
+        options.append(("ttfs-aware", True))
+    if extras.get("finetuned"):
+        options.append(("stdb fine-tuned", True))
+    for name, text in _NETWORK_OPTIONS:
+        if changed(name):
+            value = context.params[name]
+            spelled = name.replace("_", " ")
+            options.append((text or spelled, True if isinstance(value, bool) else value))
+    return options
+
+
+# What applies to a NIR file's network, which is spiking already (nothing to train or convert).
+_IMPORTED_OPTIONS = (
+    "dataset",
+    "data_dir",
+    "download",
+    "model_file",
+    "steps",
+    "energy_model",
+    "check_samples",
+    "limit",
+    "out",
+)
+_NIR_NEURONS = ("IF", "LIF", "CubaLIF", "LI")
+
+
+def _run_imported(
+    path: Path,
+    *,
+    dataset: str,
+    data_dir: Path | None,
+    download: bool,
+    steps: int | None,
+    energy_model: str,
+    check_samples: int,
+    limit: int | None,
+    out: Path,
+) -> None:
+    """``onespike run --model-file FILE.nir``: simulate the network of a NIR file on the test
+    set and write its results.json and run record, labelled by the file and its neurons."""
+    context = click.get_current_context()
+    _refuse_given(
+        [name for name in context.params if name not in _IMPORTED_OPTIONS],
+        f"to the spiking network of --model-file {path} (a NIR file is simulated as it stands: "
+        "nothing is trained or converted; only the data options, --steps, --energy-model, "
+        "--check-samples, --limit and --out apply)",
+    )
+    try:
+        import nir
+    except ImportError as exc:
+        raise click.ClickException(
+            "reading a NIR file needs the 'nir' extra: pip install 'onespike[nir]'"
+        ) from exc
+    from onespike.nir_io import MAX_VALUES, _read, from_nir
+
+    _check_output_dir(out, "--out", dirs=("runs",), files=("results.json",))
+    graph = _read(nir, path, MAX_VALUES)  # checked sizes; from_nir checks types and shapes
+    own = "onespike_network" in (getattr(graph, "metadata", None) or {})
+    run_steps = 64 if steps is None else steps
+    if own:
+        net = from_nir(graph)
+        if steps is not None and steps != net.config.steps:
+            raise click.UsageError(
+                f"{path} is onespike's own export, converted for T={net.config.steps}; drop "
+                "--steps (or export again with --steps)"
+            )
+        run_steps = net.config.steps
+    else:
+        net = from_nir(
+            graph, config=RateConfig(steps=run_steps, reset="zero", initial_membrane=0.0)
+        )
+    neurons = sorted({type(n).__name__ for n in graph.nodes.values()} & set(_NIR_NEURONS))
+    _, test_ds = _load_splits(dataset, data_dir, download, limit)
+    images = test_ds.images
+    if tuple(images.shape[1:]) != tuple(net.input_shape):
+        if images[0].numel() != math.prod(net.input_shape):
+            raise ShapeError(
+                f"{path} takes inputs of shape {tuple(net.input_shape)}, {dataset} images are "
+                f"{tuple(images.shape[1:])}; pass the dataset the network was built for"
+            )
+        click.echo(
+            f"feeding {dataset} images {tuple(images.shape[1:])} as {tuple(net.input_shape)} "
+            "(the file's input shape, same size)",
+            err=True,
+        )
+        test_ds = replace(test_ds, images=images.reshape(len(images), *net.input_shape))
+    click.echo(f"simulating {path} ({', '.join(neurons) or 'no'} neurons), T={run_steps}", err=True)
+    evaluation = evaluate_snn(net, test_ds, progress=True)
+    row = imported_summary(
+        dataset=dataset,
+        model=path.name,
+        method="nir",
+        steps=run_steps,
+        evaluation=evaluation,
+        energy_model=energy_model,
+    )
+    row["nir_file"] = str(path)
+    row["neurons"] = neurons
+    row["stepped_check"] = agreement(net, test_ds.images[: max(1, check_samples)])
+    if evaluation.step_correct is not None:
+        row["accuracy_by_steps"] = evaluation.accuracy_by_steps()
+    atomic_write_json(out / "results.json", row)
+    options: list[tuple[str, Any]] = [("file", str(path)), ("neurons", "+".join(neurons) or "none")]
+    stem, run_label = run_name("nir", run_steps, options)
+    replaced = record_path(out, "nir", run_steps, stem).exists()
+    record = save_run_record(
+        out,
+        row,
+        net=net,
+        evaluation=evaluation,
+        ann_graph=None,
+        sample=test_ds.images[:1],
+        label=int(test_ds.labels[0]),
+        options=options,
+    )
+    click.echo(
+        f"{path.name} on {dataset}: SNN accuracy {100 * row['snn_accuracy']:.2f} %, "
+        f"{row['spikes_per_neuron']:.3f} spikes per neuron, {row['synops']:,.0f} synops and "
+        f"{row['snn_energy_pj'] / 1e3:,.1f} nJ ({row['energy_model']}) per inference"
+    )
+    click.echo(f"results written to {out / 'results.json'}", err=True)
+    click.echo(
+        f"report data of {run_label!r} written to {record}"
+        + (" (replacing the record of an identical earlier run)" if replaced else "")
+        + f" (draw it: onespike report {out})",
+        err=True,
+    )
+
+
 @main.command("run")
 @_data_options
 @_model_options
@@ -1104,8 +1297,24 @@ def run_command(
     limit: int | None,
     out: Path,
 ) -> None:
-    """Train (or load), convert, simulate and compare a spiking network with its ANN."""
+    """Train (or load), convert, simulate and compare a spiking network with its ANN.
+
+    With --model-file FILE.nir: simulate the spiking network a NIR file holds (from onespike
+    or another tool) and record it beside the converted runs."""
     _refuse_for_dataset(dataset)
+    if model_file is not None and model_file.source.path.suffix.lower() == ".nir":
+        _run_imported(
+            model_file.source.path,
+            dataset=dataset,
+            data_dir=data_dir,
+            download=download,
+            steps=steps,
+            energy_model=energy_model,
+            check_samples=check_samples,
+            limit=limit,
+            out=out,
+        )
+        return
     _refuse_inapplicable(method)
     if target_accuracy is None:
         _refuse_given(
@@ -1228,6 +1437,9 @@ def run_command(
     if evaluation.step_correct is not None:
         row["accuracy_by_steps"] = evaluation.accuracy_by_steps()
     atomic_write_json(out / "results.json", row)
+    options = _run_options(model_file, extras, out)
+    stem, run_label = run_name(method, steps, options)
+    replaced = record_path(out, method, steps, stem).exists()
     record = save_run_record(
         out,
         row,
@@ -1236,10 +1448,16 @@ def run_command(
         ann_graph=graph,
         sample=test_ds.images[:1],
         label=int(test_ds.labels[0]),
+        options=options,
     )
     _print_table(row)
     click.echo(f"results written to {out / 'results.json'}", err=True)
-    click.echo(f"report data written to {record} (draw it: onespike report {out})", err=True)
+    click.echo(
+        f"report data of {run_label!r} written to {record}"
+        + (" (replacing the record of an identical earlier run)" if replaced else "")
+        + f" (draw it: onespike report {out})",
+        err=True,
+    )
 
 
 def _print_table(row: dict[str, Any]) -> None:
@@ -1957,7 +2175,7 @@ def export_command(
     # Calibrate (and fine-tune) on the images the model trained on, never on those it
     # held out (model.json records them).
     train_ds, _ = _held_out(meta, train_ds)
-    net, _, _, _ = _evaluation_network(
+    net, graph, _, _ = _evaluation_network(
         model,
         meta,
         model_file,
@@ -1978,6 +2196,37 @@ def export_command(
         f"wrote {path} ({export_format}): {_model_label(spec)} on {dataset}, {method} with "
         f"T={net.config.steps}, {len(net.populations)} populations; ANN test accuracy "
         f"{ann_accuracy:.4f}"
+    )
+    click.echo(_export_accuracies(net, graph, test_ds))
+
+
+def _export_accuracies(net: SpikingNetwork, graph: Graph, test_ds: Dataset) -> str:
+    """The test accuracy of the exported network and, for a rate network, beside it that of
+    the same conversion with ``onespike run --method rate``'s defaults for what NIR cannot
+    hold (reset and starting membrane), on the same T, calibration and test images."""
+    exported = evaluate_snn(net, test_ds).accuracy
+    line = f"exported network (NIR-exact): SNN test accuracy {exported:.4f}"
+    line += f" on {len(test_ds)} test images"
+    config = net.config
+    if not isinstance(config, RateConfig):
+        return line
+    run_defaults = {
+        p.name: p.get_default(click.get_current_context())
+        for p in run_command.params
+        if p.name in ("reset", "initial_membrane")
+    }
+    default = replace(
+        config,
+        reset=run_defaults["reset"],  # type: ignore[arg-type]
+        initial_membrane=float(run_defaults["initial_membrane"]),  # type: ignore[arg-type]
+    )
+    if default == config:
+        return line + " (the same conversion as onespike run --method rate)"
+    reference = evaluate_snn(convert(graph, default), test_ds).accuracy
+    return (
+        f"{line}; onespike run's rate conversion (reset {default.reset}, membranes from "
+        f"{default.initial_membrane:g} x threshold, which NIR cannot hold): {reference:.4f} "
+        f"(NIR's semantics: {100 * (exported - reference):+.2f} points)"
     )
 
 

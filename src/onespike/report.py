@@ -3,12 +3,13 @@
 Two halves, joined by plain JSON files:
 
 - **record** (:func:`save_run_record`, called by ``onespike run``): next to ``results.json``,
-  each run also writes ``RUN_DIR/runs/<method>-T<steps>.json`` holding the summary row that
+  each run also writes ``RUN_DIR/runs/<name>.json`` (:func:`run_name`: the method, T and every
+  option that changed the network, e.g. ``ttfs-T8-no-rectifier.json``) holding the summary row that
   ``results.json`` holds, the accuracy after every time step (rate and hybrid codes), the
   per-layer counts of the spiking network and of its ANN, the energy split by kind, and a
   spike raster of the first test sample. Running ``onespike run`` with ``--method ttfs``,
-  ``rate`` and ``hybrid`` into one ``--out`` leaves three records there; a later run of the
-  same method and T replaces its record.
+  ``rate`` and ``hybrid`` into one ``--out`` leaves three records there; only a later run
+  with the same method, T and options replaces a record.
 - **report** (:func:`write_report`): reads every record (and ``hardware.json`` when
   ``onespike hardware`` wrote one into the same directory), draws the figures with matplotlib
   (the ``plot`` extra, imported only here and only when drawing), writes them as PNG files in
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import html
 import io
 import json
@@ -55,7 +57,7 @@ from torch import Tensor
 from onespike._fs import atomic_write_bytes, atomic_write_text, read_json
 from onespike.convert.config import RateConfig
 from onespike.errors import ConfigError, CorruptFileError, MissingFileError, ShapeError
-from onespike.evaluate import SNNEvaluation
+from onespike.evaluate import DECISION_KEYS, SNNEvaluation
 from onespike.graph import Graph
 from onespike.hardware.report import COMPONENTS
 from onespike.metrics import EnergyReport, count_ops, estimate_energy
@@ -72,8 +74,10 @@ __all__ = [
     "RASTER_STEPS",
     "RECORD_FORMAT",
     "RECORD_VERSION",
+    "imported_summary",
     "load_records",
     "record_path",
+    "run_name",
     "save_run_record",
     "spike_raster",
     "write_report",
@@ -93,9 +97,46 @@ _SUMMARY_KEYS = ("dataset", "model", "method", "steps", "ann_accuracy", "snn_acc
 
 
 # recording -------------------------------------------------------------------------------------
-def record_path(run_dir: str | os.PathLike[str], method: str, steps: int) -> Path:
-    """Where the record of one method and T lives: ``RUN_DIR/runs/<method>-T<steps>.json``."""
-    return Path(run_dir) / "runs" / f"{method}-T{steps}.json"
+def run_name(method: str, steps: int, options: Sequence[tuple[str, Any]] = ()) -> tuple[str, str]:
+    """The file stem and the report label of one run, from every option that changed its
+    network (and only those: an option left at its default is not passed).
+
+    Args:
+        method: the spiking method.
+        steps: T.
+        options: ``(name, value)`` pairs in the order they are to be named: ``True`` names a
+            flag (``("no rectifier", True)`` -> ``no rectifier``), any other value is named
+            with it (``("reset", "zero")`` -> ``reset zero``).
+
+    Returns:
+        ``(stem, label)``, e.g. ``("ttfs-T8-no-rectifier", "ttfs T=8, no rectifier")``. Two
+        runs share a stem only when their method, T and options are all the same; a value
+        with characters a file name should not carry is named by its characters that can be,
+        plus a short hash of the whole value, so two different values never share a stem.
+    """
+    stem = [f"{method}-T{steps}"]
+    label = [f"{method} T={steps}"]
+    for name, value in options:
+        if value is False or value is None:
+            raise ConfigError(f"option {name!r} is at its default ({value!r}); leave it out")
+        text = name if value is True else f"{name} {value}"
+        label.append(text)
+        safe = "".join(c if c.isalnum() or c in "._" else "-" for c in text.lower())
+        safe = "-".join(part for part in safe.split("-") if part)
+        if value is not True and not str(value).replace(".", "").replace("_", "").isalnum():
+            digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
+            safe = f"{safe[:40]}-{digest}"
+        stem.append(safe)
+    return "-".join(stem), ", ".join(label)
+
+
+def record_path(
+    run_dir: str | os.PathLike[str], method: str, steps: int, stem: str | None = None
+) -> Path:
+    """Where the record of one run lives: ``RUN_DIR/runs/<stem>.json``, the stem from
+    :func:`run_name` (default ``<method>-T<steps>``, a run with every option at its
+    default)."""
+    return Path(run_dir) / "runs" / f"{stem or f'{method}-T{steps}'}.json"
 
 
 def spike_raster(
@@ -212,20 +253,26 @@ def save_run_record(
     *,
     net: SpikingNetwork,
     evaluation: SNNEvaluation,
-    ann_graph: Graph,
+    ann_graph: Graph | None,
     sample: Tensor,
     label: int | None = None,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> Path:
-    """Write what the report needs about one run to :func:`record_path` (atomically).
+    """Write what the report needs about one run to :func:`record_path` (atomically),
+    named by :func:`run_name` from ``options``; a record of the same name (an identical
+    run) is replaced.
 
     Args:
         run_dir: the run directory (``onespike run --out``).
         row: the :func:`onespike.evaluate.summarize` row (as written to ``results.json``).
         net: the simulated network.
         evaluation: its evaluation on the test set.
-        ann_graph: the ANN's graph, for per-layer MACs.
+        ann_graph: the ANN's graph, for per-layer MACs; ``None`` for a network with no ANN
+            (imported from NIR: ``row`` from :func:`imported_summary`).
         sample: ``(1, *input_shape)``: the first test sample, for the raster.
         label: its true class.
+        options: ``(name, value)`` of every option that changed the network from the
+            defaults (see :func:`run_name`); recorded, and named in the file and the label.
 
     Returns:
         The record's path.
@@ -234,7 +281,7 @@ def save_run_record(
         if key not in row:
             raise ConfigError(f"the summary row lacks {key!r}; pass the row of summarize()")
     ops = evaluation.ops
-    ann_ops = count_ops(ann_graph, ops.samples)
+    ann_ops = None if ann_graph is None else count_ops(ann_graph, ops.samples)
     model = str(row.get("energy_model", "45nm"))
     layers = [
         {
@@ -254,15 +301,18 @@ def save_run_record(
             "name": layer.name,
             "kind": layer.kind,
             "neurons": layer.neurons,
-            "macs": layer.macs / ann_ops.samples,
+            "macs": layer.macs / ops.samples,  # count_ops(ann_graph, ops.samples)
         }
-        for layer in ann_ops.layers
+        for layer in (ann_ops.layers if ann_ops is not None else [])
     ]
+    stem, run_label = run_name(str(row["method"]), int(row["steps"]), options)
     record = {
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
         "method": row["method"],
         "steps": row["steps"],
+        "label": run_label,
+        "options": [[name, value] for name, value in options],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "summary": row,
         "accuracy_by_steps": (
@@ -272,13 +322,61 @@ def save_run_record(
         "ann_layers": ann_layers,
         "energy": {
             "snn": _energy_split(estimate_energy(ops, model)),
-            "ann": _energy_split(estimate_energy(ann_ops, model)),
+            "ann": None if ann_ops is None else _energy_split(estimate_energy(ann_ops, model)),
         },
         "raster": spike_raster(net, sample, label=label),
     }
-    path = record_path(run_dir, str(row["method"]), int(row["steps"]))
+    path = record_path(run_dir, str(row["method"]), int(row["steps"]), stem)
     atomic_write_text(path, json.dumps(record, separators=(",", ":")) + "\n")
     return path
+
+
+def imported_summary(
+    *,
+    dataset: str,
+    model: str,
+    method: str,
+    steps: int,
+    evaluation: SNNEvaluation,
+    energy_model: str,
+) -> dict[str, Any]:
+    """The summary row of :func:`onespike.evaluate.summarize` for a network with no ANN (one
+    imported from NIR): the same counts and energy per inference, every ANN field ``None``.
+    Such a network is rate-coded (no decision-time fields: ``None`` as for rate rows)."""
+    ops = evaluation.ops
+    energy = estimate_energy(ops, energy_model)
+    neurons = [layer for layer in ops.layers if layer.kind == "neuron"]
+    clipped = sum(evaluation.clipped.get(layer.name, 0) for layer in neurons)
+    return {
+        "dataset": dataset,
+        "model": model,
+        "method": method,
+        "steps": steps,
+        "ann_accuracy": None,
+        "snn_accuracy": evaluation.accuracy,
+        "spikes_per_neuron": ops.spikes_per_neuron(),
+        "spikes": ops.per_sample("spikes"),
+        "synops": ops.per_sample("synops"),
+        "synaptic_events": ops.per_sample("synaptic_events"),
+        "snn_macs": ops.per_sample("macs"),
+        "ann_macs": None,
+        "snn_energy_pj": energy.per_sample_pj,
+        "ann_energy_pj": None,
+        "energy_ratio_vs_ann": None,
+        "energy_model": energy.model.name,
+        "energy_counts": energy.model.counts,
+        "latency_steps": evaluation.steps,
+        "mean_latency_steps": evaluation.mean_latency_steps,
+        **dict.fromkeys(DECISION_KEYS),
+        "clipped_per_sample": sum(evaluation.clipped.values()) / evaluation.samples,
+        "early_spike_fraction": clipped / (evaluation.samples * sum(n.neurons for n in neurons)),
+        "samples": evaluation.samples,
+    }
+
+
+def _ann_record(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first record with an ANN (imported networks have none), the figures' reference."""
+    return next((r for r in records if r["summary"].get("ann_accuracy") is not None), None)
 
 
 # loading ---------------------------------------------------------------------------------------
@@ -351,7 +449,9 @@ def load_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     for path in paths:
         data = read_json(path, f"delete it or rewrite it with `onespike run --out {run_dir}`")
         records.append(_check_record(data, path, run_dir))
-    records.sort(key=lambda r: (_METHOD_ORDER.get(str(r["method"]), 9), r["method"], r["steps"]))
+    records.sort(
+        key=lambda r: (_METHOD_ORDER.get(str(r["method"]), 9), r["method"], r["steps"], _label(r))
+    )
     return records
 
 
@@ -395,22 +495,31 @@ def _literal_text(draw: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _label(record: dict[str, Any]) -> str:
-    return f"{record['method']} T={record['steps']}"
+    """The run's label (records older than labels: method and T)."""
+    label = record.get("label")
+    return label if isinstance(label, str) else f"{record['method']} T={record['steps']}"
 
 
 def _color(record: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
-    """The method's colour; runs of one method at several T get lighter shades as T grows."""
+    """The method's colour; runs of one method at several T (or options) get lighter shades as
+    T grows."""
     base = _METHOD_COLORS.get(str(record["method"]), "#9467bd")
-    group = sorted(int(r["steps"]) for r in records if r["method"] == record["method"])
+    group = sorted((int(r["steps"]), _label(r)) for r in records if r["method"] == record["method"])
     if len(group) < 2:
         return base
-    white = 0.6 * group.index(int(record["steps"])) / (len(group) - 1)
+    white = 0.6 * group.index((int(record["steps"]), _label(record))) / (len(group) - 1)
     rgb = [int(base[i : i + 2], 16) for i in (1, 3, 5)]
     return "#" + "".join(f"{round(c + (255 - c) * white):02x}" for c in rgb)
 
 
 def _ann_accuracies(records: Sequence[dict[str, Any]]) -> list[float]:
-    return sorted({round(float(r["summary"]["ann_accuracy"]), 6) for r in records})
+    return sorted(
+        {
+            round(float(r["summary"]["ann_accuracy"]), 6)
+            for r in records
+            if r["summary"]["ann_accuracy"] is not None
+        }
+    )
 
 
 @_literal_text
@@ -532,9 +641,13 @@ def _figure_layers(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
             color=_color(record, records),
             label=f"{_label(record)}: synops",
         )
-    ann = {layer["name"]: float(layer["macs"]) for layer in records[0]["ann_layers"]}
-    x_ann = [p - 0.4 + width * (len(records) + 0.5) for p in positions]
-    bottom.bar(x_ann, [ann.get(n, 0.0) for n in names], width, color=_ANN_COLOR, label="ANN: MACs")
+    reference = _ann_record(records)
+    if reference is not None:
+        ann = {layer["name"]: float(layer["macs"]) for layer in reference["ann_layers"]}
+        x_ann = [p - 0.4 + width * (len(records) + 0.5) for p in positions]
+        bottom.bar(
+            x_ann, [ann.get(n, 0.0) for n in names], width, color=_ANN_COLOR, label="ANN: MACs"
+        )
     top.set_ylabel("spikes per neuron\nper inference")
     top.set_title("Spikes per neuron, per layer (mean over the test samples)")
     top.legend(fontsize=8)
@@ -612,12 +725,17 @@ def _figure_cost(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     from matplotlib.ticker import EngFormatter
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.8))
-    ann = records[0]["summary"]
-    labels = ["ANN", *(_label(r) for r in records)]
-    macs = [float(ann["ann_macs"]), *(float(r["summary"]["snn_macs"]) for r in records)]
-    synops = [0.0, *(float(r["summary"]["synops"]) for r in records)]
+    reference = _ann_record(records)  # None: only imported networks, no ANN to draw
+    ann = (reference or records[0])["summary"]
+    first = [] if reference is None else ["ANN"]
+    labels = [*first, *(_label(r) for r in records)]
+    macs = [
+        *([float(ann["ann_macs"])] if reference else []),
+        *(float(r["summary"]["snn_macs"]) for r in records),
+    ]
+    synops = [*([0.0] if reference else []), *(float(r["summary"]["synops"]) for r in records)]
     extra = [
-        0.0,
+        *([0.0] if reference else []),
         *(float(r["summary"]["synaptic_events"]) - float(r["summary"]["synops"]) for r in records),
     ]
     left.bar(labels, macs, color="#7f7f7f", label="MACs (multiply-accumulates)")
@@ -625,14 +743,19 @@ def _figure_cost(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     tops = [a + b for a, b in zip(macs, synops, strict=True)]
     left.bar(labels, extra, bottom=tops, color="#aec7e8", label="bias / counter / rectifier events")
     tops = [a + b for a, b in zip(tops, extra, strict=True)]
-    left.axhline(float(ann["ann_macs"]), color=_ANN_COLOR, linestyle="--", linewidth=1, label="ANN")
+    if reference is not None:
+        left.axhline(
+            float(ann["ann_macs"]), color=_ANN_COLOR, linestyle="--", linewidth=1, label="ANN"
+        )
     left.yaxis.set_major_formatter(EngFormatter())
     left.set_ylabel("operations per inference")
     left.set_title("Operations per inference")
     left.set_ylim(0, max(tops) * 1.45)
     left.legend(fontsize=8, loc="upper left")
 
-    energy = [records[0]["energy"]["ann"], *(r["energy"]["snn"] for r in records)]
+    energy = [r["energy"]["snn"] for r in records]
+    if reference is not None:
+        energy.insert(0, reference["energy"]["ann"])
     bottom = [0.0] * len(labels)
     for key, name, color in (
         ("compute_pj", "compute (MACs, adds)", "#d62728"),
@@ -644,9 +767,14 @@ def _figure_cost(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
             continue
         right.bar(labels, values, bottom=bottom, color=color, label=name)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    ann_energy = float(ann["ann_energy_pj"])
-    right.axhline(ann_energy * 1e-12, color=_ANN_COLOR, linestyle="--", linewidth=1, label="ANN")
-    for i, record in enumerate(records, start=1):
+    if reference is not None:
+        ann_energy = float(ann["ann_energy_pj"])
+        right.axhline(
+            ann_energy * 1e-12, color=_ANN_COLOR, linestyle="--", linewidth=1, label="ANN"
+        )
+    for i, record in enumerate(records, start=len(first)):
+        if reference is None or record["summary"]["ann_accuracy"] is None:
+            continue  # no ANN of its own (imported): no ratio
         ratio = float(record["summary"]["snn_energy_pj"]) / ann_energy
         right.annotate(
             f"{ratio:.2f}x ANN",
@@ -744,10 +872,13 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
         return [name, *(cell(r["summary"]) for r in records)]
 
     def pct(key: str) -> Any:
-        return lambda s: f"{100 * float(s[key]):.2f} %"
+        return lambda s: "-" if s[key] is None else f"{100 * float(s[key]):.2f} %"
 
     def eng(key: str, scale: float = 1.0, unit: str = "") -> Any:
-        return lambda s: _eng(float(s[key]) * scale, unit)
+        return lambda s: "-" if s[key] is None else _eng(float(s[key]) * scale, unit)
+
+    def no_ann(cell: Any) -> Any:  # an imported network has no ANN: "-"
+        return lambda s: "-" if s.get("ann_accuracy") is None else cell(s)
 
     def check(s: dict[str, Any]) -> str:
         c = s.get("stepped_check")
@@ -761,7 +892,7 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
         row("ANN test accuracy (float)", pct("ann_accuracy")),
         row(
             "SNN - ANN (points)",
-            lambda s: f"{100 * (float(s['snn_accuracy']) - float(s['ann_accuracy'])):+.2f}",
+            no_ann(lambda s: f"{100 * (float(s['snn_accuracy']) - float(s['ann_accuracy'])):+.2f}"),
         ),
         row("latency (time steps)", lambda s: f"{s['latency_steps']}"),
         row("decision: first output spike (mean / max steps)", _decision),
@@ -772,7 +903,10 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
         row("ANN MACs / inference", eng("ann_macs")),
         row("SNN energy / inference", eng("snn_energy_pj", 1e-12, "J")),
         row("ANN energy / inference", eng("ann_energy_pj", 1e-12, "J")),
-        row("SNN energy / ANN energy", lambda s: f"{float(s['energy_ratio_vs_ann']):.3f}x"),
+        row(
+            "SNN energy / ANN energy",
+            no_ann(lambda s: f"{float(s['energy_ratio_vs_ann']):.3f}x"),
+        ),
         row(
             "energy model (what it counts)",
             lambda s: f"{s.get('energy_model', '?')} ({s.get('energy_counts', 'compute only')})",
@@ -785,7 +919,8 @@ def _summary_table(records: Sequence[dict[str, Any]]) -> str:
 
 def _layer_tables(records: Sequence[dict[str, Any]]) -> str:
     names = _layer_names(records)
-    ann = {layer["name"]: float(layer["macs"]) for layer in records[0]["ann_layers"]}
+    reference = _ann_record(records)
+    ann = {layer["name"]: float(layer["macs"]) for layer in (reference or {}).get("ann_layers", [])}
     kinds = {
         layer["name"]: (layer["kind"], int(layer["neurons"]))
         for r in records
@@ -863,7 +998,11 @@ p.note{color:#444}p.warn{color:#a00}code{background:#f3f3f3;padding:0 .2em}
 
 def _page(run_dir: Path, records: Sequence[dict[str, Any]], sections: Sequence[_Section]) -> str:
     datasets = sorted({f"{r['summary']['dataset']} / {r['summary']['model']}" for r in records})
-    anns = {(r["summary"]["ann_accuracy"], r["summary"]["ann_macs"]) for r in records}
+    anns = {
+        (r["summary"]["ann_accuracy"], r["summary"]["ann_macs"])
+        for r in records
+        if r["summary"]["ann_accuracy"] is not None
+    }
     warning = (
         '<p class="warn">The runs in this directory come from different ANNs (dataset, model '
         "or training differ); the figures compare each with the ANN of the first run.</p>"
@@ -921,7 +1060,8 @@ def write_report(
             "summary",
             "Summary",
             "One column per run recorded in this directory (<code>runs/*.json</code>, one per "
-            "method and T; a later run of the same method and T replaces its column). Counts "
+            "method, T and options that changed the network; only a later run with the same "
+            "method, T and options replaces its column). Counts "
             "and energies are means per inference over the test samples; the energy model "
             "prices both networks' counts the same way. <i>All synaptic events</i> adds the "
             "bias, counter and rectifier events of TTFS neurons and the bias currents to the "
