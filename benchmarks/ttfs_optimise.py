@@ -22,6 +22,7 @@ import argparse
 import os
 import platform
 import sys
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -200,6 +201,8 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small subsets, 1 epoch (CI)")
     args = parser.parse_args()
+    load_start = list(os.getloadavg())
+    started = time.perf_counter()
     args.out = out_dir(args.out, args.quick)
     torch.set_num_threads(args.threads)
     suffix = "-quick" if args.quick else ""
@@ -280,6 +283,9 @@ def main() -> int:
         "cpu_count": os.cpu_count(),
         "torch_threads": args.threads,
         "torch": torch.__version__,
+        "loadavg_start": load_start,
+        "loadavg_end": list(os.getloadavg()),
+        "seconds": time.perf_counter() - started,
         "finetune": {
             n[3]: {"epochs": n[4], "lr": n[5], "optimizer": "adam+cosine"} for n in NETWORKS
         },
