@@ -131,11 +131,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def decision(row: dict[str, Any]) -> str:
+    """Mean / max step of the first output spike; rows written before it was recorded: '-'."""
+    if "decision_steps_mean" not in row:
+        return "-"
+    return f"{row['decision_steps_mean']:.1f} / {row['decision_steps_max']:g}"
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| dataset | model | method | T | ANN acc. | fine-tuned ANN | SNN acc. | clipped | "
-        "spikes/neuron | energy vs ANN | latency |",
-        "|" + "---|" * 11,
+        "spikes/neuron | energy vs ANN | latency | decision mean / max |",
+        "|" + "---|" * 12,
     ]
     for r in rows:
         tuned = r.get("finetuned_ann_accuracy")
@@ -144,7 +151,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{100 * r['ann_accuracy']:.2f}% | "
             f"{'' if tuned is None else f'{100 * tuned:.2f}%'} | {100 * r['snn_accuracy']:.2f}% | "
             f"{100 * r['early_spike_fraction']:.3f}% | {r['spikes_per_neuron']:.3f} | "
-            f"{r['energy_ratio_vs_ann']:.3f} | {r['latency_steps']} |"
+            f"{r['energy_ratio_vs_ann']:.3f} | {r['latency_steps']} | {decision(r)} |"
         )
     return "\n".join(lines) + "\n"
 
