@@ -22,6 +22,7 @@ import argparse
 import os
 import platform
 import sys
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,11 +131,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def decision(row: dict[str, Any]) -> str:
+    """Mean / max step of the first output spike; rows written before it was recorded: '-'."""
+    if "decision_steps_mean" not in row:
+        return "-"
+    return f"{row['decision_steps_mean']:.1f} / {row['decision_steps_max']:g}"
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| dataset | model | method | T | ANN acc. | fine-tuned ANN | SNN acc. | clipped | "
-        "spikes/neuron | energy vs ANN | latency |",
-        "|" + "---|" * 11,
+        "spikes/neuron | energy vs ANN | latency | decision mean / max |",
+        "|" + "---|" * 12,
     ]
     for r in rows:
         tuned = r.get("finetuned_ann_accuracy")
@@ -143,7 +151,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{100 * r['ann_accuracy']:.2f}% | "
             f"{'' if tuned is None else f'{100 * tuned:.2f}%'} | {100 * r['snn_accuracy']:.2f}% | "
             f"{100 * r['early_spike_fraction']:.3f}% | {r['spikes_per_neuron']:.3f} | "
-            f"{r['energy_ratio_vs_ann']:.3f} | {r['latency_steps']} |"
+            f"{r['energy_ratio_vs_ann']:.3f} | {r['latency_steps']} | {decision(r)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -200,6 +208,8 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small subsets, 1 epoch (CI)")
     args = parser.parse_args()
+    load_start = list(os.getloadavg())
+    started = time.perf_counter()
     args.out = out_dir(args.out, args.quick)
     torch.set_num_threads(args.threads)
     suffix = "-quick" if args.quick else ""
@@ -280,6 +290,9 @@ def main() -> int:
         "cpu_count": os.cpu_count(),
         "torch_threads": args.threads,
         "torch": torch.__version__,
+        "loadavg_start": load_start,
+        "loadavg_end": list(os.getloadavg()),
+        "seconds": time.perf_counter() - started,
         "finetune": {
             n[3]: {"epochs": n[4], "lr": n[5], "optimizer": "adam+cosine"} for n in NETWORKS
         },
