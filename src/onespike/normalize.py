@@ -157,7 +157,7 @@ def activation_scales(
         for name, count in counts.items()
     }
     top = {p.name: torch.empty(0) for p in pops}
-    bar = tqdm(inputs, desc="normalize", unit="batch", disable=not progress)
+    bar = tqdm(inputs, desc="normalize", unit="batch", disable=None if progress else True)
     with torch.no_grad():
         for x in bar:
             _, acts = run_graph(graph, x.float(), record=True)
