@@ -1838,7 +1838,7 @@ class _AliasedOption(click.Option):
         finally:
             self.opts = kept
 
-    def get_error_hint(self, ctx: click.Context) -> str:
+    def get_error_hint(self, ctx: click.Context | None) -> str:
         return f"'{self.opts[0]}'"
 
 
