@@ -111,7 +111,7 @@ def test_options_that_do_not_apply_are_refused(
     name: str, args: list[str], fragments: list[str], models: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    flag = "--output" if args[0] == "export" else "--out"
+    flag = "--out"
     target = out / "net.nir" if args[0] == "export" else out
     result = _invoke([*_fill(args, models), flag, str(target)])
     _check_refused(result, 2, *fragments)
@@ -169,7 +169,7 @@ def test_numbers_out_of_range_are_usage_errors(
     name: str, args: list[str], flag: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    option = "--output" if args[0] == "export" else "--out"
+    option = "--out"
     target = out / "net.nir" if args[0] == "export" else out
     result = _invoke([*args, option, str(target)])
     _check_refused(result, 2, f"Invalid value for '{flag}'", "is not in the range")
@@ -249,7 +249,7 @@ def test_a_model_of_another_dataset_is_refused_before_loading(
 
     monkeypatch.setattr(cli, "_load_splits", never)
     out = tmp_path / "out"
-    option = "--output" if command[0] == "export" else "--out"
+    option = "--out"
     target = out / "net.nir" if command[0] == "export" else out
     args = [*command, "--dataset", "mnist", "--model-file", str(models["model"])]
     result = _invoke([*args, option, str(target)])
@@ -270,9 +270,9 @@ OUTPUTS = [
     ("evaluate --out is a file", ["evaluate", "--out", "{file}"], "is a file, but a directory"),
     ("hardware --out is a file", ["hardware", "--out", "{file}"], "is a file, but a directory"),
     ("run --out under a file", ["run", "--out", "{file}/sub"], "cannot be created inside it"),
-    ("export --output under a file", ["export", "--output", "{file}/net.nir"],
-     "the directory of --output"),
-    ("export --output is a directory", ["export", "--output", "{dir}"],
+    ("export --output under a file", ["export", "--out", "{file}/net.nir"],
+     "the directory of --out"),
+    ("export --output is a directory", ["export", "--out", "{dir}"],
      "is a directory, but a file is expected"),
     ("run results.json is a directory", ["run", "--out", "{dir}"],
      "results.json is a directory"),
@@ -282,7 +282,7 @@ OUTPUTS = [
      "model-ttfs is a file"),
     ("hardware hardware.png is a directory", ["hardware", "--out", "{dir}"],
      "hardware.png is a directory"),
-    ("export: model beside it is a file", ["export", "--output", "{dir}/net.nir"],
+    ("export: model beside it is a file", ["export", "--out", "{dir}/net.nir"],
      "model is a file"),
 ]  # fmt: skip
 # What stands in the way in {dir}, per case ("/" marks a directory).

@@ -13,7 +13,7 @@ The pipeline, one function per stage::
     cost = onespike.hardware.run(net, result)            # cycles, latency, energy, power
 """
 
-from onespike import hardware
+from onespike import evaluate, hardware
 from onespike.convert import HybridConfig, RateConfig, TTFSConfig, convert
 from onespike.errors import (
     CalibrationWarning,
@@ -82,6 +82,7 @@ __all__ = [
     "convert",
     "count_ops",
     "estimate_energy",
+    "evaluate",
     "extract",
     "finetune_stdb",
     "from_nir",

@@ -675,6 +675,8 @@ def _given(name: str) -> bool:
 def _flag(name: str) -> str:
     """The command-line spelling of parameter ``name`` of the current command."""
     for param in click.get_current_context().command.params:
+        if param.name == name and isinstance(param, _AliasedOption):
+            return param.opts[0]  # the current spelling, not an old alias
         if param.name == name and isinstance(param, click.Option):
             return max(param.opts, key=len)
     return "--" + name.replace("_", "-")
@@ -2042,6 +2044,22 @@ def _print_hardware(report: HardwareReport, record: dict[str, Any]) -> None:
 
 
 # export ---------------------------------------------------------------------------------------
+class _AliasedOption(click.Option):
+    """An option whose later spellings are old names kept working: ``--help`` and the error
+    messages name only the first (current) one."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        kept = self.opts
+        self.opts = kept[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = kept
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        return f"'{self.opts[0]}'"
+
+
 @main.command("export")
 @_data_options
 @_model_options
@@ -2099,7 +2117,10 @@ def _print_hardware(report: HardwareReport, record: dict[str, Any]) -> None:
 @_percentile_option
 @_limit_option
 @click.option(
+    "--out",
     "--output",
+    "output",
+    cls=_AliasedOption,
     type=click.Path(path_type=Path),
     default=Path("runs/export/network.nir"),
     show_default=True,
@@ -2156,9 +2177,9 @@ def export_command(
     )
     check_config(method_config(16 if steps is None else steps))  # refuse before any training
     _check_model_record(model_file, dataset)
-    _check_output_file(output, "--output")
+    _check_output_file(output, "--out")
     if model_file is None or model_file.trains:  # the model trained here is saved beside it
-        _check_output_dir(output.parent, "the directory of --output", dirs=("model", "checkpoints"))
+        _check_output_dir(output.parent, "the directory of --out", dirs=("model", "checkpoints"))
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,

@@ -112,7 +112,12 @@ def evaluate_snn(
     Returns:
         The accumulated evaluation (its per-sample tensors on the CPU).
     """
-    bar = tqdm(total=len(dataset), desc=f"simulate ({method})", unit="img", disable=not progress)
+    bar = tqdm(
+        total=len(dataset),
+        desc=f"simulate ({method})",
+        unit="img",
+        disable=None if progress else True,
+    )
     total = _Totals()
     for images, labels in _batches(dataset, batch_size):
         total.add(net, simulate(net, images, method=method), labels)
@@ -145,7 +150,12 @@ def evaluate_snn_steps(
     """
     if not isinstance(net.config, RateConfig):
         raise ConfigError("evaluate_snn_steps needs a network converted with RateConfig")
-    bar = tqdm(total=len(dataset), desc=f"simulate ({method})", unit="img", disable=not progress)
+    bar = tqdm(
+        total=len(dataset),
+        desc=f"simulate ({method})",
+        unit="img",
+        disable=None if progress else True,
+    )
     totals = {t: _Totals() for t in steps}
     for images, labels in _batches(dataset, batch_size):
         results = simulate_checkpoints(net, images, steps, method=method)

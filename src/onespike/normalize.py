@@ -160,7 +160,7 @@ def activation_scales(
     device = torch.device("cpu") if like is None else like.device
     dtype = like.dtype if like is not None and like.is_floating_point() else torch.float32
     top = {p.name: torch.empty(0, device=device) for p in pops}
-    bar = tqdm(inputs, desc="normalize", unit="batch", disable=not progress)
+    bar = tqdm(inputs, desc="normalize", unit="batch", disable=None if progress else True)
     with torch.no_grad():
         for x in bar:
             _, acts = run_graph(graph, x.to(device=device, dtype=dtype), record=True)

@@ -253,7 +253,7 @@ def train(
             total=steps_per_epoch,
             desc=f"epoch {epoch}/{config.epochs}",
             unit="batch",
-            disable=not progress,
+            disable=None if progress else True,  # None: tqdm shows no bar off a terminal
             leave=False,
         ) as bar:
             for start in range(0, n, config.batch_size):
