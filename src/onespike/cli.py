@@ -26,6 +26,7 @@ from onespike import distributed
 from onespike._fs import atomic_write_json, read_json
 from onespike.binary import binarize
 from onespike.convert import HybridConfig, RateConfig, TTFSConfig, convert
+from onespike.convert.config import MAX_STEPS
 from onespike.data import DATASETS, Dataset, batches, load_dataset, split_validation
 from onespike.errors import (
     ConfigError,
@@ -79,6 +80,105 @@ CALIBRATION_SAMPLES = 5000
 VALIDATION_FRACTION = 0.1
 TEST_VALIDATION_FRACTION = 0.5  # --validation-from test: the share of the test set T is chosen on
 HYBRID_CALIBRATION_SAMPLES = 256
+
+
+_CPU = torch.device("cpu")
+
+
+@dataclass
+class _Runtime:
+    """What ``--threads``, ``--device`` and ``--quiet`` chose for the command running now."""
+
+    device: torch.device = _CPU
+    quiet: bool = False
+    max_steps: int = MAX_STEPS
+
+
+_RUNTIME = _Runtime()
+
+
+def _parse_device(text: str | None) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` (default: ``cuda`` when available), checked before work."""
+    if text is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(
+            f"{text!r} is not a device; use cpu, cuda or cuda:N", param_hint="--device"
+        ) from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise click.BadParameter(
+            f"onespike runs on cpu or cuda, not {device.type}; use cpu, cuda or cuda:N",
+            param_hint="--device",
+        )
+    if not torch.cuda.is_available():
+        raise click.BadParameter(
+            f"{text}: this torch ({torch.__version__}) sees no CUDA device; use --device cpu, "
+            "or a CUDA build of torch on a machine with a GPU",
+            param_hint="--device",
+        )
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise click.BadParameter(
+            f"{text}: there are {count} CUDA device(s), numbered 0 to {count - 1}",
+            param_hint="--device",
+        )
+    return device
+
+
+def _runtime_options(func: F) -> F:
+    """``--threads``, ``--device`` and ``--quiet``, applied before the command runs."""
+
+    @click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="torch threads (torch.set_num_threads; default: torch's own choice).",
+    )
+    @click.option(
+        "--device",
+        "device_name",
+        default=None,
+        metavar="cpu|cuda|cuda:N",
+        help="Where the model and the simulations run (default: cuda when available, else cpu).",
+    )
+    @click.option("--quiet", is_flag=True, help="No progress bars or stage lines; results only.")
+    @click.option(
+        "--max-steps",
+        type=click.IntRange(min=1),
+        default=MAX_STEPS,
+        show_default=True,
+        help="The largest T accepted (a bound against typing slips; raise it to run longer).",
+    )
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        threads: int | None,
+        device_name: str | None,
+        quiet: bool,
+        max_steps: int,
+        **kwargs: Any,
+    ) -> Any:
+        device = _parse_device(device_name)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        previous = (_RUNTIME.device, _RUNTIME.quiet, _RUNTIME.max_steps)
+        _RUNTIME.device, _RUNTIME.quiet, _RUNTIME.max_steps = device, quiet, max_steps
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _RUNTIME.device, _RUNTIME.quiet, _RUNTIME.max_steps = previous
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _note(message: str) -> None:
+    """A stage line on stderr, unless ``--quiet``."""
+    if not _RUNTIME.quiet:
+        click.echo(message, err=True)
 
 
 def _friendly_errors(func: F) -> F:
@@ -307,7 +407,7 @@ _limit_option = click.option(
 def _load_splits(
     dataset: str, data_dir: Path | None, download: bool, limit: int | None = None
 ) -> tuple[Dataset, Dataset]:
-    click.echo(f"loading {dataset} ...", err=True)
+    _note(f"loading {dataset} ...")
     train_ds = load_dataset(dataset, "train", data_dir=data_dir, download=download)
     test_ds = load_dataset(dataset, "test", data_dir=data_dir, download=download, limit=limit)
     return train_ds, test_ds
@@ -347,13 +447,22 @@ def _train_model(
     )
     rest, validation = split_validation(train_ds, VALIDATION_FRACTION, seed=seed)
     split = _split_record(train_ds, validation, seed)
-    click.echo(
+    _note(
         f"training {model_name} on {len(rest)} {train_ds.name} training images for "
-        f"{config.epochs} epochs ({len(validation)} held out for validation, seed {seed})",
-        err=True,
+        f"{config.epochs} epochs ({len(validation)} held out for validation, seed {seed})"
     )
-    train(model, rest, config, val_ds=validation, checkpoint_dir=out / "checkpoints")
+    model = model.to(_RUNTIME.device)
+    started = time.perf_counter()
+    train(
+        model,
+        rest,
+        config,
+        val_ds=validation,
+        checkpoint_dir=out / "checkpoints",
+        progress=not _RUNTIME.quiet,
+    )
     accuracy = evaluate(model, test_ds)
+    _note(f"train: {config.epochs} epochs in {time.perf_counter() - started:.1f} s")
     save_model(
         out / "model",
         model,
@@ -362,7 +471,7 @@ def _train_model(
         accuracy=accuracy,
         extra={"validation": split, "training": {**environment(), "seed": seed}},
     )
-    click.echo(f"saved {out / 'model'} (test accuracy {accuracy:.4f})", err=True)
+    _note(f"saved {out / 'model'} (test accuracy {accuracy:.4f})")
     return model, accuracy, spec, split
 
 
@@ -434,7 +543,7 @@ def _calibrated_graph(model: torch.nn.Module, train_ds: Dataset, **normalize_opt
     (sliced from ``train_ds``, the images the model trained on, rather than read again)."""
     graph = extract(model, train_ds.images[:2])
     calibration = batches(train_ds.head(CALIBRATION_SAMPLES), 500)
-    return normalize(graph, calibration, progress=True, **normalize_options)
+    return normalize(graph, calibration, progress=not _RUNTIME.quiet, **normalize_options)
 
 
 def _obtain_model(
@@ -446,7 +555,12 @@ def _obtain_model(
         model, accuracy, trained, split = _train_model(
             train_ds, test_ds, source=source, **train_args
         )
-        return model, accuracy, trained, {"dataset": train_ds.name, "extra": {"validation": split}}
+        return (
+            model.to(_RUNTIME.device),
+            accuracy,
+            trained,
+            {"dataset": train_ds.name, "extra": {"validation": split}},
+        )
     model, meta = load_module(
         model_file.source,
         weights=model_file.weights,
@@ -458,7 +572,8 @@ def _obtain_model(
         if model_file.source.kind == "onespike"
         else model_file.source
     )
-    click.echo("evaluating the ANN on the test set ...", err=True)
+    _note("evaluating the ANN on the test set ...")
+    model = model.to(_RUNTIME.device)
     return model, evaluate(model, test_ds), spec, meta
 
 
@@ -783,6 +898,7 @@ def main() -> None:
     default=None,
     help="Hybrid: fine-tune on the first N training images only (default: all).",
 )
+@_runtime_options
 @_friendly_errors
 def train_command(
     dataset: str,
@@ -830,12 +946,12 @@ def train_command(
     if method == "hybrid":
         if ttfs_aware:
             raise click.UsageError("--ttfs-aware and --method hybrid fine-tune different networks")
-        HybridConfig(steps=5 if steps is None else steps)
+        HybridConfig(max_steps=_RUNTIME.max_steps, steps=5 if steps is None else steps)
         STDBConfig(epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed)
     if ttfs_aware:
         if steps is None:
             raise click.UsageError("--ttfs-aware needs --steps T")
-        TTFSConfig(steps=steps)
+        TTFSConfig(max_steps=_RUNTIME.max_steps, steps=steps)
     _check_model_record(model_file, dataset)
     _check_output_dir(
         out,
@@ -884,7 +1000,7 @@ def train_command(
     if not ttfs_aware:
         return
     assert steps is not None
-    click.echo(f"TTFS-aware fine-tuning for T={steps}, {finetune_epochs} epochs", err=True)
+    _note(f"TTFS-aware fine-tuning for T={steps}, {finetune_epochs} epochs")
     result = optimize_for_ttfs(
         model,
         train_ds,
@@ -897,10 +1013,9 @@ def train_command(
     )
     tuned_accuracy = evaluate(result.net, test_ds)
     save_ttfs_aware(out / "model-ttfs", result.net, spec, dataset=dataset, accuracy=tuned_accuracy)
-    click.echo(
+    _note(
         f"saved {out / 'model-ttfs'}: test accuracy {accuracy:.4f} (float ANN) -> "
-        f"{tuned_accuracy:.4f} (exact T={steps} function, which its TTFS network computes)",
-        err=True,
+        f"{tuned_accuracy:.4f} (exact T={steps} function, which its TTFS network computes)"
     )
 
 
@@ -921,15 +1036,18 @@ def _train_hybrid(
     (recording the held-out ``split`` the model was trained without)."""
     model.eval()
     graph = _calibrated_graph(model, train_ds)
-    net = convert(graph, HybridConfig(steps=steps), calibration=_hybrid_calibration(train_ds))
+    net = convert(
+        graph,
+        HybridConfig(max_steps=_RUNTIME.max_steps, steps=steps),
+        calibration=_hybrid_calibration(train_ds),
+    )
     converted = evaluate_snn(net, test_ds).accuracy
     data = train_ds
     if samples is not None:
         data = train_ds.head(samples)
-    click.echo(
+    _note(
         f"STDB fine-tuning of the T={steps} hybrid network on {len(data)} images, "
-        f"{config.epochs} epochs",
-        err=True,
+        f"{config.epochs} epochs"
     )
     result = finetune_stdb(net, data, config, checkpoint_dir=out / "stdb-checkpoints")
     tuned = evaluate_snn(result.net, test_ds).accuracy
@@ -950,10 +1068,9 @@ def _train_hybrid(
         accuracy=ann_accuracy,
         extra={"hybrid": info, **({"validation": split} if split is not None else {})},
     )
-    click.echo(
+    _note(
         f"saved {directory}: ANN {ann_accuracy:.4f}, hybrid SNN T={steps} {converted:.4f} "
-        f"(converted) -> {tuned:.4f} (STDB)",
-        err=True,
+        f"(converted) -> {tuned:.4f} (STDB)"
     )
 
 
@@ -1093,7 +1210,10 @@ def _run_imported(
         run_steps = net.config.steps
     else:
         net = from_nir(
-            graph, config=RateConfig(steps=run_steps, reset="zero", initial_membrane=0.0)
+            graph,
+            config=RateConfig(
+                max_steps=_RUNTIME.max_steps, steps=run_steps, reset="zero", initial_membrane=0.0
+            ),
         )
     neurons = sorted({type(n).__name__ for n in graph.nodes.values()} & set(_NIR_NEURONS))
     _, test_ds = _load_splits(dataset, data_dir, download, limit)
@@ -1104,14 +1224,13 @@ def _run_imported(
                 f"{path} takes inputs of shape {tuple(net.input_shape)}, {dataset} images are "
                 f"{tuple(images.shape[1:])}; pass the dataset the network was built for"
             )
-        click.echo(
+        _note(
             f"feeding {dataset} images {tuple(images.shape[1:])} as {tuple(net.input_shape)} "
-            "(the file's input shape, same size)",
-            err=True,
+            "(the file's input shape, same size)"
         )
         test_ds = replace(test_ds, images=images.reshape(len(images), *net.input_shape))
-    click.echo(f"simulating {path} ({', '.join(neurons) or 'no'} neurons), T={run_steps}", err=True)
-    evaluation = evaluate_snn(net, test_ds, progress=True)
+    _note(f"simulating {path} ({', '.join(neurons) or 'no'} neurons), T={run_steps}")
+    evaluation = evaluate_snn(net, test_ds, progress=not _RUNTIME.quiet)
     row = imported_summary(
         dataset=dataset,
         model=path.name,
@@ -1144,12 +1263,11 @@ def _run_imported(
         f"{row['spikes_per_neuron']:.3f} spikes per neuron, {row['synops']:,.0f} synops and "
         f"{row['snn_energy_pj'] / 1e3:,.1f} nJ ({row['energy_model']}) per inference"
     )
-    click.echo(f"results written to {out / 'results.json'}", err=True)
-    click.echo(
+    _note(f"results written to {out / 'results.json'}")
+    _note(
         f"report data of {run_label!r} written to {record}"
         + (" (replacing the record of an identical earlier run)" if replaced else "")
-        + f" (draw it: onespike report {out})",
-        err=True,
+        + f" (draw it: onespike report {out})"
     )
 
 
@@ -1267,6 +1385,7 @@ def _run_imported(
     show_default=True,
     help="Run directory for the model and results.json.",
 )
+@_runtime_options
 @_friendly_errors
 def run_command(
     dataset: str,
@@ -1352,10 +1471,9 @@ def run_command(
     if target_accuracy is not None and validation_from == "test":
         # T is chosen on one seeded part of the test set; everything is scored on the rest.
         test_ds, chosen_on = split_validation(test_ds, TEST_VALIDATION_FRACTION, seed=seed)
-        click.echo(
+        _note(
             f"choosing T on {len(chosen_on)} test images (seed {seed}); scoring on the other "
-            f"{len(test_ds)}",
-            err=True,
+            f"{len(test_ds)}"
         )
     model, ann_accuracy, spec, meta = _obtain_model(
         model_file,
@@ -1395,7 +1513,7 @@ def run_command(
             graph, validation, target_accuracy, rectifier=not no_rectifier
         )
         for t, acc in tried:
-            click.echo(f"  T={t}: validation accuracy {acc:.4f}", err=True)
+            _note(f"  T={t}: validation accuracy {acc:.4f}")
         if chosen is None:
             raise click.ClickException(
                 f"no T up to {tried[-1][0]} reaches {target_accuracy:.4f} on the validation "
@@ -1420,8 +1538,8 @@ def run_command(
         make_config=method_config,
         choose_steps=None if target_accuracy is None else choose_steps,
     )
-    click.echo(f"converted in {time.perf_counter() - started:.2f} s; simulating", err=True)
-    evaluation = evaluate_snn(net, test_ds, progress=True)
+    _note(f"converted in {time.perf_counter() - started:.2f} s; simulating")
+    evaluation = evaluate_snn(net, test_ds, progress=not _RUNTIME.quiet)
     row = summarize(
         dataset=dataset,
         model=_model_label(spec),
@@ -1453,12 +1571,11 @@ def run_command(
         options=options,
     )
     _print_table(row)
-    click.echo(f"results written to {out / 'results.json'}", err=True)
-    click.echo(
+    _note(f"results written to {out / 'results.json'}")
+    _note(
         f"report data of {run_label!r} written to {record}"
         + (" (replacing the record of an identical earlier run)" if replaced else "")
-        + f" (draw it: onespike report {out})",
-        err=True,
+        + f" (draw it: onespike report {out})"
     )
 
 
@@ -1589,11 +1706,20 @@ def _spiking_config(
 ) -> TTFSConfig | RateConfig | HybridConfig:
     """The config of ``--method`` with T = ``steps`` from the options of ``run``."""
     if method == "ttfs":
-        return TTFSConfig(steps=steps, rectifier=not no_rectifier)
+        return TTFSConfig(max_steps=_RUNTIME.max_steps, steps=steps, rectifier=not no_rectifier)
     if method == "hybrid":
-        initial = {} if threshold_init is None else {"threshold_scale": threshold_init}
-        return HybridConfig(steps=steps, leak=leak, readout=readout, **initial)  # type: ignore[arg-type]
+        initial: dict[str, Any] = (
+            {} if threshold_init is None else {"threshold_scale": threshold_init}
+        )
+        return HybridConfig(
+            max_steps=_RUNTIME.max_steps,
+            steps=steps,
+            leak=leak,
+            readout=readout,  # type: ignore[arg-type]
+            **initial,
+        )
     return RateConfig(
+        max_steps=_RUNTIME.max_steps,
         steps=steps,
         reset=reset,  # type: ignore[arg-type]
         input=input_code,  # type: ignore[arg-type]
@@ -1648,7 +1774,7 @@ def _evaluation_network(
                 "for plain conversion (fine-tune at the chosen T with onespike train)"
             )
         if steps is not None and steps != aware.steps:
-            click.echo(f"warning: model fine-tuned for T={aware.steps}, run at T={steps}", err=True)
+            _note(f"warning: model fine-tuned for T={aware.steps}, run at T={steps}")
         run_steps = aware.steps if steps is None else steps
         graph = aware.to_graph(train_ds.images[:2])
         if measure_finetuned:
@@ -1671,10 +1797,7 @@ def _evaluation_network(
     )
     run_steps = tuned.config.steps if steps is None else steps
     if run_steps != tuned.config.steps:
-        click.echo(
-            f"warning: network fine-tuned for T={tuned.config.steps}, run at T={run_steps}",
-            err=True,
-        )
+        _note(f"warning: network fine-tuned for T={tuned.config.steps}, run at T={run_steps}")
     hybrid = replace(tuned.config, steps=run_steps, readout=readout)  # type: ignore[arg-type]
     extras["finetuned"] = True
     return replace(tuned, config=hybrid), graph, run_steps, extras
@@ -1709,6 +1832,7 @@ def _evaluation_network(
     show_default=True,
     help="Directory for results.json (written by rank 0 only).",
 )
+@_runtime_options
 @_friendly_errors
 def evaluate_command(
     dataset: str,
@@ -1818,10 +1942,9 @@ def evaluate_command(
                 distributed.broadcast_object(None, context)  # release the waiting ranks
                 raise
             distributed.broadcast_object(net, context)
-            click.echo(
+            _note(
                 f"simulating on {context.world_size} process(es), {context.backend or 'no'} "
-                "process group",
-                err=True,
+                "process group"
             )
         else:
             received = distributed.broadcast_object(None, context)
@@ -1830,7 +1953,11 @@ def evaluate_command(
             net = received
             test_ds = load_dataset(dataset, "test", data_dir=data_dir, limit=limit)
         evaluation = distributed.evaluate_sharded(
-            net, test_ds, context, batch_size=eval_batch_size, progress=context.is_main
+            net,
+            test_ds,
+            context,
+            batch_size=eval_batch_size,
+            progress=context.is_main and not _RUNTIME.quiet,
         )
         if not context.is_main:
             return
@@ -1856,7 +1983,7 @@ def evaluate_command(
     row["processes"] = {"world_size": context.world_size, "backend": context.backend}
     atomic_write_json(out / "results.json", row)
     _print_table(row)
-    click.echo(f"results written to {out / 'results.json'}", err=True)
+    _note(f"results written to {out / 'results.json'}")
 
 
 @main.command("hardware")
@@ -1894,6 +2021,7 @@ def evaluate_command(
     show_default=True,
     help="Run directory for the model, hardware.json and hardware.png.",
 )
+@_runtime_options
 @_friendly_errors
 def hardware_command(
     dataset: str,
@@ -1944,9 +2072,18 @@ def hardware_command(
     )
     ann = architecture == "dense-ann"
     spiking: Any = (
-        TTFSConfig(steps=16 if steps is None else steps, rectifier=not no_rectifier)
+        TTFSConfig(
+            max_steps=_RUNTIME.max_steps,
+            steps=16 if steps is None else steps,
+            rectifier=not no_rectifier,
+        )
         if method == "ttfs"
-        else RateConfig(steps=64 if steps is None else steps, binary=binary, seed=seed)
+        else RateConfig(
+            max_steps=_RUNTIME.max_steps,
+            steps=64 if steps is None else steps,
+            binary=binary,
+            seed=seed,
+        )
     )
     _check_model_record(model_file, dataset)
     _check_output_dir(
@@ -1977,7 +2114,9 @@ def hardware_command(
             "calibrated)",
         )
         spiking = TTFSConfig(
-            steps=aware.steps if steps is None else steps, rectifier=not no_rectifier
+            max_steps=_RUNTIME.max_steps,
+            steps=aware.steps if steps is None else steps,
+            rectifier=not no_rectifier,
         )
         graph = aware.to_graph(train_ds.images[:2])
     else:
@@ -2012,8 +2151,8 @@ def hardware_command(
             [report], out / "hardware.png", title=f"{dataset} / {_model_label(spec)}"
         )
     except ImportError as exc:
-        click.echo(f"no plot written: {exc}", err=True)
-    click.echo(f"results written to {out / 'hardware.json'}", err=True)
+        _note(f"no plot written: {exc}")
+    _note(f"results written to {out / 'hardware.json'}")
 
 
 def _print_hardware(report: HardwareReport, record: dict[str, Any]) -> None:
@@ -2126,6 +2265,7 @@ class _AliasedOption(click.Option):
     show_default=True,
     help="The file to write (atomically); a model trained here is saved beside it.",
 )
+@_runtime_options
 @_friendly_errors
 def export_command(
     dataset: str,

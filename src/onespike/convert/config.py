@@ -37,7 +37,8 @@ def _check_steps(steps: object, max_steps: object, least: int, why: str) -> None
     if steps > max_steps:
         raise ConfigError(
             f"steps={steps} is above max_steps={max_steps}; a run that long is usually a typing "
-            f"slip. Pass max_steps={steps} (or more) to run it anyway"
+            f"slip. Pass max_steps={steps} (or more; on the command line --max-steps {steps}) "
+            "to run it anyway"
         )
 
 
