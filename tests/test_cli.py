@@ -24,6 +24,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         "mlp",
         "--epochs",
         "3",
+        "--method",
+        "ttfs",
         "--steps",
         "8",
         "--check-samples",
@@ -70,6 +72,8 @@ def test_run_loads_a_saved_model(trained_run: tuple[Path, str], tmp_path: Path) 
         "digits",
         "--model-file",
         str(out / "model"),
+        "--method",
+        "ttfs",
         "--steps",
         "8",
         "--check-samples",
@@ -116,7 +120,8 @@ def test_missing_dataset_names_where_it_looked(
 
 
 def test_bad_steps_is_a_clear_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["run", "--steps", "1", "--out", str(tmp_path)])
+    args = ["run", "--method", "ttfs", "--steps", "1", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert "steps >= 2" in result.output
 
@@ -135,7 +140,13 @@ def test_ttfs_aware_training_then_lossless_run(
 
     run = ["run", "--dataset", "digits", "--model-file", str(tmp_path / "model-ttfs")]
     run += ["--check-samples", "4", "--out", str(tmp_path / "run")]
-    result = runner.invoke(main, run, catch_exceptions=False)
+    # The default method (rate) would drop what the model learned: refused, the fix named.
+    refused = runner.invoke(main, run)
+    assert refused.exit_code == 2
+    assert "TTFS-aware (fine-tuned for --method ttfs)" in refused.output
+    assert "give --method ttfs" in refused.output
+    assert not (tmp_path / "run" / "results.json").exists()
+    result = runner.invoke(main, [*run, "--method", "ttfs"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "run" / "results.json").read_text())
     assert record["steps"] == 4  # the T the model was tuned for
@@ -169,7 +180,8 @@ def test_target_accuracy_picks_the_smallest_steps(trained_run: tuple[Path, str])
     out, _ = trained_run
     run_dir = out / "target"
     args = ["run", "--dataset", "digits", "--model-file", str(out / "model")]
-    args += ["--target-accuracy", "0.6", "--check-samples", "2", "--out", str(run_dir)]
+    args += ["--method", "ttfs", "--target-accuracy", "0.6", "--check-samples", "2"]
+    args += ["--out", str(run_dir)]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     record = json.loads((run_dir / "results.json").read_text())

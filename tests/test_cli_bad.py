@@ -45,13 +45,22 @@ def _fill(args: list[str], models: dict[str, Path]) -> list[str]:
     return [a.format(**{k: str(v) for k, v in models.items()}, zoo=ZOO) for a in args]
 
 
+def _trained(args: list[str], models: dict[str, Path]) -> list[str]:
+    """``args`` with the trained digits model added where the command works on one only."""
+    if args[0] in ("evaluate", "hardware", "export") and "--model-file" not in args:
+        return [args[0], "--model-file", str(models["model"]), *args[1:]]
+    return args
+
+
 # ---- 1. options that do not apply to the method or to the model source ------------------------
 # (name, arguments, what the message must say); every one exits 2 before any work.
 CONFLICTS = [
     ("run ttfs + input-code", ["run", "--method", "ttfs", "--input-code", "poisson"],
      ["--input-code applies to --method rate only, not to --method ttfs"]),
-    ("run default ttfs + reset", ["run", "--reset", "zero"],
-     ["--reset applies to --method rate only", "--method ttfs (the default)"]),
+    ("run ttfs + reset", ["run", "--method", "ttfs", "--reset", "zero"],
+     ["--reset applies to --method rate only, not to --method ttfs"]),
+    ("run default rate + no-rectifier", ["run", "--no-rectifier"],
+     ["--no-rectifier applies to --method ttfs only", "--method rate (the default)"]),
     ("run rate + no-rectifier", ["run", "--method", "rate", "--no-rectifier"],
      ["--no-rectifier applies to --method ttfs only, not to --method rate"]),
     ("run rate + leak + readout", ["run", "--method", "rate", "--leak", "0.9", "--readout",
@@ -60,7 +69,7 @@ CONFLICTS = [
      ["--early-exit applies to --method rate only, not to --method hybrid"]),
     ("run hybrid + dither", ["run", "--method", "hybrid", "--dither", "0.1"],
      ["--dither applies to --method rate only"]),
-    ("run ttfs + threshold-init", ["run", "--threshold-init", "0.5"],
+    ("run rate + threshold-init", ["run", "--threshold-init", "0.5"],
      ["--threshold-init applies to --method hybrid only"]),
     ("run rate + target-accuracy", ["run", "--method", "rate", "--target-accuracy", "0.9"],
      ["--target-accuracy applies to --method ttfs only"]),
@@ -68,31 +77,47 @@ CONFLICTS = [
      ["--model configure training"]),
     ("run trainable file.py + model", ["run", "--model-file", "{zoo}", "--model", "vgg-small"],
      ["--model names a built-in architecture", "drop one of them"]),
-    ("run model-file + binary (ttfs)", ["run", "--model-file", "{model}", "--binary"],
-     ["--binary does not apply to the trained model"]),
-    ("run model-file + seed (ttfs)", ["run", "--model-file", "{model}", "--seed", "3"],
-     ["--seed does not apply to the trained model"]),
+    ("run model-file + binary (ttfs)", ["run", "--model-file", "{model}", "--method", "ttfs",
+     "--binary"], ["--binary does not apply to the trained model"]),
+    ("run model-file + seed (ttfs)", ["run", "--model-file", "{model}", "--method", "ttfs",
+     "--seed", "3"], ["--seed does not apply to the trained model"]),
     ("run digits + data-dir", ["run", "--data-dir", "/nonexistent"],
      ["--data-dir does not apply to --dataset digits"]),
     ("run digits + download", ["run", "--download"], ["--download does not apply"]),
-    ("evaluate ttfs + reset", ["evaluate", "--reset", "zero"],
-     ["--reset applies to --method rate only"]),
-    ("evaluate backend, one process", ["evaluate", "--backend", "gloo"],
-     ["--backend does not apply outside torchrun"]),
-    ("evaluate model-file + binary", ["evaluate", "--model-file", "{model}", "--binary"],
-     ["--binary does not apply"]),
-    ("export ttfs + input-code", ["export", "--method", "ttfs", "--input-code", "poisson"],
-     ["--input-code applies to --method rate only"]),
-    ("export rate (default) + readout", ["export", "--readout", "first_spike"],
-     ["--readout applies to --method hybrid only", "--method rate (the default)"]),
+    ("evaluate ttfs + reset", ["evaluate", "--model-file", "{model}", "--method", "ttfs",
+     "--reset", "zero"], ["--reset applies to --method rate only"]),
+    ("evaluate backend, one process", ["evaluate", "--model-file", "{model}", "--backend",
+     "gloo"], ["--backend does not apply outside torchrun"]),
+    ("evaluate ttfs + binary", ["evaluate", "--model-file", "{model}", "--method", "ttfs",
+     "--binary"], ["--binary applies to --method rate only"]),
+    ("evaluate without a model", ["evaluate"], ["Missing option '--model-file'"]),
+    ("evaluate + epochs", ["evaluate", "--model-file", "{model}", "--epochs", "3"],
+     ["No such option '--epochs'"]),
+    ("hardware + lr", ["hardware", "--model-file", "{model}", "--lr", "0.1"],
+     ["No such option '--lr'"]),
+    ("export + model", ["export", "--model-file", "{model}", "--model", "mlp"],
+     ["No such option '--model'"]),
+    ("hardware without a model", ["hardware"], ["Missing option '--model-file'"]),
+    ("evaluate code to train", ["evaluate", "--model-file", "{zoo}"],
+     ["evaluate works on a trained model", "give its trained weights with --weights"]),
+    ("export code to train", ["export", "--model-file", "{zoo}"],
+     ["export works on a trained model", "onespike train --model-file"]),
+    ("export ttfs + input-code", ["export", "--model-file", "{model}", "--method", "ttfs",
+     "--input-code", "poisson"], ["--input-code applies to --method rate only"]),
+    ("export rate (default) + readout", ["export", "--model-file", "{model}", "--readout",
+     "first_spike"], ["--readout applies to --method hybrid only", "--method rate (the default)"]),
     ("export model-file + seed", ["export", "--model-file", "{model}", "--method", "ttfs",
-     "--seed", "1"], ["--seed does not apply"]),
-    ("hardware dense-ann + steps", ["hardware", "--architecture", "dense-ann", "--steps", "8"],
-     ["--steps does not apply to --architecture dense-ann"]),
-    ("hardware rate on the TTFS accelerator", ["hardware", "--method", "rate",
+     "--seed", "1"], ["--seed applies to --method rate only"]),
+    ("hardware dense-ann + steps", ["hardware", "--model-file", "{model}", "--architecture",
+     "dense-ann", "--steps", "8"], ["--steps does not apply to --architecture dense-ann"]),
+    ("hardware dense-ann + seed", ["hardware", "--model-file", "{model}", "--architecture",
+     "dense-ann", "--seed", "2"], ["--seed does not apply to --architecture dense-ann"]),
+    ("hardware rate on the TTFS accelerator", ["hardware", "--model-file", "{model}",
      "--architecture", "ttfs-accelerator"], ["ttfs-accelerator runs single-spike TTFS"]),
-    ("hardware rate + no-rectifier", ["hardware", "--method", "rate", "--no-rectifier"],
-     ["--no-rectifier applies to --method ttfs only"]),
+    ("hardware rate + no-rectifier", ["hardware", "--model-file", "{model}", "--no-rectifier"],
+     ["--no-rectifier applies to --method ttfs only", "--method rate (the default)"]),
+    ("hardware ttfs + seed", ["hardware", "--model-file", "{model}", "--method", "ttfs",
+     "--seed", "2"], ["--seed applies to --method rate only"]),
     ("train plain + steps", ["train", "--steps", "4"],
      ["--steps applies to --method hybrid or --ttfs-aware only", "plain training"]),
     ("train plain + finetune-lr", ["train", "--finetune-lr", "1e-3"],
@@ -121,8 +146,14 @@ def test_options_that_do_not_apply_are_refused(
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["run", "--model-file", "{ttfs}", "--percentile", "99.9"], "--percentile does not"),
-        (["hardware", "--model-file", "{ttfs}", "--percentile", "99.9"], "--percentile does not"),
+        (
+            ["run", "--model-file", "{ttfs}", "--method", "ttfs", "--percentile", "99.9"],
+            "--percentile does not",
+        ),
+        (
+            ["hardware", "--model-file", "{ttfs}", "--method", "ttfs", "--percentile", "99.9"],
+            "--percentile does not",
+        ),
     ],
 )
 def test_calibration_options_refused_for_a_ttfs_aware_model(
@@ -166,12 +197,12 @@ RANGES = [
 
 @pytest.mark.parametrize(("name", "args", "flag"), RANGES, ids=[c[0] for c in RANGES])
 def test_numbers_out_of_range_are_usage_errors(
-    name: str, args: list[str], flag: str, tmp_path: Path
+    name: str, args: list[str], flag: str, models: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     option = "--out"
     target = out / "net.nir" if args[0] == "export" else out
-    result = _invoke([*args, option, str(target)])
+    result = _invoke([*_trained(args, models), option, str(target)])
     _check_refused(result, 2, f"Invalid value for '{flag}'", "is not in the range")
     assert not out.exists()
 
@@ -190,10 +221,10 @@ NOT_FINITE = [
 
 @pytest.mark.parametrize(("name", "args", "message"), NOT_FINITE, ids=[c[0] for c in NOT_FINITE])
 def test_non_finite_numbers_are_usage_errors(
-    name: str, args: list[str], message: str, tmp_path: Path
+    name: str, args: list[str], message: str, models: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    _check_refused(_invoke([*args, "--out", str(out)]), 2, message)
+    _check_refused(_invoke([*_trained(args, models), "--out", str(out)]), 2, message)
     assert not out.exists()
 
 
@@ -210,19 +241,24 @@ def test_non_finite_numbers_are_usage_errors(
     ids=["pes 0", "cores -2", "threshold-scale inf", "leak 2", "dither -1", "steps 1e8"],
 )
 def test_config_checks_run_before_any_work(
-    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    args: list[str],
+    message: str,
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from onespike import cli
 
     monkeypatch.setattr(cli, "_load_splits", lambda *a, **k: pytest.fail("data loaded"))
     out = tmp_path / "out"
-    _check_refused(_invoke([*args, "--out", str(out)]), 1, "ConfigError", message)
+    result = _invoke([*_trained(args, models), "--out", str(out)])
+    _check_refused(result, 1, "ConfigError", message)
     assert not out.exists()
 
 
 def test_steps_one_reaches_the_config_check(tmp_path: Path) -> None:
     # --steps 1 passes the option's range; TTFS needs two levels and says so (exit 1).
-    result = _invoke(["run", "--steps", "1", "--out", str(tmp_path / "out")])
+    result = _invoke(["run", "--method", "ttfs", "--steps", "1", "--out", str(tmp_path / "out")])
     _check_refused(result, 1, "ConfigError", "steps >= 2")
     assert not (tmp_path / "out").exists()
 
@@ -282,8 +318,6 @@ OUTPUTS = [
      "model-ttfs is a file"),
     ("hardware hardware.png is a directory", ["hardware", "--out", "{dir}"],
      "hardware.png is a directory"),
-    ("export: model beside it is a file", ["export", "--out", "{dir}/net.nir"],
-     "model is a file"),
 ]  # fmt: skip
 # What stands in the way in {dir}, per case ("/" marks a directory).
 _IN_THE_WAY = {
@@ -292,13 +326,17 @@ _IN_THE_WAY = {
     "train model is a file": "model",
     "train model-ttfs is a file": "model-ttfs",
     "hardware hardware.png is a directory": "hardware.png/",
-    "export: model beside it is a file": "model",
 }
 
 
 @pytest.mark.parametrize(("name", "args", "message"), OUTPUTS, ids=[c[0] for c in OUTPUTS])
 def test_output_paths_are_checked_before_any_work(
-    name: str, args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    args: list[str],
+    message: str,
+    models: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from onespike import cli
 
@@ -316,7 +354,7 @@ def test_output_paths_are_checked_before_any_work(
         (folder / entry).write_text("not a directory\n")
     before = sorted(p.name for p in folder.rglob("*"))
     filled = [a.format(file=taken, dir=folder) for a in args]
-    _check_refused(_invoke(filled), 2, message)
+    _check_refused(_invoke(_trained(filled, models)), 2, message)
     assert taken.read_text() == "keep me\n"
     assert sorted(p.name for p in folder.rglob("*")) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "taken"]
@@ -419,7 +457,8 @@ def test_target_accuracy_chooses_t_on_the_recorded_held_out_images(
 
     seen = _capture_choice(monkeypatch)
     out = tmp_path / "out"
-    args = ["run", "--model-file", str(models["model"]), "--target-accuracy", "0.3"]
+    args = ["run", "--model-file", str(models["model"]), "--method", "ttfs"]
+    args += ["--target-accuracy", "0.3"]
     result = _invoke([*args, "--check-samples", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     rest, held_out = split_validation(load_dataset("digits", "train"), 0.1, seed=0)
@@ -475,7 +514,8 @@ def test_target_accuracy_refuses_a_model_without_a_split(
 
     monkeypatch.setattr(cli, "_load_splits", lambda *a, **k: pytest.fail("data loaded"))
     out = tmp_path / "out"
-    result = _invoke(["run", *foreign_model, "--target-accuracy", "0.5", "--out", str(out)])
+    args = ["run", *foreign_model, "--method", "ttfs", "--target-accuracy", "0.5"]
+    result = _invoke([*args, "--out", str(out)])
     _check_refused(result, 2, "records no held-out validation split", "--validation-from test")
     assert not out.exists()
 
@@ -489,7 +529,8 @@ def test_validation_from_test_chooses_on_one_half_and_scores_the_other(
 
     seen = _capture_choice(monkeypatch)
     out = tmp_path / "out"
-    args = ["run", *foreign_model, "--target-accuracy", "0.5", "--validation-from", "test"]
+    args = ["run", *foreign_model, "--method", "ttfs", "--target-accuracy", "0.5"]
+    args += ["--validation-from", "test"]
     result = _invoke([*args, "--seed", "3", "--check-samples", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     scored, chosen_on = split_validation(load_dataset("digits", "test"), 0.5, seed=3)
@@ -512,7 +553,8 @@ def test_validation_from_test_chooses_on_one_half_and_scores_the_other(
 
 
 def test_validation_from_without_target_accuracy_is_refused(tmp_path: Path) -> None:
-    result = _invoke(["run", "--validation-from", "test", "--out", str(tmp_path / "out")])
+    args = ["run", "--method", "ttfs", "--validation-from", "test"]
+    result = _invoke([*args, "--out", str(tmp_path / "out")])
     _check_refused(result, 2, "--validation-from does not apply without --target-accuracy")
     assert not (tmp_path / "out").exists()
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,9 @@ import torch
 from click.testing import CliRunner
 
 from onespike import extract, normalize
+from onespike._progress import Stage
 from onespike.cli import main
+from onespike.graph import Graph
 
 
 def _invoke(args: list[str]) -> tuple[int, str]:
@@ -27,11 +30,23 @@ def test_export_help_names_out_and_hides_the_old_spelling() -> None:
     assert "--output" not in output
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A digits MLP trained for one epoch: the model ``evaluate``, ``hardware`` and
+    ``export`` need."""
+    out = tmp_path_factory.mktemp("trained")
+    code, output = _invoke(["train", "--dataset", "digits", "--epochs", "1", "--out", str(out)])
+    assert code == 0, output
+    return out / "model"
+
+
 @pytest.mark.parametrize("spelling", ["--out", "--output"])
-def test_export_out_and_its_alias_reach_the_same_check(spelling: str, tmp_path: Path) -> None:
+def test_export_out_and_its_alias_reach_the_same_check(
+    spelling: str, trained: Path, tmp_path: Path
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, output = _invoke(["export", spelling, f"{blocker}/net.nir"])
+    code, output = _invoke(["export", "--model-file", str(trained), spelling, f"{blocker}/net.nir"])
     assert code == 2, output
     assert "the directory of --out" in output  # the message names the current spelling
     assert "--output" not in output
@@ -43,18 +58,60 @@ def test_export_alias_still_parses_as_an_option() -> None:
     assert "Option '--output' requires an argument" in output  # parsed, not "no such option"
 
 
-def test_progress_bars_stay_off_when_stderr_is_not_a_terminal(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def _tiny_graph() -> tuple[Graph, torch.Tensor]:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.ReLU())
     images = torch.rand(8, 1, 2, 2)
-    graph = extract(model.eval(), images[:2])
+    return extract(model.eval(), images[:2]), images
+
+
+def test_off_a_terminal_a_stage_prints_one_summary_line_and_no_bar(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    graph, images = _tiny_graph()
     capsys.readouterr()
     normalize(graph, [images[:4], images[4:]], progress=True)
     err = capsys.readouterr().err
-    assert "\r" not in err
-    assert "normalize" not in err  # tqdm's bar, disabled off a terminal (disable=None)
+    assert "\r" not in err  # no bar redrawn (tqdm's disable=None off a terminal)
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("normalize: 2 batches in ")
+    assert lines[0].endswith(" s, 8 calibration samples")
+    normalize(graph, [images], progress=False)
+    assert capsys.readouterr().err == ""  # progress off (--quiet): neither bar nor line
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_a_stage_draws_its_bar_and_no_summary_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    graph, images = _tiny_graph()
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    normalize(graph, [images[:4], images[4:]], progress=True)
+    drawn = terminal.getvalue()
+    assert "normalize: 100%" in drawn  # tqdm's bar
+    assert "calibration samples" not in drawn
+
+
+def test_a_stage_that_fails_prints_no_summary_line(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+
+    def fail() -> None:
+        with Stage("work", total=3, unit="batch") as bar:
+            bar.update(1)
+            raise RuntimeError("broke")
+
+    with pytest.raises(RuntimeError, match="broke"):
+        fail()
+    assert capsys.readouterr().err == ""
+    with Stage("work", total=1, unit="img") as bar:
+        bar.update(1)
+    assert capsys.readouterr().err.startswith("work: 1 image in ")
 
 
 def test_onespike_evaluate_is_reachable_from_the_package_alone() -> None:
@@ -111,7 +168,8 @@ def test_quiet_drops_stage_lines_and_keeps_results(tmp_path: Path) -> None:
     assert code == 0, loud
     code, quiet = _invoke(_run_args(tmp_path / "quiet", "--device", "cpu", "--quiet"))
     assert code == 0, quiet
-    for stage in ("loading digits", "saved ", "results written to"):
+    stages = ("loading digits", "epoch 1/1: ", "saved ", "normalize: ", "simulate (closed_form): ")
+    for stage in (*stages, "results written to"):
         assert stage in loud
         assert stage not in quiet
     # the results table is printed either way, with the same accuracy lines
@@ -148,3 +206,44 @@ def test_max_steps_bounds_steps_and_raises_on_request(tmp_path: Path) -> None:
     assert "--max-steps 4" in output  # the fix a command-line user can type
     code, output = _invoke(_run_args(tmp_path / "b", "--max-steps", "4", "--quiet"))
     assert code == 0, output
+
+
+@pytest.mark.parametrize("command", ["run", "evaluate", "hardware", "export"])
+def test_every_converting_command_defaults_to_rate(command: str) -> None:
+    code, output = _invoke([command, "--help"])
+    assert code == 0, output
+    method = output[output.index("--method") :]
+    assert "[default: rate]" in " ".join(method.split()[:60]), (command, method[:400])
+
+
+@pytest.mark.parametrize("command", ["evaluate", "hardware", "export"])
+def test_commands_on_a_trained_model_list_no_training_options(command: str) -> None:
+    code, output = _invoke([command, "--help"])
+    assert code == 0, output
+    for option in ("--epochs", "--lr", "--batch-size", "--model "):
+        assert option not in output, (command, option)
+    assert "--model-file" in output
+    code, output = _invoke([command, "--dataset", "digits"])
+    assert code == 2, output
+    assert "Missing option '--model-file'" in output
+
+
+@pytest.mark.parametrize("command", ["evaluate", "hardware", "export"])
+def test_code_without_weights_is_refused_where_nothing_trains(command: str, tmp_path: Path) -> None:
+    source = tmp_path / "net.py"
+    source.write_text("import torch\nNet = lambda: torch.nn.Linear(64, 10)\n")
+    code, output = _invoke([command, "--dataset", "digits", "--model-file", f"{source}:Net"])
+    assert code == 2, output
+    assert f"{command} works on a trained model" in output
+    assert "--weights" in output
+
+
+def test_the_default_export_is_the_default_runs_method(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "net.nir"
+    code, output = _invoke(
+        ["export", "--model-file", str(trained), "--steps", "8", "--limit", "30", "--out", str(out)]
+    )
+    assert code == 0, output
+    assert out.exists()
+    assert "rate with T=8" in output  # no --method given: the method run defaults to
+    assert "exported network (NIR-exact): SNN test accuracy" in output

@@ -144,7 +144,8 @@ def test_train_a_user_class_then_fine_tune_it_ttfs_aware(tmp_path: Path) -> None
                      "--out", str(out))  # fmt: skip
     assert result.exit_code == 0, result.output
     result = _invoke("run", "--dataset", "digits", *user, "--weights", str(out / "model-ttfs"),
-                     "--check-samples", "2", "--out", str(tmp_path / "tuned"))  # fmt: skip
+                     "--method", "ttfs", "--check-samples", "2",
+                     "--out", str(tmp_path / "tuned"))  # fmt: skip
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "tuned" / "results.json").read_text())
     assert record["steps"] == 4  # the T it was tuned for

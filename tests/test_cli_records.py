@@ -176,7 +176,9 @@ def test_export_with_the_defaults_runs_in_norse_with_identical_spike_counts(
 ) -> None:
     pytest.importorskip("nir")
     out = tmp_path / "net.nir"
-    args = ["export", "--format", "nir", "--dataset", "digits", "--epochs", "2"]
+    _invoke(["train", "--dataset", "digits", "--epochs", "2", "--out", str(tmp_path)])
+    args = ["export", "--format", "nir", "--dataset", "digits"]
+    args += ["--model-file", str(tmp_path / "model")]
     output = _invoke([*args, "--limit", "30", "--output", str(out)])
     net = onespike.from_nir(out)
     assert net.config == onespike.RateConfig(steps=64, reset="zero", initial_membrane=0.0)

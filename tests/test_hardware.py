@@ -396,11 +396,14 @@ def test_bad_run_arguments_are_clear_errors() -> None:
 
 def test_cli_hardware_command(tmp_path: Path) -> None:
     out = tmp_path / "hw"
-    args = ["hardware", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--limit"]
-    args += ["60", "--steps", "4", "--pes", "8", "--out", str(out)]
+    train = ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--out", str(out)]
+    assert CliRunner().invoke(main, train, catch_exceptions=False).exit_code == 0
+    model = ["--dataset", "digits", "--model-file", str(out / "model"), "--limit", "60"]
+    args = ["hardware", *model, "--method", "ttfs", "--steps", "4", "--pes", "8", "--out", str(out)]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     record = json.loads((out / "hardware.json").read_text())
+    assert record["method"] == "ttfs"
     assert record["architecture"] == "ttfs-accelerator"
     assert record["pes"] == 8
     assert record["samples"] == 60
@@ -419,7 +422,19 @@ def test_cli_hardware_command(tmp_path: Path) -> None:
     )
     assert dense.exit_code == 0, dense.output
     assert json.loads((tmp_path / "d" / "hardware.json").read_text())["method"] == "ann"
-    bad = CliRunner().invoke(main, ["hardware", "--pes", "0", "--out", str(tmp_path / "bad")])
+    # the default method, rate, runs on the rate core
+    rate = CliRunner().invoke(
+        main,
+        ["hardware", *model, "--steps", "8", "--out", str(tmp_path / "r")],
+        catch_exceptions=False,
+    )
+    assert rate.exit_code == 0, rate.output
+    rate_record = json.loads((tmp_path / "r" / "hardware.json").read_text())
+    assert (rate_record["method"], rate_record["architecture"]) == ("rate", "rate-core")
+    assert rate_record["steps"] == 8
+    bad = CliRunner().invoke(
+        main, ["hardware", *model, "--pes", "0", "--out", str(tmp_path / "bad")]
+    )
     assert bad.exit_code != 0
     assert "pes must be an integer >= 1" in bad.output
 

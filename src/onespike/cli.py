@@ -268,6 +268,25 @@ def _model_options(func: F) -> F:
     return func
 
 
+def _trained_model_options(func: F) -> F:
+    """``--seed`` and ``--binary`` of a command that works on a trained model
+    (``evaluate``, ``hardware``, ``export``): they describe the rate conversion, not training."""
+    func = click.option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Rate: seed of the Poisson input and of the dither offsets.",
+    )(func)
+    func = click.option(
+        "--binary",
+        is_flag=True,
+        help="Rate: the model's hidden weights are binary (trained with onespike train "
+        "--binary): store them as synapses of weight +-1, the scale folded into thresholds.",
+    )(func)
+    return func
+
+
 @dataclass(frozen=True)
 class _ModelFile:
     """What ``--model-file``, ``--weights`` and ``--model-args`` named, checked on parsing."""
@@ -294,12 +313,19 @@ _TRAINING_OPTIONS = ("model_name", "epochs", "lr", "batch_size")
 
 
 def _model_file_options(
-    func: F | None = None, *, training: tuple[str, ...] = _TRAINING_OPTIONS
+    func: F | None = None,
+    *,
+    training: tuple[str, ...] = _TRAINING_OPTIONS,
+    required: bool = False,
 ) -> Any:
     """``--model-file``, ``--weights`` and ``--model-args``, parsed into one ``model_file``;
-    the ``training`` options are refused when the model is loaded rather than trained."""
+    the ``training`` options are refused when the model is loaded rather than trained.
+
+    With ``required``, the command works on a trained model only (``evaluate``, ``hardware``
+    and ``export``): ``--model-file`` must be given, and a ``file.py:NAME`` needs ``--weights``.
+    """
     if func is None:
-        return functools.partial(_model_file_options, training=training)
+        return functools.partial(_model_file_options, training=training, required=required)
 
     @functools.wraps(func)
     def wrapper(
@@ -313,6 +339,13 @@ def _model_file_options(
             parsed = _parse_model_file(model_file, weights, model_args)
         except OnespikeError as exc:
             raise click.UsageError(f"{type(exc).__name__}: {exc}") from exc
+        if required and parsed is not None and parsed.trains:
+            command = click.get_current_context().info_name
+            raise click.UsageError(
+                f"{command} works on a trained model, and --model-file {model_file} names "
+                "code to train: give its trained weights with --weights, or train it first "
+                f"(onespike train --model-file {model_file} --out DIR, then --weights DIR/model)"
+            )
         if parsed is not None and parsed.trains and "model_name" in kwargs and _given("model_name"):
             raise click.UsageError(
                 f"--model names a built-in architecture, but --model-file {model_file} gives "
@@ -340,19 +373,26 @@ def _model_file_options(
         click.option(
             "--model-file",
             type=str,
-            default=None,
-            help="The model to use instead of training one: an onespike model directory (or "
-            "its .safetensors), an ONNX file (model.onnx), or your own code as "
-            "path/to/file.py:NAME (an nn.Module class or a function returning one; see "
-            "--weights and --model-args).",
+            required=required,  # no default: click 8.5 takes default=None as given
+            help=(
+                "The trained model: an onespike model directory (onespike train --out DIR "
+                "writes DIR/model), its .safetensors, an ONNX file (model.onnx), or your own "
+                "code as path/to/file.py:NAME with --weights (an nn.Module class or a "
+                "function returning one; see --model-args)."
+                if required
+                else "The model to use instead of training one: an onespike model directory "
+                "(or its .safetensors), an ONNX file (model.onnx), or your own code as "
+                "path/to/file.py:NAME (an nn.Module class or a function returning one; see "
+                "--weights and --model-args)."
+            ),
         ),
         click.option(
             "--weights",
             type=click.Path(path_type=Path),
             default=None,
             help="For --model-file file.py:NAME: its state dict (.safetensors, a .pt/.pth "
-            "state dict, read with weights_only=True, or an onespike model directory). "
-            "Without it, the model is trained first.",
+            "state dict, read with weights_only=True, or an onespike model directory)."
+            + ("" if required else " Without it, the model is trained first."),
         ),
         click.option(
             "--model-args",
@@ -561,6 +601,14 @@ def _obtain_model(
             trained,
             {"dataset": train_ds.name, "extra": {"validation": split}},
         )
+    return _load_trained(model_file, train_ds, test_ds)
+
+
+def _load_trained(
+    model_file: _ModelFile, train_ds: Dataset, test_ds: Dataset
+) -> tuple[torch.nn.Module, float, ModelSpec | ModelSource, dict[str, Any]]:
+    """Load the trained model ``model_file`` names; returns model, test accuracy, spec,
+    metadata."""
     model, meta = load_module(
         model_file.source,
         weights=model_file.weights,
@@ -776,6 +824,17 @@ _APPLIES_TO: dict[str, tuple[str, ...]] = {
     "threshold_init": ("hybrid",),
     "readout": ("hybrid",),
 }
+# One default method for every command that converts: rate coding, the method every NIR
+# reader runs (Norse imports onespike's rate networks with identical spike counts, and none
+# imports its TTFS pattern), so that a default export and a default run are the same network.
+_DEFAULT_METHOD = "rate"
+_METHOD_HELP = (
+    "ttfs: one spike per neuron (exact TTFS conversion); rate: rate coding; hybrid: "
+    "single-spike hybrid input. A TTFS-aware or STDB-fine-tuned model needs its own method "
+    "named."
+)
+# On a command that works on a trained model, --seed and --binary describe the rate conversion.
+_CONVERSION_APPLIES_TO = {**_APPLIES_TO, "seed": ("rate",), "binary": ("rate",)}
 
 
 def _given(name: str) -> bool:
@@ -1074,6 +1133,23 @@ def _train_hybrid(
     )
 
 
+def _check_method_for_model(method: str, meta: dict[str, Any]) -> None:
+    """Refuse the default method for a model fine-tuned for another one: converting a
+    TTFS-aware or STDB-fine-tuned model with the default would drop what it learned without
+    the user asking."""
+    extra = meta.get("extra") or {}
+    if not isinstance(extra, dict) or _given("method"):
+        return
+    made_for = "ttfs" if "ttfs_aware" in extra else "hybrid" if "hybrid" in extra else None
+    if made_for is not None and made_for != method:
+        how = "TTFS-aware" if made_for == "ttfs" else "STDB-fine-tuned hybrid"
+        raise click.UsageError(
+            f"this model is {how} (fine-tuned for --method {made_for}), and the default method "
+            f"is {method}: give --method {made_for} to run what it learned, or --method "
+            f"{method} to convert its weights anyway"
+        )
+
+
 def _saved_hybrid(model_file: _ModelFile | None, meta: dict[str, Any]) -> Any:
     """The fine-tuned hybrid network saved beside ``model_file`` by ``train --method hybrid``."""
     extra = meta.get("extra") or {}
@@ -1276,7 +1352,11 @@ def _run_imported(
 @_model_options
 @_model_file_options
 @click.option(
-    "--method", type=click.Choice(["ttfs", "rate", "hybrid"]), default="ttfs", show_default=True
+    "--method",
+    type=click.Choice(["ttfs", "rate", "hybrid"]),
+    default=_DEFAULT_METHOD,
+    show_default=True,
+    help=_METHOD_HELP,
 )
 @click.option(
     "--steps",
@@ -1759,6 +1839,7 @@ def _evaluation_network(
     Returns:
         The network, the ANN graph, T, and extra fields for the results record.
     """
+    _check_method_for_model(method, meta)
     model.eval()
     extras: dict[str, Any] = {}
     aware = restore_ttfs_aware(model, meta) if method == "ttfs" else None
@@ -1806,8 +1887,8 @@ def _evaluation_network(
 @_options_of(run_command, _RUN_METHOD_OPTIONS)
 @main.command("evaluate")
 @_data_options
-@_model_options
-@_model_file_options
+@_trained_model_options
+@_model_file_options(required=True)
 @_percentile_option
 @_limit_option
 @click.option(
@@ -1838,13 +1919,9 @@ def evaluate_command(
     dataset: str,
     data_dir: Path | None,
     download: bool,
-    model_name: str,
-    epochs: int | None,
-    lr: float,
-    batch_size: int,
     seed: int,
     binary: bool,
-    model_file: _ModelFile | None,
+    model_file: _ModelFile,
     percentile: float,
     limit: int | None,
     eval_batch_size: int,
@@ -1872,17 +1949,9 @@ def evaluate_command(
     """
     rank, world_size, _ = distributed.environment()
     _refuse_for_dataset(dataset)
-    _refuse_inapplicable(method)
-    if method != "rate":
-        _refuse_for_loaded_model(model_file, ("binary", "seed"))
+    _refuse_inapplicable(method, _CONVERSION_APPLIES_TO)
     if world_size == 1:
         _refuse_given(("backend",), "outside torchrun (WORLD_SIZE is 1: no process group)")
-    if world_size > 1 and model_file is None:
-        raise click.UsageError(
-            f"evaluate under torchrun (WORLD_SIZE={world_size}) needs --model-file, so that "
-            "every process evaluates the same model: train it first (onespike train --out DIR) "
-            "and pass --model-file DIR/model"
-        )
     if eval_batch_size < 1:
         raise click.UsageError(f"--eval-batch-size must be >= 1, got {eval_batch_size}")
     make_config = functools.partial(
@@ -1903,26 +1972,13 @@ def evaluate_command(
     )
     make_config(16 if steps is None else steps)  # fail on a bad option before any loading
     _check_model_record(model_file, dataset)
-    _check_output_dir(
-        out, "--out", dirs=("model", "checkpoints"), files=("results.json",), create=rank == 0
-    )
+    _check_output_dir(out, "--out", files=("results.json",), create=rank == 0)
     with distributed.process_group(backend) as context:  # type: ignore[arg-type]
         # Rank 0 loads the model, calibrates and converts once; the others receive the network.
         if context.is_main:
             try:
                 train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
-                model, ann_accuracy, spec, meta = _obtain_model(
-                    model_file,
-                    train_ds,
-                    test_ds,
-                    model_name=model_name,
-                    epochs=epochs,
-                    lr=lr,
-                    batch_size=batch_size,
-                    seed=seed,
-                    binary=binary,
-                    out=out,
-                )
+                model, ann_accuracy, spec, meta = _load_trained(model_file, train_ds, test_ds)
                 # Calibrate (and fine-tune) on the images the model trained on, never on those it
                 # held out (model.json records them).
                 train_ds, _ = _held_out(meta, train_ds)
@@ -1988,9 +2044,16 @@ def evaluate_command(
 
 @main.command("hardware")
 @_data_options
-@_model_options
-@_model_file_options
-@click.option("--method", type=click.Choice(["ttfs", "rate"]), default="ttfs", show_default=True)
+@_trained_model_options
+@_model_file_options(required=True)
+@click.option(
+    "--method",
+    type=click.Choice(["ttfs", "rate"]),
+    default=_DEFAULT_METHOD,
+    show_default=True,
+    help="ttfs: one spike per neuron (exact TTFS conversion); rate: rate coding. A "
+    "TTFS-aware model needs --method ttfs named.",
+)
 @click.option(
     "--steps",
     type=click.IntRange(min=1),
@@ -2019,7 +2082,7 @@ def evaluate_command(
     type=click.Path(path_type=Path),
     default=Path("runs/hardware"),
     show_default=True,
-    help="Run directory for the model, hardware.json and hardware.png.",
+    help="Run directory for hardware.json and hardware.png.",
 )
 @_runtime_options
 @_friendly_errors
@@ -2027,13 +2090,9 @@ def hardware_command(
     dataset: str,
     data_dir: Path | None,
     download: bool,
-    model_name: str,
-    epochs: int | None,
-    lr: float,
-    batch_size: int,
     seed: int,
     binary: bool,
-    model_file: _ModelFile | None,
+    model_file: _ModelFile,
     method: str,
     steps: int | None,
     no_rectifier: bool,
@@ -2051,18 +2110,18 @@ def hardware_command(
     _refuse_for_dataset(dataset)
     if architecture == "dense-ann":
         _refuse_given(
-            ("method", "steps", "no_rectifier"),
+            ("method", "steps", "no_rectifier", "seed", "binary"),
             "to --architecture dense-ann, which runs the ANN itself",
         )
     else:
-        _refuse_inapplicable(method, {"no_rectifier": ("ttfs",)})
+        _refuse_inapplicable(
+            method, {"no_rectifier": ("ttfs",), "seed": ("rate",), "binary": ("rate",)}
+        )
     if architecture == "ttfs-accelerator" and method != "ttfs":
         raise click.UsageError(
             f"--architecture ttfs-accelerator runs single-spike TTFS networks, not --method "
             f"{method}; use --architecture rate-core (or in-memory) for a rate-coded network"
         )
-    if method != "rate" or architecture == "dense-ann":
-        _refuse_for_loaded_model(model_file, ("binary", "seed"))
     config = AcceleratorConfig(
         pes=pes,
         cores=cores,
@@ -2086,26 +2145,15 @@ def hardware_command(
         )
     )
     _check_model_record(model_file, dataset)
-    _check_output_dir(
-        out, "--out", dirs=("model", "checkpoints"), files=("hardware.json", "hardware.png")
-    )
+    _check_output_dir(out, "--out", files=("hardware.json", "hardware.png"))
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
-    model, ann_accuracy, spec, meta = _obtain_model(
-        model_file,
-        train_ds,
-        test_ds,
-        model_name=model_name,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        binary=binary,
-        out=out,
-    )
+    model, ann_accuracy, spec, meta = _load_trained(model_file, train_ds, test_ds)
     # Calibrate (and fine-tune) on the images the model trained on, never on those it
     # held out (model.json records them).
     train_ds, _ = _held_out(meta, train_ds)
     model.eval()
+    if not ann:
+        _check_method_for_model(method, meta)
     aware = restore_ttfs_aware(model, meta) if method == "ttfs" and not ann else None
     if aware is not None:
         _refuse_given(
@@ -2201,8 +2249,8 @@ class _AliasedOption(click.Option):
 
 @main.command("export")
 @_data_options
-@_model_options
-@_model_file_options
+@_trained_model_options
+@_model_file_options(required=True)
 @click.option(
     "--format",
     "export_format",
@@ -2212,7 +2260,11 @@ class _AliasedOption(click.Option):
     help="File format: NIR, the Neuromorphic Intermediate Representation (HDF5).",
 )
 @click.option(
-    "--method", type=click.Choice(["ttfs", "rate", "hybrid"]), default="rate", show_default=True
+    "--method",
+    type=click.Choice(["ttfs", "rate", "hybrid"]),
+    default=_DEFAULT_METHOD,
+    show_default=True,
+    help=_METHOD_HELP,
 )
 @click.option(
     "--steps",
@@ -2263,7 +2315,7 @@ class _AliasedOption(click.Option):
     type=click.Path(path_type=Path),
     default=Path("runs/export/network.nir"),
     show_default=True,
-    help="The file to write (atomically); a model trained here is saved beside it.",
+    help="The file to write (atomically).",
 )
 @_runtime_options
 @_friendly_errors
@@ -2271,13 +2323,9 @@ def export_command(
     dataset: str,
     data_dir: Path | None,
     download: bool,
-    model_name: str,
-    epochs: int | None,
-    lr: float,
-    batch_size: int,
     seed: int,
     binary: bool,
-    model_file: _ModelFile | None,
+    model_file: _ModelFile,
     export_format: str,
     method: str,
     steps: int | None,
@@ -2293,13 +2341,11 @@ def export_command(
     limit: int | None,
     output: Path,
 ) -> None:
-    """Train (or load) and convert a model, and write the spiking network as a NIR file."""
+    """Convert a trained model and write the spiking network as a NIR file."""
     from onespike.nir_io import check_config, write_nir
 
     _refuse_for_dataset(dataset)
-    _refuse_inapplicable(method)
-    if method != "rate":
-        _refuse_for_loaded_model(model_file, ("binary", "seed"))
+    _refuse_inapplicable(method, _CONVERSION_APPLIES_TO)
     method_config = functools.partial(
         _spiking_config,
         method,
@@ -2315,24 +2361,11 @@ def export_command(
         early_exit=0,
         seed=seed,
     )
-    check_config(method_config(16 if steps is None else steps))  # refuse before any training
+    check_config(method_config(16 if steps is None else steps))  # refuse before any loading
     _check_model_record(model_file, dataset)
     _check_output_file(output, "--out")
-    if model_file is None or model_file.trains:  # the model trained here is saved beside it
-        _check_output_dir(output.parent, "the directory of --out", dirs=("model", "checkpoints"))
     train_ds, test_ds = _load_splits(dataset, data_dir, download, limit)
-    model, ann_accuracy, spec, meta = _obtain_model(
-        model_file,
-        train_ds,
-        test_ds,
-        model_name=model_name,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        binary=binary,
-        out=output.parent,
-    )
+    model, ann_accuracy, spec, meta = _load_trained(model_file, train_ds, test_ds)
     # Calibrate (and fine-tune) on the images the model trained on, never on those it
     # held out (model.json records them).
     train_ds, _ = _held_out(meta, train_ds)

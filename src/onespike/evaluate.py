@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from onespike._progress import Stage
 from onespike.convert import RateConfig, TTFSConfig, convert
 from onespike.data import Dataset, batches
 from onespike.errors import ConfigError, ShapeError
@@ -107,23 +107,19 @@ def evaluate_snn(
         dataset: images and labels.
         batch_size: samples simulated at once (bounds memory).
         method: simulator.
-        progress: show a progress bar.
+        progress: show a progress bar (off a terminal: one summary line at the end).
 
     Returns:
         The accumulated evaluation (its per-sample tensors on the CPU).
     """
-    bar = tqdm(
-        total=len(dataset),
-        desc=f"simulate ({method})",
-        unit="img",
-        disable=None if progress else True,
-    )
     total = _Totals()
-    for images, labels in _batches(dataset, batch_size):
-        total.add(net, simulate(net, images, method=method), labels)
-        bar.update(int(labels.shape[0]))
-    bar.close()
-    return total.evaluation(dataset)
+    with Stage(f"simulate ({method})", total=len(dataset), unit="img", enabled=progress) as bar:
+        for images, labels in _batches(dataset, batch_size):
+            total.add(net, simulate(net, images, method=method), labels)
+            bar.update(int(labels.shape[0]))
+        evaluation = total.evaluation(dataset)
+        bar.close(f"SNN accuracy {evaluation.accuracy:.4f}")
+    return evaluation
 
 
 def evaluate_snn_steps(
@@ -143,27 +139,23 @@ def evaluate_snn_steps(
         steps: run lengths ``T`` (see :func:`onespike.simulate.rate.simulate_checkpoints`).
         batch_size: samples simulated at once (bounds memory).
         method: simulator.
-        progress: show a progress bar.
+        progress: show a progress bar (off a terminal: one summary line at the end).
 
     Returns:
         ``T`` to the evaluation the network would get with ``RateConfig(steps=T)``.
     """
     if not isinstance(net.config, RateConfig):
         raise ConfigError("evaluate_snn_steps needs a network converted with RateConfig")
-    bar = tqdm(
-        total=len(dataset),
-        desc=f"simulate ({method})",
-        unit="img",
-        disable=None if progress else True,
-    )
     totals = {t: _Totals() for t in steps}
-    for images, labels in _batches(dataset, batch_size):
-        results = simulate_checkpoints(net, images, steps, method=method)
-        for t, result in zip(steps, results, strict=True):
-            totals[t].add(net, result, labels)
-        bar.update(int(labels.shape[0]))
-    bar.close()
-    return {t: total.evaluation(dataset) for t, total in totals.items()}
+    with Stage(f"simulate ({method})", total=len(dataset), unit="img", enabled=progress) as bar:
+        for images, labels in _batches(dataset, batch_size):
+            results = simulate_checkpoints(net, images, steps, method=method)
+            for t, result in zip(steps, results, strict=True):
+                totals[t].add(net, result, labels)
+            bar.update(int(labels.shape[0]))
+        evaluations = {t: total.evaluation(dataset) for t, total in totals.items()}
+        bar.close(f"T = {min(steps)}..{max(steps)}")
+    return evaluations
 
 
 def _batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

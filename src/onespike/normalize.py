@@ -23,8 +23,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from onespike._progress import Stage
 from onespike.errors import CalibrationWarning, ConfigError, ShapeError
 from onespike.graph import Graph, first_tensor, run_graph
 from onespike.network import populations
@@ -160,9 +160,10 @@ def activation_scales(
     device = torch.device("cpu") if like is None else like.device
     dtype = like.dtype if like is not None and like.is_floating_point() else torch.float32
     top = {p.name: torch.empty(0, device=device) for p in pops}
-    bar = tqdm(inputs, desc="normalize", unit="batch", disable=None if progress else True)
-    with torch.no_grad():
-        for x in bar:
+    bar = Stage("normalize", total=len(inputs), unit="batch", enabled=progress)
+    with bar, torch.no_grad():
+        for x in inputs:
+            bar.update(1)
             _, acts = run_graph(graph, x.to(device=device, dtype=dtype), record=True)
             for pop in pops:
                 k, kept = need[pop.name], top[pop.name]
@@ -172,6 +173,7 @@ def activation_scales(
                 if merged.numel() > k:
                     merged = torch.topk(merged, k, sorted=False).values
                 top[pop.name] = merged
+        bar.close(f"{samples:,} calibration samples")
     scales: dict[str, float] = {}
     silent = []
     for pop in pops:

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from onespike._fs import atomic_write_bytes, atomic_write_json
+from onespike._progress import Stage
 from onespike.data import Dataset
 from onespike.errors import ChecksumError, ConfigError, CorruptFileError
 from onespike.io import _state_mismatches, read_safetensors
@@ -193,7 +194,8 @@ def train(
             after every epoch; ``None`` writes nothing.
         resume: continue from the checkpoint in ``checkpoint_dir`` if there is one; with
             ``False`` an existing checkpoint is ignored and overwritten.
-        progress: show a tqdm progress bar over the batches of each epoch.
+        progress: show a progress bar over the batches of each epoch on a terminal, and one
+            summary line per epoch (loss, accuracies, time) otherwise.
         loss_fn: ``loss_fn(logits, labels) -> scalar``; defaults to cross-entropy.
         on_epoch: called with the history after every epoch (and its checkpoint); returning
             True stops training there (early stopping).
@@ -249,13 +251,14 @@ def train(
         loss_sum = 0.0
         correct = 0
         seen = 0
-        with tqdm(
+        bar = Stage(
+            f"epoch {epoch}/{config.epochs}",
             total=steps_per_epoch,
-            desc=f"epoch {epoch}/{config.epochs}",
             unit="batch",
-            disable=None if progress else True,  # None: tqdm shows no bar off a terminal
+            enabled=progress,
             leave=False,
-        ) as bar:
+        )
+        with bar:
             for start in range(0, n, config.batch_size):
                 index = order[start : start + config.batch_size]
                 x = train_ds.images[index].to(device)
@@ -278,11 +281,13 @@ def train(
                 loss_sum += value * len(index)
                 correct += int((logits.detach().argmax(dim=1) == y).sum().item())
                 seen += len(index)
-                bar.set_description_str(
-                    f"epoch {epoch}/{config.epochs} loss {loss_sum / seen:.4f}", refresh=False
-                )
+                bar.describe(f"epoch {epoch}/{config.epochs} loss {loss_sum / seen:.4f}")
                 bar.update(1)
-        val_accuracy = evaluate(model, val_ds) if val_ds is not None else None
+            val_accuracy = evaluate(model, val_ds) if val_ds is not None else None
+            bar.close(
+                f"loss {loss_sum / seen:.4f}, training accuracy {correct / seen:.4f}"
+                + ("" if val_accuracy is None else f", validation accuracy {val_accuracy:.4f}")
+            )
         model.train()
         result.history.append(
             {
