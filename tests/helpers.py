@@ -1,4 +1,4 @@
-"""Random graphs for property tests.
+"""Random graphs for property tests, and a Norse runner for the NIR interop tests.
 
 Weights and biases are multiples of 1/8 and normalisation scales are powers of two, so every
 sum both simulators form is exact in float32: agreement can then be demanded bit for bit.
@@ -6,6 +6,10 @@ sum both simulators form is exact in float32: agreement can then be demanded bit
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
 import torch
 from hypothesis import strategies as st
 
@@ -102,3 +106,44 @@ def cnn_graphs(draw: st.DrawFn) -> Graph:
 def with_dyadic_scales(draw: st.DrawFn, graph: Graph) -> Graph:
     names = [p.name for p in populations(graph) if p.kind == "neuron"]
     return graph.with_scales({n: 2.0 ** draw(st.integers(-1, 2)) for n in names})
+
+
+def run_norse(
+    path: Path, x: torch.Tensor, steps: int, *, batched: bool
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Norse's module for the file, run ``steps`` steps on the same analog input: the summed
+    output (the readout membrane) and each IF population's spike counts, batch first.
+
+    ``batched=False`` feeds one sample at a time without a batch dimension: NIR shapes exclude
+    the batch, so NIR's ``Flatten(start_dim=0)``, which Norse applies as it stands, flattens a
+    whole sample only then."""
+    norse = pytest.importorskip("norse.torch", reason="the interop test needs Norse")
+    nir = pytest.importorskip("nir")
+    module = norse.from_nir(nir.read(path))
+    counts: dict[str, Any] = {}
+
+    def counter(name: str) -> Any:
+        def hook(_: Any, __: Any, output: Any) -> None:
+            counts[name] = counts.get(name, 0) + output[0]
+
+        return hook
+
+    for name, sub in module.named_modules():
+        if type(sub).__name__ == "IAFCell":
+            sub.register_forward_hook(counter(name))
+
+    def run(inputs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        counts.clear()
+        total = torch.zeros(())
+        state = None
+        with torch.no_grad():
+            for _ in range(steps):
+                out, state = module(inputs, state)
+                total = total + out
+        return total, dict(counts)
+
+    if batched:
+        return run(x)
+    runs = [run(sample) for sample in x]
+    stacked = {name: torch.stack([c[name] for _, c in runs]) for name in runs[0][1]}
+    return torch.stack([total for total, _ in runs]), stacked

@@ -19,6 +19,7 @@ from onespike.evaluate import evaluate_snn
 from onespike.io import save_model
 from onespike.models import build_model
 from onespike.report import load_records, run_name
+from tests.helpers import run_norse
 
 
 def _invoke(args: list[str]) -> str:
@@ -142,34 +143,6 @@ def test_report_labels_name_the_options_and_old_records_still_load(run_dir: Path
 
 
 # onespike export with the defaults --------------------------------------------------------
-def _norse_counts(path: Path, x: torch.Tensor, steps: int) -> dict[str, torch.Tensor]:
-    """Spike counts of every IAF population of Norse's module for the file, run ``steps``
-    steps on the same analog input, sample by sample (as tests/test_nir.py runs it)."""
-    norse = pytest.importorskip("norse.torch", reason="the interop test needs Norse")
-    nir = pytest.importorskip("nir")
-    module = norse.from_nir(nir.read(path))
-    counts: dict[str, Any] = {}
-
-    def counter(name: str) -> Any:
-        def hook(_: Any, __: Any, output: Any) -> None:
-            counts[name] = counts.get(name, 0) + output[0]
-
-        return hook
-
-    for name, sub in module.named_modules():
-        if type(sub).__name__ == "IAFCell":
-            sub.register_forward_hook(counter(name))
-    runs = []
-    for sample in x:  # NIR's Flatten(start_dim=0) flattens a whole sample only unbatched
-        counts.clear()
-        state = None
-        with torch.no_grad():
-            for _ in range(steps):
-                _, state = module(sample, state)
-        runs.append(dict(counts))
-    return {name: torch.stack([c[name] for c in runs]) for name in runs[0]}
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_export_with_the_defaults_runs_in_norse_with_identical_spike_counts(
     tmp_path: Path,
@@ -191,7 +164,7 @@ def test_export_with_the_defaults_runs_in_norse_with_identical_spike_counts(
     reference = re.search(r"onespike run's rate conversion \(reset subtract, .*\): (\S+) ", output)
     assert reference is not None, output
     x = test_ds.images
-    counts = _norse_counts(out, x, 64)
+    _, counts = run_norse(out, x, 64, batched=False)
     result = onespike.simulate(net, x, "stepped")
     hidden = [p.name for p in net.populations if p.kind == "neuron" and not p.is_output]
     # nirtorch writes a dot in a node's name as an underscore in its module's

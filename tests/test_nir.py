@@ -20,6 +20,7 @@ from onespike.models import build_model
 from onespike.network import SpikingNetwork
 from onespike.nir_io import write_nir
 from onespike.simulate import SimResult
+from tests.helpers import run_norse
 
 nir = pytest.importorskip(
     "nir", reason="NIR support is the 'nir' extra: pip install 'onespike[nir]'"
@@ -302,46 +303,6 @@ def _dyadic_network(steps: int) -> SpikingNetwork:
     return onespike.convert(graph, onespike.RateConfig(steps=steps, **ZERO_RESET))  # type: ignore[arg-type]
 
 
-def _run_norse(
-    path: Path, x: torch.Tensor, steps: int, *, batched: bool
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Norse's module for the file, run ``steps`` steps on the same analog input: the summed
-    output (the readout membrane) and each IF population's spike counts, batch first.
-
-    ``batched=False`` feeds one sample at a time without a batch dimension: NIR shapes exclude
-    the batch, so NIR's ``Flatten(start_dim=0)``, which Norse applies as it stands, flattens a
-    whole sample only then."""
-    norse = pytest.importorskip("norse.torch", reason="the interop test needs Norse")
-    module = norse.from_nir(nir.read(path))
-    counts: dict[str, Any] = {}
-
-    def counter(name: str) -> Any:
-        def hook(_: Any, __: Any, output: Any) -> None:
-            counts[name] = counts.get(name, 0) + output[0]
-
-        return hook
-
-    for name, sub in module.named_modules():
-        if type(sub).__name__ == "IAFCell":
-            sub.register_forward_hook(counter(name))
-
-    def run(inputs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        counts.clear()
-        total = torch.zeros(())
-        state = None
-        with torch.no_grad():
-            for _ in range(steps):
-                out, state = module(inputs, state)
-                total = total + out
-        return total, dict(counts)
-
-    if batched:
-        return run(x)
-    runs = [run(sample) for sample in x]
-    stacked = {name: torch.stack([c[name] for _, c in runs]) for name in runs[0][1]}
-    return torch.stack([total for total, _ in runs]), stacked
-
-
 def _norse_matches(
     net: SpikingNetwork,
     x: torch.Tensor,
@@ -353,7 +314,7 @@ def _norse_matches(
     steps = net.config.steps
     path = tmp_path / "rate.nir"
     write_nir(path, net)
-    membrane, counts = _run_norse(path, x, steps, batched=batched)
+    membrane, counts = run_norse(path, x, steps, batched=batched)
     result = onespike.simulate(net, x, "stepped")
     hidden = [p.name for p in net.populations if p.kind == "neuron" and not p.is_output]
     assert sorted(counts) == sorted(hidden)  # nirtorch keeps these names (no dots in them)
@@ -399,7 +360,8 @@ def test_norse_agrees_on_a_normalised_network(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_norse_runs_an_exported_convolutional_network_sample_by_sample(tmp_path: Path) -> None:
     """Convolutions, a strided convolution, Flatten and Linear, no pooling (Norse 1.1 has no
-    AvgPool2d mapping). Samples go in without a batch dimension (see :func:`_run_norse`).
+    AvgPool2d mapping). Samples go in without a batch dimension (see
+    :func:`tests.helpers.run_norse`).
     Counts and predictions must be equal; the membranes to float32 precision, for the reason
     given in :func:`test_norse_agrees_on_a_normalised_network`."""
     layers = [

@@ -36,7 +36,14 @@ from onespike.errors import (
     OnespikeError,
     ShapeError,
 )
-from onespike.evaluate import agreement, evaluate_snn, smallest_steps, summarize, ttfs_diagnostics
+from onespike.evaluate import (
+    SNNEvaluation,
+    agreement,
+    evaluate_snn,
+    smallest_steps,
+    summarize,
+    ttfs_diagnostics,
+)
 from onespike.graph import Graph
 from onespike.hardware import (
     ARCHITECTURES,
@@ -56,7 +63,6 @@ from onespike.network import SpikingNetwork
 from onespike.normalize import normalize
 from onespike.optimize import optimize_for_ttfs, restore_ttfs_aware, save_ttfs_aware
 from onespike.report import (
-    imported_summary,
     record_path,
     run_name,
     save_run_record,
@@ -1307,12 +1313,14 @@ def _run_imported(
         test_ds = replace(test_ds, images=images.reshape(len(images), *net.input_shape))
     _note(f"simulating {path} ({', '.join(neurons) or 'no'} neurons), T={run_steps}")
     evaluation = evaluate_snn(net, test_ds, progress=not _RUNTIME.quiet)
-    row = imported_summary(
+    row = summarize(
         dataset=dataset,
         model=path.name,
         method="nir",
         steps=run_steps,
+        ann_accuracy=None,
         evaluation=evaluation,
+        ann_graph=None,
         energy_model=energy_model,
     )
     row["nir_file"] = str(path)
@@ -1320,31 +1328,14 @@ def _run_imported(
     row["stepped_check"] = agreement(net, test_ds.images[: max(1, check_samples)])
     if evaluation.step_correct is not None:
         row["accuracy_by_steps"] = evaluation.accuracy_by_steps()
-    atomic_write_json(out / "results.json", row)
     options: list[tuple[str, Any]] = [("file", str(path)), ("neurons", "+".join(neurons) or "none")]
-    stem, run_label = run_name("nir", run_steps, options)
-    replaced = record_path(out, "nir", run_steps, stem).exists()
-    record = save_run_record(
-        out,
-        row,
-        net=net,
-        evaluation=evaluation,
-        ann_graph=None,
-        sample=test_ds.images[:1],
-        label=int(test_ds.labels[0]),
-        options=options,
-    )
+    announce = _save_results(out, row, net, evaluation, None, test_ds, options)
     click.echo(
         f"{path.name} on {dataset}: SNN accuracy {100 * row['snn_accuracy']:.2f} %, "
         f"{row['spikes_per_neuron']:.3f} spikes per neuron, {row['synops']:,.0f} synops and "
         f"{row['snn_energy_pj'] / 1e3:,.1f} nJ ({row['energy_model']}) per inference"
     )
-    _note(f"results written to {out / 'results.json'}")
-    _note(
-        f"report data of {run_label!r} written to {record}"
-        + (" (replacing the record of an identical earlier run)" if replaced else "")
-        + f" (draw it: onespike report {out})"
-    )
+    announce()
 
 
 @main.command("run")
@@ -1636,8 +1627,25 @@ def run_command(
         row["layers"] = [asdict(d) for d in ttfs_diagnostics(net, test_ds.images[:500])]
     if evaluation.step_correct is not None:
         row["accuracy_by_steps"] = evaluation.accuracy_by_steps()
-    atomic_write_json(out / "results.json", row)
     options = _run_options(model_file, extras, out)
+    announce = _save_results(out, row, net, evaluation, graph, test_ds, options)
+    _print_table(row)
+    announce()
+
+
+def _save_results(
+    out: Path,
+    row: dict[str, Any],
+    net: SpikingNetwork,
+    evaluation: SNNEvaluation,
+    ann_graph: Graph | None,
+    test_ds: Dataset,
+    options: list[tuple[str, Any]],
+) -> Callable[[], None]:
+    """Write ``results.json`` and the run's report record (named by ``options``); returns
+    what prints where they went, to be called after the results table."""
+    atomic_write_json(out / "results.json", row)
+    method, steps = str(row["method"]), int(row["steps"])
     stem, run_label = run_name(method, steps, options)
     replaced = record_path(out, method, steps, stem).exists()
     record = save_run_record(
@@ -1645,18 +1653,21 @@ def run_command(
         row,
         net=net,
         evaluation=evaluation,
-        ann_graph=graph,
+        ann_graph=ann_graph,
         sample=test_ds.images[:1],
         label=int(test_ds.labels[0]),
         options=options,
     )
-    _print_table(row)
-    _note(f"results written to {out / 'results.json'}")
-    _note(
-        f"report data of {run_label!r} written to {record}"
-        + (" (replacing the record of an identical earlier run)" if replaced else "")
-        + f" (draw it: onespike report {out})"
-    )
+
+    def announce() -> None:
+        _note(f"results written to {out / 'results.json'}")
+        _note(
+            f"report data of {run_label!r} written to {record}"
+            + (" (replacing the record of an identical earlier run)" if replaced else "")
+            + f" (draw it: onespike report {out})"
+        )
+
+    return announce
 
 
 def _print_table(row: dict[str, Any]) -> None:

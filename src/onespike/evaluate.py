@@ -333,9 +333,9 @@ def summarize(
     model: str,
     method: str,
     steps: int,
-    ann_accuracy: float,
+    ann_accuracy: float | None,
     evaluation: SNNEvaluation,
-    ann_graph: Graph,
+    ann_graph: Graph | None,
     energy_model: EnergyModel | str,
 ) -> dict[str, Any]:
     """One flat record comparing a spiking network with its ANN.
@@ -345,9 +345,11 @@ def summarize(
         model: architecture name.
         method: spiking method (e.g. ``"ttfs"``).
         steps: the method's T.
-        ann_accuracy: the float ANN's test accuracy.
+        ann_accuracy: the float ANN's test accuracy (``None``: a network with no ANN, e.g.
+            one imported from another tool's NIR file).
         evaluation: from :func:`evaluate_snn` on the same test set.
-        ann_graph: the ANN's graph, for its MAC count.
+        ann_graph: the ANN's graph, for its MAC count (``None`` with ``ann_accuracy``: every
+            ANN field of the record is then ``None``).
         energy_model: prices the counts of both networks.
 
     Returns:
@@ -358,9 +360,15 @@ def summarize(
         its decision spends (``spikes_to_decision``, ``synaptic_events_to_decision``,
         ``snn_energy_to_decision_pj``); other methods have ``None`` there.
     """
-    ann_ops = count_ops(ann_graph, evaluation.samples)
+    if (ann_graph is None) != (ann_accuracy is None):
+        raise ConfigError("summarize takes ann_accuracy and ann_graph together, or neither")
     snn_energy = estimate_energy(evaluation.ops, energy_model)
-    ann_energy = estimate_energy(ann_ops, energy_model)
+    ann_macs = ann_energy_pj = ratio = None
+    if ann_graph is not None:
+        ann_ops = count_ops(ann_graph, evaluation.samples)
+        ann_macs = ann_ops.per_sample("macs")
+        ann_energy_pj = estimate_energy(ann_ops, energy_model).per_sample_pj
+        ratio = snn_energy.per_sample_pj / ann_energy_pj
     ops = evaluation.ops
     return {
         "dataset": dataset,
@@ -374,10 +382,10 @@ def summarize(
         "synops": ops.per_sample("synops"),
         "synaptic_events": ops.per_sample("synaptic_events"),
         "snn_macs": ops.per_sample("macs"),
-        "ann_macs": ann_ops.per_sample("macs"),
+        "ann_macs": ann_macs,
         "snn_energy_pj": snn_energy.per_sample_pj,
-        "ann_energy_pj": ann_energy.per_sample_pj,
-        "energy_ratio_vs_ann": snn_energy.per_sample_pj / ann_energy.per_sample_pj,
+        "ann_energy_pj": ann_energy_pj,
+        "energy_ratio_vs_ann": ratio,
         "energy_model": snn_energy.model.name,
         "energy_counts": snn_energy.model.counts,
         "latency_steps": evaluation.steps,

@@ -57,7 +57,7 @@ from torch import Tensor
 from onespike._fs import atomic_write_bytes, atomic_write_text, read_json
 from onespike.convert.config import RateConfig
 from onespike.errors import ConfigError, CorruptFileError, MissingFileError, ShapeError
-from onespike.evaluate import DECISION_KEYS, SNNEvaluation
+from onespike.evaluate import SNNEvaluation
 from onespike.graph import Graph
 from onespike.hardware.report import COMPONENTS
 from onespike.metrics import EnergyReport, count_ops, estimate_energy
@@ -74,7 +74,6 @@ __all__ = [
     "RASTER_STEPS",
     "RECORD_FORMAT",
     "RECORD_VERSION",
-    "imported_summary",
     "load_records",
     "record_path",
     "run_name",
@@ -268,7 +267,7 @@ def save_run_record(
         net: the simulated network.
         evaluation: its evaluation on the test set.
         ann_graph: the ANN's graph, for per-layer MACs; ``None`` for a network with no ANN
-            (imported from NIR: ``row`` from :func:`imported_summary`).
+            (imported from NIR: ``row`` from :func:`onespike.evaluate.summarize` without an ANN).
         sample: ``(1, *input_shape)``: the first test sample, for the raster.
         label: its true class.
         options: ``(name, value)`` of every option that changed the network from the
@@ -329,49 +328,6 @@ def save_run_record(
     path = record_path(run_dir, str(row["method"]), int(row["steps"]), stem)
     atomic_write_text(path, json.dumps(record, separators=(",", ":")) + "\n")
     return path
-
-
-def imported_summary(
-    *,
-    dataset: str,
-    model: str,
-    method: str,
-    steps: int,
-    evaluation: SNNEvaluation,
-    energy_model: str,
-) -> dict[str, Any]:
-    """The summary row of :func:`onespike.evaluate.summarize` for a network with no ANN (one
-    imported from NIR): the same counts and energy per inference, every ANN field ``None``.
-    Such a network is rate-coded (no decision-time fields: ``None`` as for rate rows)."""
-    ops = evaluation.ops
-    energy = estimate_energy(ops, energy_model)
-    neurons = [layer for layer in ops.layers if layer.kind == "neuron"]
-    clipped = sum(evaluation.clipped.get(layer.name, 0) for layer in neurons)
-    return {
-        "dataset": dataset,
-        "model": model,
-        "method": method,
-        "steps": steps,
-        "ann_accuracy": None,
-        "snn_accuracy": evaluation.accuracy,
-        "spikes_per_neuron": ops.spikes_per_neuron(),
-        "spikes": ops.per_sample("spikes"),
-        "synops": ops.per_sample("synops"),
-        "synaptic_events": ops.per_sample("synaptic_events"),
-        "snn_macs": ops.per_sample("macs"),
-        "ann_macs": None,
-        "snn_energy_pj": energy.per_sample_pj,
-        "ann_energy_pj": None,
-        "energy_ratio_vs_ann": None,
-        "energy_model": energy.model.name,
-        "energy_counts": energy.model.counts,
-        "latency_steps": evaluation.steps,
-        "mean_latency_steps": evaluation.mean_latency_steps,
-        **dict.fromkeys(DECISION_KEYS),
-        "clipped_per_sample": sum(evaluation.clipped.values()) / evaluation.samples,
-        "early_spike_fraction": clipped / (evaluation.samples * sum(n.neurons for n in neurons)),
-        "samples": evaluation.samples,
-    }
 
 
 def _ann_record(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
