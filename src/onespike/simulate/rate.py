@@ -236,9 +236,6 @@ def _run(
     }
     # The output population never spikes; analog input neither. Their counts stay zero.
     counts = {p.name: x.new_zeros((batch, *p.shape)) for p in net.populations}
-    counted = {p.name for p in net.populations[1:] if not p.is_output}
-    if generator is not None:
-        counted.add(inp.name)
     # Pooling needs every spike of its source; without early exit, those are its counts.
     running = {
         name: x.new_zeros((batch, *net[name].shape)) if early_exit else counts[name]
