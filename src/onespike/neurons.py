@@ -138,28 +138,46 @@ class IFParams(NamedTuple):
     reset: str = "subtract"
 
 
-def if_step(z: Tensor, state: IFState, params: IFParams) -> tuple[Tensor, IFState]:
+def if_step(
+    z: Tensor, state: IFState, params: IFParams, *, out: Tensor | None = None
+) -> tuple[Tensor, IFState]:
     """Advance an integrate-and-fire population by one time step.
 
     Args:
         z: input current arriving at this step.
         state: state after the previous step.
         params: threshold and reset rule.
+        out: a spike buffer shaped like the membrane. Given, the step runs in place: the
+            membrane of ``state`` is updated, the spikes are written into ``out``, and both
+            are returned (nothing is allocated, except a 0/1 mask with ``reset="zero"``).
+            ``None``: ``state`` is left untouched and new tensors are returned.
 
     Returns:
         ``(spikes, new_state)``, ``spikes`` a float tensor of zeros and ones.
     """
-    v = state.v + z
-    fired = v >= params.threshold
-    spikes = fired.to(v.dtype)
-    subtract = params.reset == "subtract"
-    v = v - spikes * params.threshold if subtract else v.masked_fill(fired, 0.0)
+    if out is None:
+        v = state.v + z
+        out = torch.empty_like(v)
+    else:
+        v = state.v.add_(z)
+    spikes = torch.ge(v, params.threshold, out=out)
+    if params.reset != "subtract":
+        v.masked_fill_(spikes.bool(), 0.0)
+    elif isinstance(params.threshold, Tensor):
+        # spikes are 0 or 1, so spikes * threshold is exact: v - spikes * threshold
+        v.addcmul_(spikes, params.threshold, value=-1.0)
+    else:
+        v.sub_(spikes, alpha=params.threshold)
     return spikes, IFState(v)
 
 
-def accumulate_step(z: Tensor, state: IFState) -> IFState:
-    """A non-spiking readout neuron: the membrane sums its input current, ``v <- v + z``."""
-    return IFState(state.v + z)
+def accumulate_step(z: Tensor, state: IFState, *, out: Tensor | None = None) -> IFState:
+    """A non-spiking readout neuron: the membrane sums its input current, ``v <- v + z``.
+
+    ``out`` receives the new membrane (``state.v`` itself: an update in place); ``None``: a
+    new tensor.
+    """
+    return IFState(torch.add(state.v, z, out=out))
 
 
 # Single-spike integrate-and-fire, for the hybrid code --------------------------------------

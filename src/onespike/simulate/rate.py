@@ -35,6 +35,11 @@ no later spike of it is counted. :attr:`SimResult.sample_steps` holds the latenc
 reuses it at every step, so the first layer's multiply-accumulates happen once; ``stepped``
 recomputes every projection at every step. Everything else is shared, and the tests hold the
 two to identical spike counts and predictions.
+
+Both update their state in place: membranes, spike buffers, counts and each pooling window's
+count are allocated once (:func:`~onespike.neurons.if_step` with ``out=``), a current is summed
+into the tensor its first projection has just made, and a step allocates little beyond the
+projections' outputs and one max-pool.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from torch import Tensor
 from onespike.convert.config import RateConfig
 from onespike.errors import ConfigError
 from onespike.graph import Conv2d, MaxPool2d, max_pool
-from onespike.network import Population, SpikingNetwork
+from onespike.network import Population, Projection, SpikingNetwork
 from onespike.neurons import (
     IFParams,
     IFState,
@@ -84,7 +89,9 @@ def _check_input(x: Tensor, config: RateConfig) -> tuple[Tensor, int]:
     )
 
 
-def pool_spikes(pool: MaxPool2d, spikes: Tensor, counts: Tensor) -> Tensor:
+def pool_spikes(
+    pool: MaxPool2d, spikes: Tensor, counts: Tensor, *, pooled: Tensor | None = None
+) -> Tensor:
     """Max pooling of spikes: a window spikes whenever its largest spike count grows.
 
     A neuron spikes at most once per step, so the largest count of a window grows by 0 or 1
@@ -95,12 +102,20 @@ def pool_spikes(pool: MaxPool2d, spikes: Tensor, counts: Tensor) -> Tensor:
         pool: the pooling node.
         spikes: this step's spikes of the source population, ``(B, C, H, W)``.
         counts: the source's spike counts so far, this step included.
+        pooled: the windows' counts before this step, ``max_pool(counts - spikes)``. Given,
+            it stands in for that second max-pool (one per step instead of two) and is
+            advanced in place to ``max_pool(counts)``.
 
     Returns:
         The pooled spikes.
     """
     now = max_pool(pool, counts)
-    return now - max_pool(pool, counts - spikes)
+    if pooled is None:
+        return now - max_pool(pool, counts - spikes)
+    # Counts are whole numbers, so the difference and the sum below are exact.
+    grown = now.sub_(pooled)
+    pooled.add_(grown)
+    return grown
 
 
 def _params(
@@ -157,6 +172,41 @@ def _initial_state(
     return IFState(v)
 
 
+def _shares_memory(a: Tensor, b: Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+def _current(
+    parts: Sequence[tuple[Projection, Tensor | None]],
+    bias: Tensor | None,
+    values: dict[str, Tensor],
+) -> Tensor:
+    """``z = sum of the projections' parts, in order, + bias``, added in place where it may be.
+
+    A part is the projection of this step's source values, or its cached (constant) value; the
+    sum is built in a part the projection has just made (never in a cached part or in a view
+    of a source), so the sums are the same additions in the same order as ``z = z + part``.
+    """
+    z: Tensor | None = None
+    owned = False
+    for proj, cached in parts:
+        source = values[proj.source]
+        part = proj.apply(source) if cached is None else cached
+        fresh = cached is None and not _shares_memory(part, source)
+        if z is None:
+            z, owned = part, fresh
+        elif owned:
+            z.add_(part)
+        elif fresh:  # z is still the first part alone, and addition commutes exactly
+            z, owned = part.add_(z), True
+        else:
+            z, owned = z + part, True
+    assert z is not None
+    if bias is not None:
+        z = z.add_(bias) if owned else z + bias
+    return z
+
+
 def _run(
     net: SpikingNetwork,
     x: Tensor,
@@ -170,6 +220,7 @@ def _run(
     dtype, device = x.dtype, x.device
     batch = x.shape[0]
     inp, out = net.input, net.output
+    early_exit = config.early_exit
     generator = torch.Generator().manual_seed(config.seed) if config.input == "poisson" else None
     params = {
         p.name: _params(p, config, dtype, device) for p in net.populations if p.kind == "neuron"
@@ -183,11 +234,41 @@ def _run(
         for p in net.populations
         if p.kind == "neuron" and p.bias is not None
     }
-    pooled_sources = {p.sources[0] for p in net.populations if p.kind == "maxpool"}
-    running = {name: x.new_zeros((batch, *net[name].shape)) for name in pooled_sources}
     # The output population never spikes; analog input neither. Their counts stay zero.
     counts = {p.name: x.new_zeros((batch, *p.shape)) for p in net.populations}
-    cached: dict[tuple[str, int], Tensor] = {}
+    # Pooling needs every spike of its source; without early exit, those are its counts.
+    running = {
+        name: x.new_zeros((batch, *net[name].shape)) if early_exit else counts[name]
+        for name in {p.sources[0] for p in net.populations if p.kind == "maxpool"}
+    }
+    windows = {  # each pooling window's count: the largest count of its neurons so far
+        p.name: x.new_zeros((batch, *p.shape)) for p in net.populations if p.kind == "maxpool"
+    }
+    # Spike buffers, written in place at every step: a step's spikes are read within it.
+    spike_buffers = {
+        name: x.new_empty((batch, *net[name].shape))
+        for name, par in params.items()
+        if isinstance(par, IFParams) and not net[name].is_output
+    }
+    values: dict[str, Tensor] = {inp.name: x}
+    uniform: Tensor | None = None  # the Poisson input's draws
+    if generator is not None:
+        values[inp.name] = x.new_empty(x.shape)
+    # The currents of the analog input, computed once: each projection of it is constant, and
+    # so is the whole current of a population that only the input drives.
+    cache = cache_input and generator is None
+    currents: dict[str, list[tuple[Projection, Tensor | None]]] = {}
+    constant: dict[str, Tensor] = {}
+    with torch.no_grad():
+        for pop in net.populations:
+            if pop.kind != "neuron":
+                continue
+            currents[pop.name] = [
+                (proj, proj.apply(x) if cache and proj.source == inp.name else None)
+                for proj in pop.projections
+            ]
+            if all(cached is not None for _, cached in currents[pop.name]):
+                constant[pop.name] = _current(currents[pop.name], biases.get(pop.name), values)
     reads_spikes = [
         proj.source != inp.name or config.input == "poisson" for proj in out.projections
     ]
@@ -197,6 +278,7 @@ def _run(
     results: dict[int, SimResult] = {}
     step_predictions = torch.zeros((steps, batch), dtype=torch.int64, device=device)
     active = torch.ones(batch, dtype=torch.bool, device=device)
+    active_float = x.new_ones(batch)  # active as 0/1 multipliers of the counts
     sample_steps = torch.zeros(batch, dtype=torch.int64, device=device)
     predictions = torch.zeros(batch, dtype=torch.int64, device=device)
     final_membrane = x.new_zeros((batch, *out.shape))
@@ -219,82 +301,86 @@ def _run(
             steps=ran,
             clipped={inp.name: input_clipped},
             spike_counts={name: count.clone() for name, count in counts.items()},
-            sample_steps=steps_run if config.early_exit else None,
+            sample_steps=steps_run if early_exit else None,
             step_predictions=step_predictions[:ran].clone(),
         )
 
+    def count(name: str, spikes: Tensor) -> None:
+        if not early_exit:
+            counts[name].add_(spikes)  # also the running count of a pooled source
+            return
+        counts[name].addcmul_(spikes, active_float.view(-1, *([1] * (spikes.ndim - 1))))
+        if name in running:
+            running[name].add_(spikes)
+
     with torch.no_grad():
         for t in range(steps):
-            if generator is None:
-                values = {inp.name: x}
-            else:
-                # drawn on the CPU from the seeded generator: the same spikes on every device
-                u = torch.rand(x.shape, generator=generator, device="cpu").to(device)
-                values = {inp.name: (u < x).to(dtype)}
-            received = torch.zeros(batch, dtype=torch.bool, device=device)
+            if generator is not None:
+                # drawn on the CPU from the seeded generator: the same spikes on every device;
+                # later draws refill the first one's tensor (uniform_ is torch.rand's draw)
+                if uniform is None:
+                    uniform = torch.rand(x.shape, generator=generator, device="cpu")
+                else:
+                    uniform.uniform_(generator=generator)
+                torch.lt(uniform.to(device), x, out=values[inp.name])
+                count(inp.name, values[inp.name])
+            received = torch.zeros(batch, dtype=torch.bool, device=device) if early_exit else None
             for pop in net.populations[1:]:
+                name = pop.name
                 if pop.kind == "maxpool":
                     assert pop.pool is not None
                     source = pop.sources[0]
-                    values[pop.name] = pool_spikes(pop.pool, values[source], running[source])
-                else:
-                    z: Tensor | None = None
-                    for i, proj in enumerate(pop.projections):
-                        if cache_input and proj.source == inp.name and generator is None:
-                            key = (pop.name, i)
-                            if key not in cached:
-                                cached[key] = proj.apply(x)
-                            part = cached[key]
-                        else:
-                            part = proj.apply(values[proj.source])
-                        z = part if z is None else z + part
-                    assert z is not None
-                    if pop.name in biases:
-                        z = z + biases[pop.name]
-                    par, state = params[pop.name], states[pop.name]
-                    if pop.is_output:
-                        if isinstance(par, LIFParams):
-                            assert isinstance(state, LIFState)
-                            states[pop.name] = lif_step(z, state, par)[1]
-                        else:
-                            assert isinstance(state, IFState)
-                            states[pop.name] = accumulate_step(z, state)
+                    values[name] = pool_spikes(
+                        pop.pool, values[source], running[source], pooled=windows[name]
+                    )
+                    count(name, values[name])
+                    continue
+                z = constant.get(name)
+                if z is None:
+                    z = _current(currents[name], biases.get(name), values)
+                par, state = params[name], states[name]
+                if pop.is_output:
+                    if isinstance(par, LIFParams):
+                        assert isinstance(state, LIFState)
+                        states[name] = lif_step(z, state, par)[1]
+                    else:
+                        assert isinstance(state, IFState)
+                        states[name] = accumulate_step(z, state, out=state.v)
+                    if received is not None:
                         for proj, spiking in zip(pop.projections, reads_spikes, strict=True):
                             if spiking:
                                 received |= values[proj.source].flatten(1).any(dim=1)
                             else:
                                 received[:] = True
-                        continue
-                    if isinstance(par, LIFParams):
-                        assert isinstance(state, LIFState)
-                        values[pop.name], states[pop.name] = lif_step(z, state, par)
-                    else:
-                        assert isinstance(state, IFState)
-                        values[pop.name], states[pop.name] = if_step(z, state, par)
-                if pop.name in running:
-                    running[pop.name] += values[pop.name]
-            for name, count in counts.items():
-                if name in values and (name != inp.name or generator is not None):
-                    spikes = values[name]
-                    count += spikes * active.view(-1, *([1] * (spikes.ndim - 1)))
+                    continue
+                if isinstance(par, LIFParams):
+                    assert isinstance(state, LIFState)
+                    values[name], states[name] = lif_step(z, state, par)
+                else:
+                    assert isinstance(state, IFState)
+                    values[name], states[name] = if_step(z, state, par, out=spike_buffers[name])
+                count(name, values[name])
             membrane = states[out.name].v
-            prediction = membrane.flatten(1).argmax(dim=1)
-            if config.early_exit:
+            if received is None:
+                prediction = torch.argmax(membrane.flatten(1), dim=1, out=step_predictions[t])
+            else:
+                prediction = membrane.flatten(1).argmax(dim=1)
                 started_before = started.clone()
                 started |= received
                 same = started_before & (prediction == previous)
                 run_length = torch.where(same, run_length + 1, started.long())
-                leaving = active & (run_length >= config.early_exit)
+                leaving = active & (run_length >= early_exit)
                 if bool(leaving.any()):
                     sample_steps[leaving] = t + 1
                     predictions[leaving] = prediction[leaving]
                     final_membrane[leaving] = membrane[leaving]
                     active &= ~leaving
-            step_predictions[t] = torch.where(active, prediction, predictions)
-            previous = prediction
+                    active_float.copy_(active)
+                torch.where(active, prediction, predictions, out=step_predictions[t])
+                previous = prediction
             if t + 1 in wanted:
                 results[t + 1] = snapshot(t + 1, prediction, membrane)
-            if not bool(active.any()):
+            if early_exit and not bool(active.any()):
                 step_predictions[t + 1 :] = predictions
                 for later in wanted:
                     if later > t + 1:
