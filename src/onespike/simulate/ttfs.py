@@ -21,6 +21,7 @@ from onespike.convert.ttfs import (
     pool_windows,
     quantized_codes_batched,
     readout_time,
+    to_codes,
     ttfs_steps,
 )
 from onespike.errors import ConfigError
@@ -215,7 +216,7 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
     clipped: dict[str, int] = {net.input.name: input_clipped}
     # Every spike event is counted as it happens, so that "at most one spike per neuron" is
     # observed, not assumed.
-    counts = {net.input.name: torch.isfinite(first).to(torch.int32)}
+    counts = {net.input.name: torch.isfinite(first).to(torch.uint8)}
     out = net.output
     with torch.no_grad():
         for pop in net.populations[1:]:
@@ -226,7 +227,7 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
                 for view in views[1:]:
                     torch.minimum(earliest, view, out=earliest)
                 times[pop.name] = earliest
-                counts[pop.name] = torch.isfinite(earliest).to(torch.int32)
+                counts[pop.name] = torch.isfinite(earliest).to(torch.uint8)
                 continue
             run = _run_population(pop, times, config)
             times[pop.name], counts[pop.name], clipped[pop.name] = run[:3]
@@ -238,22 +239,45 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
     score = torch.where(earliest, membrane, torch.full_like(membrane, -math.inf))
     predictions = score.argmax(dim=1)
     out_codes = _codes(times[out.name], _offset(out, config))
+    decided = decision_steps(times[out.name], steps)
+    # kept as integer codes, like the closed form's: a quarter of the float times' memory
+    codes = {p.name: _observed_codes(times.pop(p.name), p, config) for p in net.populations}
     result = SimResult(
         method="stepped",
-        spike_times=times,
+        spike_times=CodeTimes(codes, net, config, dtype),
         predictions=predictions,
         outputs=_decode(out_codes, out, config, dtype),
         steps=steps,
         clipped=clipped,
         spike_counts=counts,
-        decision_steps=decision_steps(times[out.name], steps),
+        decision_steps=decided,
         logits=at_readout * (out.scale / config.levels),
     )
     return stop_at_decision(net, result) if config.stop_at_decision else result
 
 
+def _observed_codes(times: Tensor, pop: Population, config: TTFSConfig) -> Tensor:
+    """The codes ``r + L - t`` of spike times a simulation observed, in
+    :func:`~onespike.convert.ttfs.code_dtype` (0 for a neuron that never fired).
+
+    Raises:
+        RuntimeError: a spike lies outside its population's output window (a simulator bug:
+            the times would not be codes).
+    """
+    codes = _codes(times, _offset(pop, config))
+    low, high = (float(v) for v in torch.aminmax(codes))
+    if low < 0 or high > config.levels:
+        raise RuntimeError(
+            f"population {pop.name!r} fired outside its output window (codes {low:g} to "
+            f"{high:g}, expected 0 to {config.levels}); this is a bug in the simulator"
+        )
+    return to_codes(codes, config.levels)
+
+
 # the frames of arriving spikes convolved in one call take at most this much memory
 _FRAME_BYTES = 1 << 26
+# and go through a projection in calls of at most this much input
+_CALL_BYTES = 1 << 22
 
 
 def _run_population(
@@ -274,25 +298,30 @@ def _run_population(
     batch, dtype, device = like.shape[0], like.dtype, like.device
     shape = (batch, *pop.shape)
     state = ttfs_initial_state(shape, dtype, device)
-    spike_times = torch.full(shape, math.inf, dtype=dtype, device=device)
-    counts = torch.zeros(shape, dtype=torch.int32, device=device)
+    # Spikes are counted, and their steps after the readout summed, in integers: adding a
+    # byte mask is many times cheaper than writing a time through a boolean mask. A neuron
+    # that fires once fires at ``r + late``; a count above one is still seen as such.
+    narrow = close - readout + 1 <= 255  # a uint8 count cannot overflow in the window
+    counter_dtype = torch.uint8 if narrow else torch.int32
+    counts = torch.zeros(shape, dtype=counter_dtype, device=device)
+    late = torch.zeros(shape, dtype=counter_dtype, device=device)
     recorded = at_readout = state.v
     clipped = 0
     threshold = levels - 0.5
-    zero = torch.zeros((), dtype=dtype, device=device)
     started = pop.bias is not None  # the bias event arrives at r - L
     largest = max([pop.size, *(math.prod(times[p.source].shape[1:]) for p in pop.projections)])
-    chunk = max(1, min(levels, _FRAME_BYTES // (batch * largest * like.element_size())))
+    chunk = max(1, min(levels, _FRAME_BYTES // (batch * largest * like.element_size()) - 2))
     inputs: dict[int, Tensor] = {}
     for t in range(start, close + 1):
         if t < readout and (t - start) % chunk == 0:
-            inputs = _synaptic_input(pop, times, range(t, min(t + chunk, readout)), start)
-        d = inputs.get(t - start, zero)
-        started = started or t - start in inputs or t >= readout
+            inputs = _synaptic_input(pop, times, range(t, min(t + chunk, readout)))
+        d = inputs.get(t)
+        started = started or d is not None or t >= readout
         if not started:
             continue  # nothing has arrived yet: the state is zero and stays zero
         if pop.bias is not None and t == start:
-            d = d + pop.bias.to(dtype)
+            bias = pop.bias.to(dtype)
+            d = bias if d is None else d + bias
         params = TTFSParams(
             threshold=threshold,
             counter=t == readout,
@@ -301,8 +330,10 @@ def _run_population(
         )
         spikes, state = ttfs_step(d, state, params)
         if t >= readout:  # spiking is enabled only from the readout on
-            spike_times.masked_fill_(spikes, float(t))
-            counts += spikes
+            mask = spikes.view(torch.uint8) if narrow else spikes
+            counts.add_(mask)
+            if t > readout:
+                late.add_(mask, alpha=t - readout)
         if t == readout:
             clipped = int((state.v >= levels + 0.5).sum())
             if pop.is_output:
@@ -311,34 +342,43 @@ def _run_population(
             recorded = torch.where(spikes, state.v, recorded)
             if t == close:
                 recorded = torch.where(state.fired, recorded, state.v)
+    spike_times = late.to(dtype).add_(readout).masked_fill_(counts == 0, math.inf)
     return spike_times, counts, clipped, recorded, at_readout
 
 
-def _synaptic_input(
-    pop: Population, times: dict[str, Tensor], window: range, start: int
-) -> dict[int, Tensor]:
-    """The summed weights of the spikes arriving at each step of ``window`` (before the
-    readout), keyed by the step minus ``start``; steps at which nothing arrives are left out.
+def _synaptic_input(pop: Population, times: dict[str, Tensor], window: range) -> dict[int, Tensor]:
+    """The summed weights of the spikes arriving at each step of ``window`` (all before the
+    readout), by step; steps at which nothing arrives are left out.
+
+    The arriving spikes of each step form one frame; the frames of all busy steps pass
+    through a projection in one call, as one batch.
     """
-    like = times[pop.sources[0]]
-    steps = torch.tensor(list(window), dtype=like.dtype, device=like.device)
+    n = len(window)
     total: dict[int, Tensor] = {}
     for proj in pop.projections:
-        arriving = times[proj.source] + proj.delay
-        at = steps.view(-1, *([1] * arriving.ndim))
-        frames = arriving.unsqueeze(0) == at  # (steps, B, *source shape)
-        busy = frames.flatten(1).any(dim=1).tolist()
-        active = [i for i, b in enumerate(busy) if b]
+        arriving = times[proj.source]
+        batch, shape = arriving.shape[0], arriving.shape[1:]
+        # row 1 + j: arrives at window[j]; row 0: earlier; row n + 1: later or never (inf)
+        rows = (arriving + (proj.delay - window.start + 1)).clamp_(0, n + 1).to(torch.int64)
+        busy = torch.bincount(rows.flatten(), minlength=n + 2)[1 : n + 1].tolist()
+        active = [j for j, events in enumerate(busy) if events]
         if not active:
             continue
-        if len(active) < len(busy):
-            frames = frames[active]
-        batch = arriving.shape[0]
-        part = proj.apply_fused(frames.flatten(0, 1).to(arriving.dtype))
-        part = part.unflatten(0, (len(active), batch))
-        for row, i in enumerate(active):
-            key = window[i] - start
-            total[key] = total[key] + part[row] if key in total else part[row]
+        frames = arriving.new_zeros((n + 2, arriving.numel()))
+        frames.scatter_(0, rows.view(1, -1), 1.0)
+        if len(active) == n:
+            frames = frames[1 : n + 1]
+        else:
+            frames = frames[torch.tensor(active, device=frames.device) + 1]
+        # a few frames per call: a convolution of a very large batch runs slower per sample
+        group = max(1, _CALL_BYTES // (frames.shape[1] * frames.element_size()))
+        for first in range(0, len(active), group):
+            some = frames[first : first + group]
+            part = proj.apply_fused(some.reshape(some.shape[0] * batch, *shape))
+            part = part.unflatten(0, (some.shape[0], batch))
+            for row, j in enumerate(active[first : first + group]):
+                t = window[j]
+                total[t] = total[t] + part[row] if t in total else part[row]
     return total
 
 
@@ -407,7 +447,7 @@ def stop_at_decision(net: SpikingNetwork, result: SimResult) -> SimResult:
         )
     stop = result.decision_steps
     times = _Stopped(result.spike_times, stop)
-    counts = {name: torch.isfinite(times[name]).to(torch.int32) for name in result.spike_counts}
+    counts = {name: torch.isfinite(times[name]).to(torch.uint8) for name in result.spike_counts}
     out = net.output
     out_codes = _codes(times[out.name], _offset(out, config))
     return replace(
