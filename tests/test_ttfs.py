@@ -306,10 +306,7 @@ def test_max_pooling_of_codes_equals_torch(
     assert torch.equal(_max_pool_codes(pool, codes.to(torch.uint8)).float(), expected)
     # the stepped simulator's first spike of each window: the minimum, silent (inf) included
     times = torch.where(codes == 0, math.inf, 20.0 - codes.float())
-    views = pool_windows(pool, times, math.inf)
-    earliest = views[0].clone()
-    for view in views[1:]:
-        earliest = torch.minimum(earliest, view)
+    earliest = pool_windows(pool, times, math.inf, torch.minimum)
     assert torch.equal(earliest, -F.max_pool2d(-times, kernel, stride, padding))
 
 

@@ -29,6 +29,8 @@ output spike, ties broken by the larger membrane at the spike step (equivalently
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -104,11 +106,16 @@ def _fire(raw: Tensor, levels: int) -> tuple[Tensor, Tensor]:
     return _stored(codes.clamp_(max=levels), levels), marked
 
 
-def pool_windows(pool: MaxPool2d, x: Tensor, fill: float) -> list[Tensor]:
-    """The ``kh * kw`` strided views of ``x`` (``(..., H, W)``) whose element-wise max (or min)
-    is the pooling; padded positions hold ``fill``.
+def pool_windows(
+    pool: MaxPool2d, x: Tensor, fill: float, reduce: Callable[[Tensor, Tensor], Tensor]
+) -> Tensor:
+    """Pool ``x`` (``(..., H, W)``) with ``reduce`` (``torch.maximum``, ``torch.minimum``)
+    over the windows of ``pool``; padded positions hold ``fill``.
 
-    A pooling window has at least one position inside the input (PyTorch requires
+    Separable: the rows of each window first, then its columns, each as element-wise
+    ``reduce`` of strided views (``kh + kw - 2`` calls, exact for a maximum or minimum).
+    On the CPU this is many times faster than ``F.max_pool2d``, which also finds indices.
+    A window has at least one position inside the input (PyTorch requires
     ``padding <= kernel / 2``), so a ``fill`` that never wins leaves the result exact.
     """
     (kh, kw), (sh, sw), (ph, pw) = pool.kernel_size, pool.stride, pool.padding
@@ -116,21 +123,19 @@ def pool_windows(pool: MaxPool2d, x: Tensor, fill: float) -> list[Tensor]:
         x = F.pad(x, (pw, pw, ph, ph), value=fill)
     height, width = x.shape[-2:]
     rows, cols = (height - kh) // sh + 1, (width - kw) // sw + 1
-    return [
-        x[..., i : i + sh * (rows - 1) + 1 : sh, j : j + sw * (cols - 1) + 1 : sw]
-        for i in range(kh)
-        for j in range(kw)
-    ]
+    out = x[..., 0 : sh * (rows - 1) + 1 : sh, :]
+    for i in range(1, kh):
+        out = reduce(out, x[..., i : i + sh * (rows - 1) + 1 : sh, :])
+    x = out
+    out = x[..., 0 : sw * (cols - 1) + 1 : sw]
+    for j in range(1, kw):
+        out = reduce(out, x[..., j : j + sw * (cols - 1) + 1 : sw])
+    return out.clone() if kh == kw == 1 else out
 
 
 def _max_pool_codes(pool: MaxPool2d, codes: Tensor) -> Tensor:
-    """Max pooling of codes (``>= 0``): element-wise maxima of the strided windows, which on
-    the CPU is many times faster than ``F.max_pool2d`` (that also finds indices)."""
-    views = pool_windows(pool, codes, 0)
-    out = torch.maximum(views[0], views[1]) if len(views) > 1 else views[0].clone()
-    for view in views[2:]:
-        torch.maximum(out, view, out=out)
-    return out
+    """Max pooling of codes (``>= 0``, so zero padding never wins)."""
+    return pool_windows(pool, codes, 0, torch.maximum)
 
 
 def quantized_codes(
@@ -158,19 +163,14 @@ def quantized_codes(
         rounding and clipping, in ``input_codes``'s dtype); per neuron population the
         number of values above the code range (0-d tensors).
     """
-    codes, potential, names, counts = quantized_codes_batched(tuple(pops), input_codes, levels)
-    return codes, potential, dict(zip(names, counts.unbind(), strict=True))
+    codes, potential, counts = quantized_codes_batched(tuple(pops), input_codes, levels)
+    return codes, potential, {name: torch.tensor(count) for name, count in counts.items()}
 
 
 def quantized_codes_batched(
     pops: tuple[Population, ...], input_codes: Tensor, levels: int
-) -> tuple[dict[str, Tensor], Tensor, list[str], Tensor]:
-    """:func:`quantized_codes` with the clipping counts as one 1-D int64 tensor.
-
-    Returns:
-        ``(codes, potential, names, counts)``: ``counts[i]`` belongs to neuron population
-        ``names[i]`` (one tensor, so that a caller reads every count at once).
-    """
+) -> tuple[dict[str, Tensor], Tensor, dict[str, int]]:
+    """:func:`quantized_codes` with the clipping counts as integers, read in one go."""
     # float codes are kept only until their last reader
     last_read: dict[str, int] = {}
     for index, pop in enumerate(pops):
@@ -219,9 +219,8 @@ def quantized_codes_batched(
         for name in free_after.get(index, ()):
             del values[name]
     assert potential is not None
-    counts = torch.stack(marked).to(torch.int64)
-    counts = counts.sub_(torch.tensor(offsets, device=counts.device))
-    return codes, potential, names, counts
+    counts = [m - o for m, o in zip(torch.stack(marked).tolist(), offsets, strict=True)]
+    return codes, potential, dict(zip(names, counts, strict=True))
 
 
 def readout_time(pop: Population, config: TTFSConfig) -> int:

@@ -99,7 +99,8 @@ class CodeTimes(Mapping[str, Tensor]):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self._codes = codes
-        self._offsets = {p.name: _offset(p, config) for p in net.populations}
+        self._net = net
+        self._config = config
         self._rectifier = config.rectifier
         self._dtype = dtype
         self._cache: dict[str, Tensor] = {}
@@ -111,9 +112,8 @@ class CodeTimes(Mapping[str, Tensor]):
 
     def __getitem__(self, name: str) -> Tensor:
         if name not in self._cache:
-            self._cache[name] = _times(
-                self._codes[name], self._offsets[name], self._rectifier, self._dtype
-            )
+            offset = _offset(self._net[name], self._config)
+            self._cache[name] = _times(self._codes[name], offset, self._rectifier, self._dtype)
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -151,12 +151,9 @@ def simulate_closed_form(net: SpikingNetwork, x: Tensor) -> SimResult:
     out = net.output
     with torch.no_grad():
         input_codes, input_clipped = encode_input(x, config)
-        codes, potential, names, counts = quantized_codes_batched(
-            net.populations, input_codes, levels
-        )
+        codes, potential, counts = quantized_codes_batched(net.populations, input_codes, levels)
         predictions = potential.flatten(1).argmax(dim=1)
-    clipped = {net.input.name: input_clipped}
-    clipped.update(zip(names, counts.tolist(), strict=True))
+    clipped = {net.input.name: input_clipped, **counts}
     steps = ttfs_steps(net)
     result = SimResult(
         method="closed_form",
@@ -222,10 +219,7 @@ def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
         for pop in net.populations[1:]:
             if pop.kind == "maxpool":
                 assert pop.pool is not None
-                views = pool_windows(pop.pool, times[pop.sources[0]], math.inf)
-                earliest = views[0].clone()
-                for view in views[1:]:
-                    torch.minimum(earliest, view, out=earliest)
+                earliest = pool_windows(pop.pool, times[pop.sources[0]], math.inf, torch.minimum)
                 times[pop.name] = earliest
                 counts[pop.name] = torch.isfinite(earliest).to(torch.uint8)
                 continue
