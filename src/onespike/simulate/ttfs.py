@@ -1,10 +1,13 @@
 """TTFS simulators: the stepped reference and the closed-form fast path.
 
-The stepped simulator runs :func:`onespike.neurons.ttfs_step` for every population at every
-time step of its window; every spike and synaptic event is real. The closed-form simulator
+The stepped simulator runs :func:`onespike.neurons.ttfs_step` for every population over its
+window, skipping only what cannot change a state (steps before a population's first event,
+and the weights of spikes that arrive at the readout step, where the counter synapse sets
+the current anyway); every spike and synaptic event is real. The closed-form simulator
 computes the same codes in one pass, with the rule derived in :mod:`onespike.convert.ttfs`:
 ``k = clamp(floor(V + 1/2), 0, L)`` with ``V = sum_j w_j k_j + L b``. Both return the same
-:class:`~onespike.simulate.result.SimResult`, and the tests hold them to identical spike times.
+:class:`~onespike.simulate.result.SimResult`, with spike times derived on access from integer
+codes (:class:`CodeTimes`), and the tests hold them to identical spike times.
 """
 
 from __future__ import annotations
