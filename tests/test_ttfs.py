@@ -7,14 +7,17 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import onespike
-from onespike.convert.ttfs import quantized_codes
-from onespike.graph import Graph, Linear
+from onespike.convert.ttfs import _max_pool_codes, code_dtype, pool_windows, quantized_codes
+from onespike.graph import AvgPool2d, Conv2d, Flatten, Graph, Linear, MaxPool2d, Node
+from onespike.graph import ReLU as ReLUNode
+from onespike.network import Population, Projection, forward_populations
 from onespike.neurons import TTFSParams, ttfs_initial_state, ttfs_step
-from onespike.simulate.ttfs import encode_input
+from onespike.simulate.ttfs import CodeTimes, encode_input
 from tests.helpers import cnn_graphs, mlp_graphs, with_dyadic_scales
 
 
@@ -204,3 +207,166 @@ def test_large_T_approaches_the_ann() -> None:
         errors.append(float((out - positive).abs().max()))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 0.01
+
+
+@pytest.mark.parametrize(
+    ("steps", "dtype"),
+    [
+        (2, torch.uint8),
+        (16, torch.uint8),
+        (129, torch.uint8),
+        (256, torch.uint8),
+        (257, torch.int16),
+    ],
+)
+def test_results_keep_codes_in_the_smallest_integer_type(steps: int, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    graph = Graph.sequential(
+        (1, 6, 6),
+        [
+            Conv2d(torch.randint(-4, 5, (3, 1, 3, 3)).float() / 8, torch.tensor([0.25, 0, -0.5])),
+            ReLUNode(),
+            MaxPool2d((2, 2), (2, 2)),
+            Flatten(),
+            Linear(torch.randint(-4, 5, (4, 12)).float() / 8, torch.full((4,), 0.125)),
+        ],
+    )
+    config = onespike.TTFSConfig(steps=steps)
+    net = onespike.convert(graph, config, normalized=False)
+    x = torch.rand(3, 1, 6, 6)
+    fast = onespike.simulate(net, x)
+    ref = onespike.simulate(net, x, method="stepped")
+    assert code_dtype(config.levels) == dtype
+    for result in (fast, ref):
+        assert isinstance(result.spike_times, CodeTimes)
+        for pop in net.populations:
+            codes = result.spike_times.codes[pop.name]
+            assert codes.dtype == dtype, pop.name
+            # at most half the memory of float32 times (a quarter up to T = 256)
+            assert 2 * codes.element_size() <= torch.finfo(torch.float32).bits // 8
+            assert int(codes.max()) <= config.levels
+            times = result.spike_times[pop.name]
+            assert times.dtype == x.dtype
+    for pop in net.populations:
+        assert torch.equal(fast.spike_times[pop.name], ref.spike_times[pop.name]), pop.name
+    assert torch.equal(fast.outputs, ref.outputs)
+    assert torch.equal(fast.predictions, ref.predictions)
+    assert fast.clipped == ref.clipped
+    # decoded outputs are the integer codes times scale / L, in the input's dtype
+    out = net.output
+    expected = fast.spike_times.codes[out.name].to(x.dtype) * (out.scale / config.levels)
+    assert torch.equal(fast.outputs, expected)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_quantized_codes_equal_the_quantised_ann_and_count_clipping(data: st.DataObject) -> None:
+    """The fast closed form (factor folded into weights, constant in the bias, integer
+    rounding) against the plain statement: every population of the ANN evaluated with
+    ``clamp(floor(V + 1/2), 0, L)`` on float codes."""
+    graph = data.draw(st.one_of(mlp_graphs(), cnn_graphs()))
+    graph = with_dyadic_scales(data.draw, graph)
+    levels = data.draw(st.sampled_from([1, 3, 15, 126, 127, 200, 300]))
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=levels + 1), normalized=False)
+    x = _inputs(data.draw, graph.input_shape)
+    input_codes = torch.floor(x * levels + 0.5)
+    plain_clipped: dict[str, int] = {}
+
+    def fire(pop: Population, potential: torch.Tensor) -> torch.Tensor:
+        raw = torch.floor(potential + 0.5)
+        plain_clipped[pop.name] = int((raw > levels).sum())
+        return raw.clamp(0, levels)
+
+    plain = forward_populations(
+        list(net.populations), input_codes, activation=fire, bias_scale=levels
+    )
+    codes, _, clipped = quantized_codes(net.populations, input_codes, levels)
+    for pop in net.populations:
+        assert codes[pop.name].dtype == code_dtype(levels)
+        assert torch.equal(codes[pop.name].to(torch.float32), plain[pop.name]), pop.name
+    assert {name: int(count) for name, count in clipped.items()} == plain_clipped
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"),
+    [
+        ((2, 2), (2, 2), (0, 0)),
+        ((3, 3), (2, 2), (1, 1)),
+        ((2, 3), (1, 2), (1, 1)),
+        ((3, 3), (3, 3), (0, 0)),
+    ],
+)
+def test_max_pooling_of_codes_equals_torch(
+    kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> None:
+    torch.manual_seed(0)
+    codes = torch.randint(0, 16, (2, 3, 7, 8))
+    pool = MaxPool2d(kernel, stride, padding)
+    expected = F.max_pool2d(codes.float(), kernel, stride, padding)
+    assert torch.equal(_max_pool_codes(pool, codes.to(torch.uint8)).float(), expected)
+    # the stepped simulator's first spike of each window: the minimum, silent (inf) included
+    times = torch.where(codes == 0, math.inf, 20.0 - codes.float())
+    earliest = pool_windows(pool, times, math.inf, torch.minimum)
+    assert torch.equal(earliest, -F.max_pool2d(-times, kernel, stride, padding))
+
+
+def test_fused_projection_equals_the_plain_one_for_power_of_two_factors() -> None:
+    torch.manual_seed(0)
+    conv = Conv2d(torch.randint(-8, 9, (4, 2, 3, 3)).float() / 8, None, (1, 1), (1, 1))
+    x = torch.randint(0, 16, (3, 2, 6, 6)).float()
+    uniform = torch.tensor([0.25, -0.5, 0.0, 1.0]).view(4, 1, 1).expand(4, 6, 6).clone()
+    bordered = uniform.clone()
+    bordered[:, 0, 0] += 0.125  # not the same at every position: added as a full tensor
+    chains: list[tuple[tuple[Node, ...], torch.Tensor]] = [
+        ((conv,), uniform),
+        ((conv,), bordered),
+        ((conv, AvgPool2d((2, 2), (2, 2), (1, 1))), uniform[:, :4, :4].clone()),
+        ((), uniform[:2]),
+        ((Flatten(),), uniform[:2].flatten()),
+    ]
+    for ops, bias in chains:
+        for factor in (1.0, 0.5, 4.0):
+            proj = Projection("input", ops, factor)
+            plain = proj.apply(x) + bias * 15 + 0.5
+            fused = proj.apply_fused(x, bias, bias_scale=15.0, shift=0.5)
+            assert torch.equal(fused, plain), (ops, factor)
+            again = proj.apply_fused(x, bias, bias_scale=15.0, shift=0.5)  # from the cache
+            assert torch.equal(again, plain)
+            total = plain.clone()
+            assert torch.equal(proj.accumulate(total, x), plain + proj.apply(x))
+    # the input is never written to, even through a view
+    before = x.clone()
+    Projection("input", (Flatten(),), 2.0).apply_fused(x.flatten(1)[:, :4].reshape(3, 2, 2))
+    assert torch.equal(x, before)
+
+
+def test_fused_weights_follow_a_moved_network() -> None:
+    graph = Graph.sequential((2,), [Linear(torch.tensor([[1.0, -0.5]]), torch.tensor([0.25]))])
+    net = onespike.convert(graph, onespike.TTFSConfig(steps=5), normalized=False)
+    x = torch.tensor([[0.5, 1.0]])
+    before = onespike.simulate(net, x)
+    wide = net.to(dtype=torch.float64)
+    proj = wide.output.projections[0]
+    assert not proj._cache  # a moved projection starts with an empty cache
+    after = onespike.simulate(wide, x.double())
+    ops, rest = proj.fused_ops(torch.float64, torch.device("cpu"))
+    assert isinstance(ops[0], Linear)
+    assert ops[0].weight.dtype == torch.float64
+    assert rest == 1.0
+    assert torch.equal(before.outputs.double(), after.outputs)
+
+
+def test_a_step_without_events_equals_a_step_with_zero_input() -> None:
+    state = ttfs_initial_state((3,))
+    state = ttfs_step(torch.tensor([0.5, -0.25, 1.0]), state, TTFSParams(threshold=2.5))[1]
+    for params in (
+        TTFSParams(threshold=2.5),
+        TTFSParams(threshold=0.5, enabled=True),
+        TTFSParams(threshold=2.5, counter=True, enabled=True),
+        TTFSParams(threshold=2.5, enabled=True, force=True),
+    ):
+        spikes, new = ttfs_step(None, state, params)
+        spikes_zero, new_zero = ttfs_step(torch.zeros(3), state, params)
+        assert torch.equal(spikes, spikes_zero)
+        for a, b in zip(new, new_zero, strict=True):
+            assert torch.equal(a, b)

@@ -96,6 +96,12 @@ class Projection:
     ops: tuple[Node, ...]
     factor: float = 1.0
     delay: int = 0
+    # Per (dtype, device): the chain with ``factor`` folded into its weights, and constants
+    # prepared for :meth:`apply_fused`. Not an init field, so ``replace`` and
+    # :meth:`SpikingNetwork.to` start a new projection with an empty cache.
+    _cache: dict[tuple[Any, ...], Any] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def apply(self, x: Tensor) -> Tensor:
         """Weights times ``x`` (batch first), without constants; always a new tensor."""
@@ -104,6 +110,145 @@ class Projection:
         for op in self.ops:
             x = apply_linear(op, x, bias=False)
         return x * self.factor if self.factor != 1.0 else x
+
+    def fused_ops(self, dtype: torch.dtype, device: torch.device) -> tuple[tuple[Node, ...], float]:
+        """The chain with ``factor`` folded into the weights of its first weighted node.
+
+        The weights are cast to ``dtype`` on ``device`` once and cached. Folding rounds
+        ``weight * factor`` once (in float64, then to ``dtype``) where :meth:`apply` rounds
+        the chain's output times ``factor``: the two agree exactly when the factor is a
+        power of two, and otherwise to the last bit of ``dtype``.
+
+        Returns:
+            ``(ops, rest)``: the nodes (without constants) and the factor still to apply,
+            1.0 unless no node of the chain has weights.
+        """
+        key = ("ops", dtype, device)
+        found = self._cache.get(key)
+        if found is None:
+            found = _fold_factor(self.ops, self.factor, dtype, device)
+            self._cache[key] = found
+        return found
+
+    def apply_fused(
+        self, x: Tensor, bias: Tensor | None = None, *, bias_scale: float = 1.0, shift: float = 0.0
+    ) -> Tensor:
+        """``factor`` times the chain applied to ``x``, plus ``bias_scale * bias + shift``.
+
+        The fast form of :meth:`apply` followed by the addition of a population's bias: the
+        factor lives in the weights (:meth:`fused_ops`), and a constant that is the same at
+        every position of a channel goes to the last Linear/Conv2d as its bias argument, so
+        no pass over the output is spent on either. ``bias`` (per-neuron, the shape of the
+        output of one sample) is prepared once per dtype and device and cached while it is
+        the same tensor object.
+
+        Returns:
+            A new tensor.
+        """
+        ops, rest = self.fused_ops(x.dtype, x.device)
+        vector, full = self._constant(ops, bias, bias_scale, shift, x.dtype, x.device)
+        y, fresh = _run_fused(ops, x, vector)
+        if rest != 1.0:
+            y, fresh = (y.mul_(rest) if fresh else y * rest), True
+        if full is not None:
+            y, fresh = (y.add_(full) if fresh else y + full), True
+        return y if fresh else y.clone()
+
+    def accumulate(self, total: Tensor, x: Tensor) -> Tensor:
+        """``total += factor * chain(x)``, in place (the factor folded as in :meth:`apply_fused`).
+
+        Returns:
+            ``total``.
+        """
+        ops, rest = self.fused_ops(x.dtype, x.device)
+        y, _ = _run_fused(ops, x, None)
+        # a chain without weights (e.g. an identity skip connection): one multiply-add
+        return total.add_(y, alpha=rest) if rest != 1.0 else total.add_(y)
+
+    def _constant(
+        self,
+        ops: tuple[Node, ...],
+        bias: Tensor | None,
+        bias_scale: float,
+        shift: float,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """``bias_scale * bias + shift`` as a per-channel vector for the last node's bias
+        argument when it is uniform over each channel, else as a full tensor (cached)."""
+        if bias is None and shift == 0.0:
+            return None, None
+        key = ("constant", dtype, device, bias_scale, shift)
+        found = self._cache.get(key)
+        if found is not None and found[0] is bias:
+            return found[1], found[2]
+        last = ops[-1] if ops else None
+        vector: Tensor | None = None
+        full: Tensor | None = None
+        if bias is None:
+            if isinstance(last, (Linear, Conv2d)):
+                vector = torch.full((last.weight.shape[0],), shift, dtype=dtype, device=device)
+            else:
+                full = torch.tensor(shift, dtype=dtype, device=device)
+        else:
+            full = bias.to(device=device, dtype=dtype) * bias_scale
+            if shift != 0.0:
+                full = full + shift
+            if isinstance(last, Linear) and full.ndim == 1:
+                vector, full = full, None
+            elif isinstance(last, Conv2d) and full.ndim == 3:
+                channel = full[:, :1, :1]
+                if torch.equal(full, channel.expand_as(full)):
+                    vector, full = channel.flatten().clone(), None
+        self._cache[key] = (bias, vector, full)
+        return vector, full
+
+
+def _run_fused(ops: tuple[Node, ...], x: Tensor, bias: Tensor | None) -> tuple[Tensor, bool]:
+    """Apply prepared nodes (``bias`` to the last one, a Linear/Conv2d when given).
+
+    Returns:
+        ``(y, fresh)``: the output, and whether it is a new tensor (not ``x`` or a view of it).
+    """
+    fresh = False
+    last = len(ops) - 1
+    for index, op in enumerate(ops):
+        b = bias if index == last else None
+        if isinstance(op, Linear):
+            x = F.linear(x, op.weight, b)
+        elif isinstance(op, Conv2d):
+            x = F.conv2d(x, op.weight, b, op.stride, op.padding, op.dilation, op.groups)
+        else:
+            x = apply_linear(op, x, bias=False)
+            fresh = fresh or not isinstance(op, Flatten)
+            continue
+        fresh = True
+    return x, fresh
+
+
+def _fold_factor(
+    ops: tuple[Node, ...], factor: float, dtype: torch.dtype, device: torch.device
+) -> tuple[tuple[Node, ...], float]:
+    """``ops`` on ``device`` in ``dtype``, constants dropped, ``factor`` in the first weights."""
+
+    def cast(tensor: Tensor, scale: float) -> Tensor:
+        if scale == 1.0:
+            return tensor.to(device=device, dtype=dtype)
+        return (tensor.to(device=device, dtype=torch.float64) * scale).to(dtype)
+
+    out: list[Node] = []
+    rest = factor
+    for op in ops:
+        if isinstance(op, (Linear, Conv2d)):
+            op = replace(op, weight=cast(op.weight, rest), bias=None)
+            rest = 1.0
+        elif isinstance(op, Affine):
+            op = Affine(
+                cast(op.scale, rest), torch.zeros_like(op.shift, device=device, dtype=dtype)
+            )
+            rest = 1.0
+        out.append(op)
+    return tuple(out), rest
 
 
 @dataclass(frozen=True, eq=False)

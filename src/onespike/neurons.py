@@ -85,26 +85,28 @@ def ttfs_initial_state(
     )
 
 
-def ttfs_step(d: Tensor, state: TTFSState, params: TTFSParams) -> tuple[Tensor, TTFSState]:
+def ttfs_step(d: Tensor | None, state: TTFSState, params: TTFSParams) -> tuple[Tensor, TTFSState]:
     """Advance a TTFS population by one time step.
 
     Args:
-        d: summed weights of the synaptic events arriving at this step.
+        d: summed weights of the synaptic events arriving at this step, or None when no event
+            arrives (the current stays as it is, as with ``d = 0``, without a pass over it).
         state: state after the previous step.
         params: this step's threshold and event flags.
 
     Returns:
-        ``(spikes, new_state)``, ``spikes`` a bool tensor: neurons firing at this step.
+        ``(spikes, new_state)``, ``spikes`` a bool tensor: neurons firing at this step (while
+        spiking is not enabled, an all-False view that takes no memory per neuron).
     """
     v = state.v + state.i
-    i = state.i + d
+    i = state.i if d is None else state.i + d
     if params.counter:
         i = torch.ones_like(i)
-    if params.enabled:
-        crossing = torch.ones_like(state.fired) if params.force else v >= params.threshold
-        spikes = crossing & ~state.fired
-    else:
-        spikes = torch.zeros_like(state.fired)
+    if not params.enabled:
+        silent = torch.zeros((), dtype=torch.bool, device=state.fired.device)
+        return silent.expand_as(state.fired), TTFSState(i, v, state.fired)
+    crossing = torch.ones_like(state.fired) if params.force else v >= params.threshold
+    spikes = crossing & ~state.fired
     return spikes, TTFSState(i, v, state.fired | spikes)
 
 

@@ -19,7 +19,9 @@ class SimResult:
     Attributes:
         method: ``"closed_form"`` or ``"stepped"``.
         spike_times: per population, ``(B, *shape)`` float tensor of first-spike times in time
-            steps; ``inf`` means never fired. Present for single-spike codes.
+            steps; ``inf`` means never fired. Present for single-spike codes. TTFS results
+            hold integer codes and derive the times on access
+            (:class:`~onespike.simulate.ttfs.CodeTimes`; its ``codes`` are the stored form).
         predictions: ``(B,)`` int64 class indices.
         outputs: ``(B, *output_shape)`` decoded output values, in the ANN's units: what the
             output layer's spike code says. A TTFS code clips at 0 and at the scale (it
@@ -32,8 +34,9 @@ class SimResult:
         steps: time steps one inference takes (latency).
         clipped: per population, how many values (summed over the batch) exceeded the code's
             range and were clipped; includes the input.
-        spike_counts: per population, ``(B, *shape)`` spike counts, for codes with many spikes
-            per neuron; when absent, counts derive from ``spike_times``.
+        spike_counts: per population, ``(B, *shape)`` spike counts (an integer dtype), for
+            codes with many spikes per neuron or a stepped simulation that observes them; when
+            absent, counts derive from ``spike_times``.
         sample_steps: ``(B,)`` time steps each sample actually ran, for methods that stop a
             sample early; ``None`` means every sample ran ``steps``.
         step_predictions: ``(steps, B)`` prediction after every time step (accuracy against
