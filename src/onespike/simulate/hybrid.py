@@ -309,12 +309,13 @@ def _first_times(train: Tensor) -> Tensor:
 
 
 # Elements of all populations' spike trains, ``(T, chunk, ...)`` summed, that one chunk of the
-# layer-major pass may hold (2**22 float32: 16 MiB). Folding time into the batch makes every
+# layer-major pass may hold (2**23 float32: 32 MiB). Folding time into the batch makes every
 # intermediate ``T`` times the size of a stepped one; past the CPU caches the pass becomes
-# memory-bound (at B = 1000, T = 5 the ConvNet's whole-batch pass was 1.5x slower than the
-# stepped simulator, in chunks of ~40 samples 2x faster). Samples never interact, so the
-# chunks change no value.
-CHUNK_ELEMENTS = 2**22
+# memory-bound: at B = 1000, T = 5 the whole-batch pass of benchmarks/speed.py's ConvNet took
+# 1.3x the stepped simulator's time, in chunks 0.45x. Of 2**20 .. 2**24, 2**23 was fastest
+# for its ConvNet and VGG-11 (B = 500, one thread). Samples never interact, so the chunks
+# change no value.
+CHUNK_ELEMENTS = 2**23
 
 
 def chunk_size(pops: Sequence[Population], steps: int) -> int:
