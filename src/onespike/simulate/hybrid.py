@@ -313,15 +313,19 @@ def _first_times(train: Tensor) -> Tensor:
 # intermediate ``T`` times the size of a stepped one; past the CPU caches the pass becomes
 # memory-bound: at B = 1000, T = 5 the whole-batch pass of benchmarks/speed.py's ConvNet took
 # 1.3x the stepped simulator's time, in chunks 0.45x. Of 2**20 .. 2**24, 2**23 was fastest
-# for its ConvNet and VGG-11 (B = 500, one thread). Samples never interact, so the chunks
-# change no value.
+# for its ConvNet and VGG-11 (B = 500, one thread; 48 to 71 samples a chunk). Its
+# 784-500-500-10 MLP, whose samples are small, ran fastest in chunks of 116 to 233 samples
+# (B = 1000; 935 took 1.4x as long), hence also at most CHUNK_SAMPLES. Samples never interact,
+# so the chunks change no value.
 CHUNK_ELEMENTS = 2**23
+CHUNK_SAMPLES = 128
 
 
 def chunk_size(pops: Sequence[Population], steps: int) -> int:
-    """Samples per chunk of the closed-form pass: :data:`CHUNK_ELEMENTS` over a sample's trains."""
+    """Samples per chunk of the closed-form pass: :data:`CHUNK_ELEMENTS` over a sample's trains,
+    at most :data:`CHUNK_SAMPLES`."""
     per_sample = steps * sum(math.prod(pop.shape) for pop in pops)
-    return max(1, CHUNK_ELEMENTS // per_sample)
+    return max(1, min(CHUNK_SAMPLES, CHUNK_ELEMENTS // per_sample))
 
 
 class LayerRun(NamedTuple):
