@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/hardware.py
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/deep.py --threads 1
+	$(BIN)/python benchmarks/speed.py --threads 1
 	$(BIN)/python benchmarks/summary.py
 
 # CI-sized runs of every benchmark (--quick: 1 epoch, small subsets, few T; minutes on 2
@@ -82,6 +83,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/extract.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/deep.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/gpu.py --quick --threads 1 --out $(QUICK)
+	$(BIN)/python benchmarks/speed.py --quick --threads 1 --out $(QUICK)
 	$(BIN)/python benchmarks/summary.py --results $(QUICK) --out $(QUICK)/BENCHMARKS.md
 
 peers: $(STAMP)

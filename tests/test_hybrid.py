@@ -24,6 +24,7 @@ from onespike.graph import Graph, Linear, ReLU
 from onespike.io import save_model
 from onespike.models import build_model
 from onespike.neurons import SingleSpikeParams, single_spike_initial_state, single_spike_step
+from onespike.simulate import hybrid as hybrid_simulator
 from onespike.simulate.hybrid import encode_input, first_only, input_values, membrane
 from onespike.stdb import (
     STDBConfig,
@@ -83,6 +84,37 @@ def test_no_neuron_fires_twice_and_simulators_agree(data: st.DataObject) -> None
     fast_ops, ref_ops = onespike.count_ops(net, fast), onespike.count_ops(net, ref)
     assert fast_ops == ref_ops
     assert fast_ops.network == "hybrid"
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_closed_form_in_chunks_equals_the_reference(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The closed-form pass runs the batch in chunks of samples (CHUNK_ELEMENTS); chunks of
+    # 1 and 3 of a batch of 7 (a remainder) and the whole batch give the reference's values.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 10),
+    ).eval()
+    x = torch.randint(0, 17, (7, 1, 8, 8), generator=torch.Generator().manual_seed(1)) / 16
+    graph = onespike.normalize(onespike.extract(model, x[:2]), [x])
+    net = onespike.convert(graph, HybridConfig(steps=4, bias="first_step"), calibration=x)
+    per_sample = 4 * sum(math.prod(pop.shape) for pop in net.populations)
+    monkeypatch.setattr(hybrid_simulator, "CHUNK_ELEMENTS", chunk * per_sample)
+    assert hybrid_simulator.chunk_size(net.populations, 4) == chunk
+    ref = onespike.simulate(net, x, method="stepped")
+    fast = onespike.simulate(net, x, method="closed_form")
+    for pop in net.populations:
+        assert torch.equal(fast.spike_times[pop.name], ref.spike_times[pop.name]), pop.name
+    assert sum(int(torch.isfinite(t).sum()) for t in ref.spike_times.values()) > 0
+    assert torch.equal(fast.outputs, ref.outputs)
+    assert fast.step_predictions is not None
+    assert ref.step_predictions is not None
+    assert torch.equal(fast.step_predictions, ref.step_predictions)
 
 
 def test_single_spike_neuron_by_hand() -> None:

@@ -13,6 +13,9 @@ only in the order of the loops:
   depends on its own spikes, so the order changes no value; the tests hold the two to identical
   spike times, membranes and predictions. The same layer-major pass, with a surrogate gradient
   in the crossing function, is the forward pass of STDB fine-tuning (:mod:`onespike.stdb`).
+  Inference runs it over chunks of samples (:func:`chunk_size`), so that the ``T``-fold
+  trains stay near the CPU caches, and overwrites each layer's fresh currents with its
+  membrane instead of copying them.
 
 Spike times are step indices ``0 .. T-1``; ``inf`` means never fired. The input population's
 times are those of the temporal code (its analog step 0 is not a spike).
@@ -43,6 +46,7 @@ from onespike.simulate.result import SimResult
 __all__ = [
     "LayerRun",
     "bias_scale",
+    "chunk_size",
     "encode_input",
     "fire_train",
     "first_only",
@@ -191,6 +195,13 @@ def membrane(z: Tensor, leak: float | Tensor) -> Tensor:
     return out
 
 
+def _membrane_in_place(z: Tensor, leak: float) -> Tensor:
+    """:func:`membrane` without autograd, overwriting ``z``: the same float operations."""
+    for t in range(1, z.shape[0]):
+        z[t].add_(z[t - 1] if leak == 1.0 else z[t - 1] * leak)
+    return z
+
+
 def not_fired_before(crossed: Tensor) -> Tensor:
     """``(T, B, ...)`` bool: no crossing at an earlier step, from the bool crossings."""
     out = torch.empty_like(crossed)
@@ -206,6 +217,8 @@ def fire_train(
     leak: float | Tensor,
     crossing: Crossing | None = None,
     fire: Crossing | None = None,
+    *,
+    overwrite: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Single-spike integrate-and-fire over all steps at once.
 
@@ -221,11 +234,16 @@ def fire_train(
         crossing: a crossing function ``H(v - theta)`` (``None``: the plain comparison).
         fire: computes the whole single-spike train from the membrane and threshold (first
             crossing only); replaces ``crossing`` (STDB passes one with a surrogate gradient).
+        overwrite: ``z`` is a fresh tensor nothing else reads; without autograd it becomes
+            the membrane in place (no copy of the whole ``(T, B, ...)`` currents).
 
     Returns:
         ``(spikes, v)``, both ``(T, B, ...)``.
     """
-    v = membrane(z, leak)
+    if overwrite and not torch.is_grad_enabled():
+        v = _membrane_in_place(z, float(leak))
+    else:
+        v = membrane(z, leak)
     if fire is not None:
         return fire(v, threshold), v
     if crossing is None:
@@ -274,11 +292,40 @@ def _threshold(
 
 
 def _first_times(train: Tensor) -> Tensor:
-    """Spike step of each neuron from its 0/1 train ``(T, B, ...)`` (at most one spike)."""
-    steps = torch.arange(train.shape[0], dtype=train.dtype, device=train.device)
-    steps = steps.view(-1, *([1] * (train.ndim - 1)))
-    fired = train.sum(dim=0) > 0
-    return torch.where(fired, (train * steps).sum(dim=0), torch.full_like(train[0], math.inf))
+    """Spike step of each neuron from its 0/1 train ``(T, B, ...)`` (at most one spike).
+
+    One product with ``[1, ..., 1]`` and ``[0, 1, ..., T-1]`` gives each neuron's spike count
+    and its spike's step (small integers, exact in floating point) in one pass over the train.
+    """
+    steps = train.shape[0]
+    weights = torch.stack(
+        [
+            torch.ones(steps, dtype=train.dtype, device=train.device),
+            torch.arange(steps, dtype=train.dtype, device=train.device),
+        ]
+    )
+    count, step = (weights @ train.reshape(steps, -1)).view(2, *train.shape[1:])
+    return torch.where(count > 0, step, torch.full_like(step, math.inf))
+
+
+# Elements of all populations' spike trains, ``(T, chunk, ...)`` summed, that one chunk of the
+# layer-major pass may hold (2**23 float32: 32 MiB). Folding time into the batch makes every
+# intermediate ``T`` times the size of a stepped one; past the CPU caches the pass becomes
+# memory-bound: at B = 1000, T = 5 the whole-batch pass of benchmarks/speed.py's ConvNet took
+# 1.3x the stepped simulator's time, in chunks 0.45x. Of 2**20 .. 2**24, 2**23 was fastest
+# for its ConvNet and VGG-11 (B = 500, one thread; 48 to 71 samples a chunk). Its
+# 784-500-500-10 MLP, whose samples are small, ran fastest in chunks of 116 to 233 samples
+# (B = 1000; 935 took 1.4x as long), hence also at most CHUNK_SAMPLES. Samples never interact,
+# so the chunks change no value.
+CHUNK_ELEMENTS = 2**23
+CHUNK_SAMPLES = 128
+
+
+def chunk_size(pops: Sequence[Population], steps: int) -> int:
+    """Samples per chunk of the closed-form pass: :data:`CHUNK_ELEMENTS` over a sample's trains,
+    at most :data:`CHUNK_SAMPLES`."""
+    per_sample = steps * sum(math.prod(pop.shape) for pop in pops)
+    return max(1, min(CHUNK_SAMPLES, CHUNK_ELEMENTS // per_sample))
 
 
 class LayerRun(NamedTuple):
@@ -343,7 +390,8 @@ def run_layers(
             train = first_only(max_pool(pop.pool, pooled).unflatten(0, (steps, batch)))
         else:
             z = step_currents(pop, {source: trains[source] for source in pop.sources}, config)
-            train, v = fire_train(z, _threshold(pop, dtype, z.device), leak, crossing, fire)
+            threshold = _threshold(pop, dtype, z.device)
+            train, v = fire_train(z, threshold, leak, crossing, fire, overwrite=True)
             if pop.is_output:
                 membrane = v
         trains[pop.name] = train
@@ -406,8 +454,18 @@ def simulate_closed_form(net: SpikingNetwork, x: Tensor) -> SimResult:
     config = _config(net)
     with torch.no_grad():
         x, input_times, clipped = encode_input(x, config)
-        run = run_layers(net.populations, x, input_times, config)
-    return _result("closed_form", net, config, run.times, run.membrane, clipped)
+        size = chunk_size(net.populations, config.steps)
+        if size >= x.shape[0]:
+            run = run_layers(net.populations, x, input_times, config)
+            times, membrane = run.times, run.membrane
+        else:
+            runs = [
+                run_layers(net.populations, x[i : i + size], input_times[i : i + size], config)
+                for i in range(0, x.shape[0], size)
+            ]
+            times = {name: torch.cat([r.times[name] for r in runs]) for name in runs[0].times}
+            membrane = torch.cat([r.membrane for r in runs], dim=1)
+    return _result("closed_form", net, config, times, membrane, clipped)
 
 
 def simulate_stepped(net: SpikingNetwork, x: Tensor) -> SimResult:
