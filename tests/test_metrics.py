@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
+from torch import nn
 
 import onespike
 from onespike.graph import AvgPool2d, Conv2d, Flatten, Graph, Linear, MaxPool2d
@@ -304,3 +307,26 @@ def test_summary_rows_carry_decision_time_and_both_energies() -> None:
         "decision_steps_p99": 99.0,
     }
     assert HOROWITZ_45NM_SRAM.counts == "compute + memory"
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_conversion_without_gradients_counts_the_same_synapses(context: Any) -> None:
+    """Fan-outs are gradients of a structural pass; a conversion inside ``torch.no_grad()``
+    or ``torch.inference_mode()`` (as user code often runs) must count the same ones."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 4 * 4, 3),
+    ).eval()  # fmt: skip
+    x = torch.rand(8, 1, 8, 8)
+    graph = onespike.normalize(onespike.extract(model, x[:2]), [x])
+    for config in (onespike.TTFSConfig(steps=4), onespike.RateConfig(steps=4)):
+        expected = onespike.convert(graph, config)
+        with context():
+            net = onespike.convert(graph, config)
+        assert net.fanouts.keys() == expected.fanouts.keys()
+        for name, fans in expected.fanouts.items():
+            assert all(torch.equal(a, b) for a, b in zip(net.fanouts[name], fans, strict=True))
+        counted = onespike.count_ops(net, onespike.simulate(net, x)).per_sample("synops")
+        reference = onespike.count_ops(expected, onespike.simulate(expected, x))
+        assert counted == reference.per_sample("synops") > 0

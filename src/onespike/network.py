@@ -678,20 +678,30 @@ def projection_fanout(
         A float tensor of shape ``source_shape``, on the device and of the dtype of ``like``
         (default: the CPU, float32).
     """
-    x = _ones_like_network((1, *source_shape), like)
-    y = x
-    for op in proj.ops:
-        y = _structural(op, y)
-    y.sum().backward()
+
+    def structural(x: Tensor) -> Tensor:
+        for op in proj.ops:
+            x = _structural(op, x)
+        return x
+
+    return _fanout(structural, (1, *source_shape), like)
+
+
+def _fanout(
+    structural: Callable[[Tensor], Tensor], shape: tuple[int, ...], like: Tensor | None
+) -> Tensor:
+    """The gradient of ``structural(ones).sum()`` with respect to the ones of ``shape``, on
+    ``like``'s device and dtype: the fan-out of each source neuron. Gradients are switched on
+    here, so that a conversion inside ``torch.no_grad()`` or ``torch.inference_mode()``
+    counts the same synapses."""
+    with torch.inference_mode(False), torch.enable_grad():
+        if like is None:
+            x = torch.ones(shape, requires_grad=True, device="cpu")
+        else:
+            x = torch.ones(shape, requires_grad=True, device=like.device, dtype=like.dtype)
+        structural(x).sum().backward()
     assert x.grad is not None
     return x.grad[0].detach()
-
-
-def _ones_like_network(shape: tuple[int, ...], like: Tensor | None) -> Tensor:
-    """Ones of ``shape`` on ``like``'s device and dtype, requiring grad (a fan-out probe)."""
-    if like is None:
-        return torch.ones(shape, requires_grad=True, device="cpu")
-    return torch.ones(shape, requires_grad=True, device=like.device, dtype=like.dtype)
 
 
 def population_fanout(
@@ -700,12 +710,12 @@ def population_fanout(
     """Fan-out of each source neuron into a maxpool population (windows that contain it)."""
     assert pop.pool is not None
     pool = pop.pool
-    x = _ones_like_network((1, *source_shape), like)
     area = pool.kernel_size[0] * pool.kernel_size[1]
-    y = F.avg_pool2d(x, pool.kernel_size, pool.stride, pool.padding) * area
-    y.sum().backward()
-    assert x.grad is not None
-    return x.grad[0].detach()
+    return _fanout(
+        lambda x: F.avg_pool2d(x, pool.kernel_size, pool.stride, pool.padding) * area,
+        (1, *source_shape),
+        like,
+    )
 
 
 @dataclass(frozen=True, eq=False)
