@@ -463,6 +463,7 @@ def ttfs_optimise_section(r: Result) -> list[str]:
         "spikes/neuron",
         "energy vs ANN",
         "latency (steps)",
+        "decision mean / max (steps)",
     ]
     body = [
         [
@@ -477,6 +478,7 @@ def ttfs_optimise_section(r: Result) -> list[str]:
             num(x["spikes_per_neuron"]),
             num(x["energy_ratio_vs_ann"]),
             steps_cell(x["latency_steps"]),
+            decision_cell(x),
         ]
         for x in r.rows
     ]
