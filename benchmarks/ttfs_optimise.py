@@ -47,7 +47,7 @@ QUICK_STEPS = (2, 8)
 NETWORKS: tuple[tuple[str, str, int, str, int, float, dict[str, Any]], ...] = (
     ("mnist", "mlp", 20, "mlp", 5, 5e-4, {"dropout": 0.2}),
     ("mnist", "quartz-convnet", 15, "quartz-convnet", 8, 5e-4, {}),
-    ("mnist", "convnet-bn", 12, "convnet-bn", 2, 2e-4, {}),
+    ("mnist", "convnet-bn", 12, "convnet-bn", 4, 2e-4, {}),
     (
         "fashion-mnist",
         "convnet-bn",
