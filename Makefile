@@ -88,7 +88,7 @@ bench-quick: $(STAMP)
 
 peers: $(STAMP)
 	$(BIN)/pip install -q -e '.[peers]'
-	$(BIN)/pip install -q --no-deps spikingjelly norse sinabs
+	$(BIN)/pip install -q --no-deps spikingjelly norse sinabs snntorch
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -48,6 +48,7 @@ BENCHMARKS = (
     ("hardware-binary", "Binary-weight rate networks on the in-memory architecture", "hardware.py"),
     ("deep", "Deep networks: ResNet-20 and VGG-11-slim, every method on one network", "deep.py"),
     ("extract", "Extraction and normalisation of real classifiers", "extract.py"),
+    ("speed", "Simulator speed against the ANN, a plain-torch floor and the peers", "speed.py"),
 )
 # Accuracy within this many points of the ANN selects a row for the comparison.
 WITHIN_POINTS = 1.0
@@ -848,6 +849,47 @@ def extract_section(r: Result) -> list[str]:
     return [note, "", *table(head, body)]
 
 
+def speed_section(r: Result) -> list[str]:
+    """Every measurement of ``speed.py``: medians of interleaved repeats, ratios, targets."""
+    head = ["part", "network", "simulator", "B", "T", "what", "median", "ratio", "target"]
+
+    def median(x: dict[str, Any]) -> str:
+        if "bytes" in x:
+            return f"{x['bytes'] / 2**20:.2f} MiB"
+        if "allocations_per_step" in x:
+            return f"{x['allocations_per_step']:g} ({x['large_allocations_per_step']:g} >= 1 KiB)"
+        return f"{1e3 * x['median_s']:.1f} ms"
+
+    def target(x: dict[str, Any]) -> str:
+        if not x.get("target"):
+            return ""
+        return f"{x['target']}: {'met' if x.get('met') else 'NOT met'}"
+
+    body = [
+        [
+            x["part"],
+            x["network"],
+            x["simulator"],
+            str(x["batch"]),
+            str(x["steps"]),
+            x["what"],
+            median(x),
+            f"{x['ratio']:.2f}x {x.get('ratio_to', '')}" if x.get("ratio") is not None else "",
+            target(x),
+        ]
+        for x in r.rows
+    ]
+    m = r.meta
+    note = (
+        f"Medians of {m.get('repeats', '-')} interleaved repeats in one process on "
+        f"{m.get('torch_threads', '-')} thread(s), networks with seeded random weights; load "
+        f"average {_load(m.get('load_average_start'))} at the start and "
+        f"{_load(m.get('load_average_end'))} at the end; peers installed: "
+        f"{', '.join(m.get('peers_installed') or []) or 'none'}."
+    )
+    return [note, "", *table(head, body)]
+
+
 def _load(values: Any) -> str:
     """A load average triple as its 1-minute figure."""
     return "-" if not values else f"{float(values[0]):.1f}"
@@ -1044,6 +1086,7 @@ SECTIONS: dict[str, Callable[[Result], list[str]]] = {
     "hardware-binary": hardware_binary_section,
     "deep": deep_section,
     "extract": extract_section,
+    "speed": speed_section,
 }
 
 
