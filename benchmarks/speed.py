@@ -424,6 +424,22 @@ def _peer_layers(net: SpikingNetwork) -> list[nn.Module]:
     return layers
 
 
+def _summed(
+    steps: int, reset: Callable[[], Any], step: Callable[[], Tensor]
+) -> Callable[[], Tensor]:
+    """A peer's run: reset its state, then ``steps`` steps, summing the output layer's values
+    (the readout the peers offer for rate codes)."""
+
+    def run() -> Tensor:
+        reset()
+        total = step()
+        for _ in range(steps - 1):
+            total = total + step()
+        return total
+
+    return run
+
+
 def norse_runner(net: SpikingNetwork, x: Tensor, steps: int) -> Callable[[], Tensor]:
     from norse.torch import IAFCell, IAFParameters, SequentialState
 
@@ -433,16 +449,18 @@ def norse_runner(net: SpikingNetwork, x: Tensor, steps: int) -> Callable[[], Ten
     ]
     model = SequentialState(*layers).eval()
 
-    def run() -> Tensor:
-        state = None
-        total = None
-        for _ in range(steps):
-            out, state = model(x, state)
-            total = out if total is None else total + out
-        assert total is not None
-        return total
+    state: Any = None
 
-    return run
+    def reset() -> None:
+        nonlocal state
+        state = None
+
+    def step() -> Tensor:
+        nonlocal state
+        out, state = model(x, state)
+        return out
+
+    return _summed(steps, reset, step)
 
 
 def snntorch_runner(net: SpikingNetwork, x: Tensor, steps: int) -> Callable[[], Tensor]:
@@ -457,16 +475,7 @@ def snntorch_runner(net: SpikingNetwork, x: Tensor, steps: int) -> Callable[[], 
     ]
     model = nn.Sequential(*layers).eval()
 
-    def run() -> Tensor:
-        utils.reset(model)
-        total = None
-        for _ in range(steps):
-            out = model(x)
-            total = out if total is None else total + out
-        assert total is not None
-        return total
-
-    return run
+    return _summed(steps, lambda: utils.reset(model), lambda: model(x))
 
 
 def spikingjelly_runner(s: Setup, x: Tensor, steps: int) -> Callable[[], Tensor]:
@@ -479,16 +488,7 @@ def spikingjelly_runner(s: Setup, x: Tensor, steps: int) -> Callable[[], Tensor]
     snn = ann2snn.FXConverter(recipe=recipe, device="cpu").convert(plain_copy(s.model))
     snn.eval()
 
-    def run() -> Tensor:
-        functional.reset_net(snn)
-        total = None
-        for _ in range(steps):
-            out = snn(x)
-            total = out if total is None else total + out
-        assert total is not None
-        return total
-
-    return run
+    return _summed(steps, lambda: functional.reset_net(snn), lambda: snn(x))
 
 
 def sinabs_runner(s: Setup, x: Tensor, steps: int) -> Callable[[], Tensor]:
@@ -504,16 +504,7 @@ def sinabs_runner(s: Setup, x: Tensor, steps: int) -> Callable[[], Tensor]:
     snn = from_model(ann, input_shape=SHAPE, batch_size=len(x))
     snn.eval()
 
-    def run() -> Tensor:
-        snn.reset_states()
-        total = None
-        for _ in range(steps):
-            out = snn(x)
-            total = out if total is None else total + out
-        assert total is not None
-        return total
-
-    return run
+    return _summed(steps, snn.reset_states, lambda: snn(x))
 
 
 PEER_MODULES = {
