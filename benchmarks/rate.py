@@ -154,9 +154,10 @@ def choose_patience(
     target: float,
     options: list[dict[str, Any]],
     selection_steps: int = SELECTION_STEPS,
+    patiences: tuple[int, ...] = PATIENCES,
 ) -> dict[str, Any]:
-    """The early-exit patience, and the entry of ``options`` (threshold scale and initial
-    membrane) it runs with, that keep ``target`` at the lowest mean latency.
+    """The early-exit patience (one of ``patiences``), and the entry of ``options`` (threshold
+    scale and initial membrane) it runs with, that keep ``target`` at the lowest mean latency.
 
     Choosing them together matters: a lower threshold scale settles the prediction sooner but
     noisier, so its best patience is often longer than the one the unscaled thresholds need.
@@ -164,7 +165,7 @@ def choose_patience(
     """
     tried = []
     for option in options:
-        for patience in PATIENCES:
+        for patience in patiences:
             config = onespike.RateConfig(steps=selection_steps, early_exit=patience, **option)
             evaluation = evaluate_snn(onespike.convert(graph, config), val)
             tried.append(
