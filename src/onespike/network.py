@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -763,10 +763,11 @@ class SpikingNetwork:
         A network with no tensor at all (no weights) reports the CPU. Simulators run on this
         device; :func:`onespike.simulate` moves an input batch from elsewhere onto it.
         """
-        # the fan-outs live with the weights (build_network, to): a look-up, not a walk
+        # the fan-outs live with the weights (build_network, to): a look-up, not a walk of
+        # every tensor (which a network without neuron populations still needs)
         first = next((f[0] for f in self.fanouts.values() if f), None)
         if first is None:
-            first = next(iter_tensors(self), None)
+            first = next(iter(tensors_of(self)), None)
         return torch.device("cpu") if first is None else first.device
 
     def to(
@@ -826,26 +827,16 @@ def _map_tensors(value: Any, fn: Callable[[Tensor], Tensor]) -> Any:
     return value
 
 
-def iter_tensors(value: Any) -> Iterator[Tensor]:
-    """Every tensor inside ``value``, lazily, in the order :func:`_map_tensors` visits them
-    (so that the first one costs a few look-ups, not a walk of the whole network)."""
-    if isinstance(value, Tensor):
-        yield value
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for field in dataclasses.fields(value):
-            if field.init:
-                yield from iter_tensors(getattr(value, field.name))
-    elif isinstance(value, (tuple, list)):  # named tuples too: their fields in order
-        for item in value:
-            yield from iter_tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from iter_tensors(item)
-
-
 def tensors_of(value: Any) -> list[Tensor]:
     """Every tensor inside ``value``, in the order :func:`_map_tensors` visits them."""
-    return list(iter_tensors(value))
+    found: list[Tensor] = []
+
+    def record(tensor: Tensor) -> Tensor:
+        found.append(tensor)
+        return tensor
+
+    _map_tensors(value, record)
+    return found
 
 
 def build_network(
