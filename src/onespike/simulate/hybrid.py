@@ -144,6 +144,14 @@ def step_currents(pop: Population, inputs: dict[str, Tensor], config: HybridConf
     return torch.cat([first.unsqueeze(0), z[1:]]) if steps > 1 else first.unsqueeze(0)
 
 
+def _recur_(v: Tensor, factor: float, plain: bool) -> Tensor:
+    """``v_t <- factor v_(t-1) + v_t`` over dimension 0, in place (``plain``: factor 1, no
+    multiply); the currents become the membrane."""
+    for t in range(1, v.shape[0]):
+        v[t].add_(v[t - 1] if plain else v[t - 1] * factor)
+    return v
+
+
 class _Membrane(torch.autograd.Function):
     """``v_t = leak v_(t-1) + z_t`` over dimension 0, in place on one copy of ``z``.
 
@@ -158,8 +166,7 @@ class _Membrane(torch.autograd.Function):
         if v is z:
             ctx.mark_dirty(z)  # the currents are a fresh tensor nothing else reads
         factor = float(leak)
-        for t in range(1, v.shape[0]):
-            v[t].add_(v[t - 1] if plain else v[t - 1] * factor)
+        _recur_(v, factor, plain)
         ctx.factor, ctx.plain, ctx.leak_dtype = factor, plain, leak.dtype
         ctx.save_for_backward(v if ctx.needs_input_grad[1] else None)
         return v
@@ -193,13 +200,6 @@ def membrane(z: Tensor, leak: float | Tensor) -> Tensor:
     )
     out: Tensor = _Membrane.apply(z, factor, plain)
     return out
-
-
-def _membrane_in_place(z: Tensor, leak: float) -> Tensor:
-    """:func:`membrane` without autograd, overwriting ``z``: the same float operations."""
-    for t in range(1, z.shape[0]):
-        z[t].add_(z[t - 1] if leak == 1.0 else z[t - 1] * leak)
-    return z
 
 
 def not_fired_before(crossed: Tensor) -> Tensor:
@@ -241,7 +241,7 @@ def fire_train(
         ``(spikes, v)``, both ``(T, B, ...)``.
     """
     if overwrite and not torch.is_grad_enabled():
-        v = _membrane_in_place(z, float(leak))
+        v = _recur_(z, float(leak), float(leak) == 1.0)  # membrane()'s operations, no copy
     else:
         v = membrane(z, leak)
     if fire is not None:
