@@ -401,6 +401,14 @@ def main() -> int:
     )
     parser.add_argument("--train-leak", action="store_true", help="STDB also trains the leak")
     parser.add_argument(
+        "--shift", type=int, default=0, help="STDB augmentation: random shifts of up to N pixels"
+    )
+    parser.add_argument(
+        "--fixed-readout",
+        action="store_true",
+        help="STDB without the trained readout scale (the membrane loss in normalised units)",
+    )
+    parser.add_argument(
         "--legacy", action="store_true", help="also sweep the uncalibrated legacy conversion"
     )
     parser.add_argument("--lr", type=float, default=1e-3, help="STDB peak learning rate")
@@ -424,7 +432,12 @@ def main() -> int:
         args.val_limit = min(args.val_limit, 200)
     torch.set_num_threads(args.threads)
     config = STDBConfig(
-        epochs=args.epochs, lr=args.lr, patience=args.patience, train_leak=args.train_leak
+        epochs=args.epochs,
+        lr=args.lr,
+        patience=args.patience,
+        train_leak=args.train_leak,
+        shift=args.shift,
+        train_readout_scale=not args.fixed_readout,
     )
     suffix = "-quick" if args.quick else ""
     path = args.out / f"hybrid{suffix}.json"

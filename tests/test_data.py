@@ -17,6 +17,7 @@ import tarfile
 import urllib.error
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from onespike.data import (
     batches,
     download_dataset,
     load_dataset,
+    random_shift,
     search_paths,
     split_validation,
     user_cache_dir,
@@ -817,3 +819,37 @@ def test_real_dataset_via_onespike_data(name: str, monkeypatch: pytest.MonkeyPat
 def test_dataset_refuses_images_and_labels_of_different_lengths() -> None:
     with pytest.raises(ShapeError, match="one row per sample"):
         Dataset("mnist", "train", torch.zeros(3, 1, 2, 2), torch.zeros(4, dtype=torch.int64), 10)
+
+
+def test_random_shift_moves_each_image_by_its_drawn_offset() -> None:
+    images = torch.arange(2 * 1 * 5 * 6, dtype=torch.float32).reshape(2, 1, 5, 6) + 1
+    shifted = random_shift(images, 2, torch.Generator().manual_seed(7))
+    offsets = torch.randint(-2, 3, (2, 2), generator=torch.Generator().manual_seed(7))
+    for i, (dy, dx) in enumerate(offsets.tolist()):
+        expected = torch.zeros(1, 5, 6)
+        for y in range(5):
+            for x in range(6):
+                if 0 <= y - dy < 5 and 0 <= x - dx < 6:
+                    expected[0, y, x] = images[i, 0, y - dy, x - dx]
+        assert torch.equal(shifted[i], expected)
+    again = random_shift(images, 2, torch.Generator().manual_seed(7))
+    assert torch.equal(shifted, again)
+    assert random_shift(images, 0, torch.Generator()) is images
+    assert shifted.shape == images.shape
+    assert shifted.dtype == images.dtype
+
+
+@pytest.mark.parametrize(
+    ("shape", "shift", "match"),
+    [
+        ((2, 1, 5, 6), -1, "max_shift must be an integer >= 0"),
+        ((2, 1, 5, 6), 1.5, "max_shift must be an integer >= 0"),
+        ((2, 1, 5, 6), 5, "out of view; use a shift below 5"),
+        ((2, 30), 1, "need images"),
+    ],
+)
+def test_random_shift_refuses_what_it_cannot_shift(
+    shape: tuple[int, ...], shift: Any, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        random_shift(torch.zeros(shape), shift, torch.Generator())

@@ -20,7 +20,7 @@ from onespike.convert import HybridConfig
 from onespike.convert.hybrid import one_bit_level
 from onespike.data import Dataset, load_dataset
 from onespike.evaluate import evaluate_snn
-from onespike.graph import Graph, Linear, ReLU
+from onespike.graph import Affine, Graph, Linear, ReLU
 from onespike.io import save_model
 from onespike.models import build_model
 from onespike.neurons import SingleSpikeParams, single_spike_initial_state, single_spike_step
@@ -211,7 +211,8 @@ def test_calibrated_thresholds_and_spike_values_by_hand() -> None:
         [Linear(torch.tensor([[1.0], [0.5]])), ReLU(), Linear(torch.tensor([[1.0, 1.0]]))],
     )
     x = torch.tensor([[0.25], [0.5], [0.75], [1.0]])
-    net = onespike.convert(graph, HybridConfig(steps=1), calibration=x, normalized=False)
+    layer = HybridConfig(steps=1, calibration="layer")
+    net = onespike.convert(graph, layer, calibration=x, normalized=False)
     hidden, out = net.populations[1], net.populations[2]
     # ANN activations 0.25 0.5 0.75 1 and 0.125 0.25 0.375 0.5: sorted, the cumulative sums
     # 1, 1.75, 2.25, 2.75, 3.125, 3.375, ... give (sum)^2 / count largest (1.953) for the 5
@@ -224,6 +225,24 @@ def test_calibrated_thresholds_and_spike_values_by_hand() -> None:
     result = onespike.simulate(net, x)
     assert result.outputs.flatten().tolist() == pytest.approx([0.0, 0.625, 1.25, 1.25])
     assert out.threshold == pytest.approx(1e-3)
+    # Per channel (the default): neuron 0 sees 0.25 0.5 0.75 1 -> (sum)^2 / count is largest
+    # (1.6875) for the 3 values above 0.25, worth 2.25 / 3 = 0.75; neuron 1, half of those,
+    # fires for its 3 largest too, worth 0.375. At T = 1 the thresholds are the 3rd largest
+    # activations, 0.5 and 0.25: x = 0.5, 0.75 and 1 fire both neurons, 0.25 neither.
+    net = onespike.convert(graph, HybridConfig(steps=1), calibration=x, normalized=False)
+    hidden, out = net.populations[1], net.populations[2]
+    affine = out.projections[0].ops[0]
+    assert isinstance(affine, Affine)
+    assert affine.scale.tolist() == pytest.approx([0.75, 0.375])
+    assert not bool(affine.shift.any())
+    assert isinstance(hidden.threshold, torch.Tensor)
+    assert hidden.threshold.tolist() == pytest.approx([0.5, 0.25])
+    result = onespike.simulate(net, x)
+    assert result.outputs.flatten().tolist() == pytest.approx([0.0, 1.125, 1.125, 1.125])
+    stepped = onespike.simulate(net, x, method="stepped")
+    assert torch.equal(stepped.outputs, result.outputs)
+    with pytest.raises(onespike.ConfigError, match="calibration"):
+        HybridConfig(calibration="neuron")  # type: ignore[arg-type]
     with pytest.raises(onespike.ConfigError, match="calibration images have shape"):
         onespike.convert(graph, HybridConfig(), calibration=torch.zeros(2, 3), normalized=False)
     with pytest.raises(onespike.ConfigError, match="drop calibration="):
@@ -597,3 +616,71 @@ def test_stdb_early_stopping_keeps_the_best_epoch_and_trains_the_leak(
     assert leak != 0.875  # trained
     with pytest.raises(onespike.ConfigError, match="patience"):
         STDBConfig(patience=0)
+
+
+def test_stdb_with_shifts_and_a_readout_scale_resumes_exactly(
+    digits_net: tuple[onespike.SpikingNetwork, Dataset, Dataset],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    net, subset, _ = digits_net
+    output = next(pop for pop in net.populations if pop.is_output)
+    module = STDBNet(net, STDBConfig())
+    assert module.readout_log_scale is not None
+    assert float(module.readout_log_scale.detach().exp()) == pytest.approx(output.scale, rel=1e-6)
+    assert STDBNet(net, STDBConfig(train_readout_scale=False)).readout_log_scale is None
+    config = STDBConfig(epochs=2, batch_size=32, lr=2e-3, seed=3, shift=1)
+    result = finetune_stdb(net, subset, config, progress=False)
+    plain = finetune_stdb(net, subset, dataclasses.replace(config, shift=0), progress=False)
+    # the shifts change what is trained on
+    assert result.history.history[0]["loss"] != plain.history.history[0]["loss"]
+    calls = 0
+
+    def failing(*args: Any, **kwargs: Any) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 10 + 4:  # 320 samples / 32 = 10 steps per epoch
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    real = onespike.stdb.stdb_loss
+    monkeypatch.setattr(onespike.stdb, "stdb_loss", failing)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_stdb(net, subset, config, checkpoint_dir=tmp_path, progress=False)
+    monkeypatch.undo()
+    resumed = finetune_stdb(net, subset, config, checkpoint_dir=tmp_path, progress=False)
+    assert resumed.history.resumed_from_epoch == 1
+    assert resumed.history.history == [
+        {**h, "seconds": r["seconds"]}
+        for h, r in zip(result.history.history, resumed.history.history, strict=True)
+    ]
+    for a, b in zip(result.net.populations, resumed.net.populations, strict=True):
+        assert a.threshold == b.threshold
+        assert a.bias is None or torch.equal(a.bias, b.bias)
+
+
+def test_the_readout_scale_changes_no_prediction_and_is_trained(
+    digits_net: tuple[onespike.SpikingNetwork, Dataset, Dataset],
+) -> None:
+    net, subset, _ = digits_net
+    module = STDBNet(net, STDBConfig())
+    assert module.readout_log_scale is not None
+    start = float(module.readout_log_scale.detach())
+    with torch.no_grad():
+        membrane = module(subset.images)
+        scaled = module.readout(membrane)
+    assert torch.equal(scaled.argmax(dim=1), membrane.argmax(dim=1))
+    assert not torch.equal(scaled, membrane)
+    module.train()
+    loss = stdb_loss(
+        module.readout(module(subset.images)), module.output_spikes, subset.labels, 0.1
+    )
+    loss.backward()
+    assert module.readout_log_scale.grad is not None
+    assert float(module.readout_log_scale.grad) != 0.0
+    assert float(module.readout_log_scale.detach()) == start
+    with pytest.raises(onespike.ConfigError, match="shift"):
+        STDBConfig(shift=-1)
+    flat = Dataset("flat", "train", subset.images.flatten(1), subset.labels, 10)
+    with pytest.raises(onespike.ConfigError, match="shift=1 needs images larger"):
+        finetune_stdb(net, flat, STDBConfig(shift=1), progress=False)

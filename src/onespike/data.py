@@ -68,6 +68,7 @@ __all__ = [
     "batches",
     "download_dataset",
     "load_dataset",
+    "random_shift",
     "search_paths",
     "split_validation",
     "user_cache_dir",
@@ -934,3 +935,47 @@ def split_validation(
 
 def _subset(ds: Dataset, index: torch.Tensor, split: str) -> Dataset:
     return replace(ds, split=split, images=ds.images[index], labels=ds.labels[index])
+
+
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate every image by its own random offset, filling the uncovered border with zeros.
+
+    Each image moves by ``(dy, dx)`` drawn uniformly from ``[-max_shift, max_shift]`` along
+    its last two dimensions (height and width), the data augmentation of small image
+    classifiers.
+
+    Args:
+        images: a batch ``(N, ..., H, W)`` with ``H`` and ``W`` above ``max_shift``.
+        max_shift: the largest offset in pixels, ``>= 0`` (0 returns ``images`` unchanged).
+        generator: the CPU generator the offsets are drawn from (a seeded one makes the
+            augmentation reproducible).
+
+    Returns:
+        A new batch of the same shape, dtype and device.
+
+    Raises:
+        ConfigError: ``max_shift`` is negative or not smaller than the images, or the batch
+            has no height and width dimensions.
+    """
+    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
+        raise ConfigError(f"max_shift must be an integer >= 0, got {max_shift!r}")
+    if max_shift == 0:
+        return images
+    if images.ndim < 3:
+        raise ConfigError(
+            f"random shifts need images (N, ..., H, W), got a batch of shape "
+            f"{tuple(images.shape)}; use a dataset whose samples are images, or no shift"
+        )
+    height, width = images.shape[-2:]
+    if max_shift >= min(height, width):
+        raise ConfigError(
+            f"a shift of up to {max_shift} pixels moves a {height}x{width} image out of view; "
+            f"use a shift below {min(height, width)}"
+        )
+    s = max_shift
+    offsets = torch.randint(-s, s + 1, (images.shape[0], 2), generator=generator, device="cpu")
+    padded = torch.nn.functional.pad(images, (s, s, s, s))
+    out = torch.empty_like(images)
+    for i, (dy, dx) in enumerate(offsets.tolist()):
+        out[i] = padded[i, ..., s - dy : s - dy + height, s - dx : s - dx + width]
+    return out

@@ -64,7 +64,7 @@ from torch import Tensor, nn
 
 from onespike._fs import atomic_write_bytes, atomic_write_json, read_json
 from onespike.convert.config import HybridConfig
-from onespike.data import Dataset
+from onespike.data import Dataset, random_shift
 from onespike.errors import ConfigError, CorruptFileError, MissingFileError, OnespikeError
 from onespike.graph import (
     AdaptiveAvgPool2d,
@@ -80,7 +80,7 @@ from onespike.graph import Affine as AffineNode
 from onespike.io import load_state_dict_file
 from onespike.network import Population, Projection, SpikingNetwork, build_network
 from onespike.simulate.hybrid import encode_input, not_fired_before, run_layers
-from onespike.train import TrainConfig, TrainResult, train
+from onespike.train import Augment, TrainConfig, TrainResult, train
 from onespike.validate import (
     DEFAULT_LIMITS,
     Fields,
@@ -137,6 +137,14 @@ class STDBConfig:
             a better validation accuracy and keep the best epoch's parameters (``None``:
             run every epoch, keep the last).
         seed: seeds the batch order and torch's global RNG, in ``[0, 2**63)``.
+        train_readout_scale: multiply the output membrane by a trained temperature in the
+            membrane term of the loss, starting at the output population's normalisation
+            scale (so the loss sees the ANN's logit units rather than the normalised ones,
+            where the cross-entropy is nearly flat). It changes no prediction: the class is
+            the argmax of the membrane either way.
+        shift: data augmentation: translate every training image by a random offset of up
+            to ``shift`` pixels in each direction (:func:`onespike.data.random_shift`);
+            0 (default) trains on the images as they are.
     """
 
     epochs: int = 1
@@ -149,9 +157,11 @@ class STDBConfig:
     train_leak: bool = False
     patience: int | None = None
     seed: int = 0
+    train_readout_scale: bool = True
+    shift: int = 0
 
     def __post_init__(self) -> None:
-        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
+        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("shift", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"STDBConfig.{name} must be an integer >= {low}, got {value!r}")
@@ -174,7 +184,7 @@ class STDBConfig:
                 raise ConfigError(
                     f"STDBConfig.{name} must be a finite number {allowed}, got {value!r}"
                 )
-        for name in ("train_thresholds", "train_leak"):
+        for name in ("train_thresholds", "train_leak", "train_readout_scale"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"STDBConfig.{name} must be True or False, got {getattr(self, name)!r}"
@@ -325,6 +335,12 @@ class STDBNet(nn.Module):
                     self.thresholds.append(nn.Parameter(value))
             self._pops.append((pop, bias_index, threshold_index))
         self.output_spikes = None
+        scale = float(next(p.scale for p in net.populations if p.is_output))
+        self.readout_log_scale = (
+            nn.Parameter(torch.tensor(math.log(scale), dtype=torch.float32, device=device))
+            if self.stdb.train_readout_scale and math.isfinite(scale) and scale > 0
+            else None
+        )
 
     def _populations(self, *, trained: bool) -> list[Population]:
         """The populations with the current parameters (live tensors, or detached copies)."""
@@ -370,6 +386,12 @@ class STDBNet(nn.Module):
         if self.leak is None:
             return float(self.hybrid.leak)
         return self.leak.clamp(_MIN_LEAK, 1.0)
+
+    def readout(self, membrane: Tensor) -> Tensor:
+        """The output membrane as the loss sees it: times the trained temperature, if any."""
+        if self.readout_log_scale is None:
+            return membrane
+        return membrane * self.readout_log_scale.exp()
 
     def forward(self, x: Tensor) -> Tensor:
         device = self.weights[0].device if len(self.weights) else x.device
@@ -450,6 +472,19 @@ def _check_record(directory: Path, record: dict[str, Any], resume: bool) -> None
     atomic_write_json(path, record)
 
 
+def _augmentation(config: STDBConfig, data: Dataset) -> Augment | None:
+    """The training batches' augmentation of ``config.shift`` (checked against the images)."""
+    if config.shift == 0:
+        return None
+    shape = tuple(data.images.shape[1:])
+    if len(shape) < 2 or config.shift >= min(shape[-2:]):
+        raise ConfigError(
+            f"STDBConfig.shift={config.shift} needs images larger than the shift, the training "
+            f"samples have shape {shape}; use a smaller shift or shift=0"
+        )
+    return lambda images, generator: random_shift(images, config.shift, generator)
+
+
 def finetune_stdb(
     net: SpikingNetwork,
     data: Dataset,
@@ -491,7 +526,9 @@ def finetune_stdb(
 
     def loss_fn(membrane: Tensor, labels: Tensor) -> Tensor:
         assert model.output_spikes is not None
-        return stdb_loss(membrane, model.output_spikes, labels, config.time_loss_weight)
+        return stdb_loss(
+            model.readout(membrane), model.output_spikes, labels, config.time_loss_weight
+        )
 
     best_file = Path(checkpoint_dir) / BEST_TENSORS if checkpoint_dir is not None else None
     best: dict[str, Tensor] = {}
@@ -519,6 +556,7 @@ def finetune_stdb(
         progress=progress,
         loss_fn=loss_fn,
         on_epoch=on_epoch,
+        augment=_augmentation(config, data),
     )
     best_epoch: int | None = None
     if config.patience is not None and val_data is not None:

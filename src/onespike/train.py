@@ -49,6 +49,7 @@ from onespike.io import _state_mismatches, read_safetensors
 __all__ = [
     "CHECKPOINT_JSON",
     "CHECKPOINT_TENSORS",
+    "Augment",
     "LossFn",
     "TrainConfig",
     "TrainResult",
@@ -65,6 +66,9 @@ CHECKPOINT_JSON = "checkpoint.json"
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(logits, labels) -> scalar loss``."""
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+"""``augment(images, generator) -> images``: data augmentation of one training batch."""
 
 _FORMAT_NAME = "onespike-checkpoint"
 _FORMAT_VERSION = 1
@@ -157,6 +161,12 @@ class TrainResult:
     resumed_from: Path | None = None
 
 
+def _augment_seed(config: TrainConfig, step: int) -> int:
+    """The seed of the augmentation of optimiser step ``step``: fixed by the run's seed and
+    the step alone, so a resumed run draws what an uninterrupted one does."""
+    return (config.seed * 1_000_003 + step) % (2**63)
+
+
 def environment() -> dict[str, Any]:
     """What bit-identical training depends on besides the seed: torch's version and threads.
 
@@ -177,6 +187,7 @@ def train(
     progress: bool = True,
     loss_fn: LossFn | None = None,
     on_epoch: Callable[[TrainResult], bool] | None = None,
+    augment: Augment | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train_ds``, checkpointing after every epoch.
 
@@ -199,6 +210,9 @@ def train(
         loss_fn: ``loss_fn(logits, labels) -> scalar``; defaults to cross-entropy.
         on_epoch: called with the history after every epoch (and its checkpoint); returning
             True stops training there (early stopping).
+        augment: ``augment(images, generator) -> images``, applied to every training batch
+            (e.g. :func:`onespike.data.random_shift`); the generator is seeded from the seed
+            and the step, so an augmented run is as reproducible and resumable as a plain one.
 
     Returns:
         The per-epoch history and the epoch training resumed from.
@@ -261,7 +275,10 @@ def train(
         with bar:
             for start in range(0, n, config.batch_size):
                 index = order[start : start + config.batch_size]
-                x = train_ds.images[index].to(device)
+                x = train_ds.images[index]
+                if augment is not None:
+                    x = augment(x, torch.Generator().manual_seed(_augment_seed(config, step)))
+                x = x.to(device)
                 y = train_ds.labels[index].to(device)
                 lr = _lr_at(step, total_steps, config)
                 for group in optimizer.param_groups:

@@ -227,6 +227,9 @@ class HybridConfig:
         input_range: input values outside ``[0, 1]`` raise (``"error"``) or are clipped
             (``"clip"``); the analog step then uses the clipped value too.
         max_steps: the bound on ``steps`` (default :data:`MAX_STEPS`).
+        calibration: with calibration images, one spike value and one threshold per
+            ``"channel"`` (default; per neuron in a flat population) or per ``"layer"`` of
+            every hidden population (the output population has one threshold either way).
     """
 
     steps: int = 5
@@ -237,6 +240,7 @@ class HybridConfig:
     readout: Literal["membrane", "first_spike"] = "membrane"
     input_range: Literal["error", "clip"] = "error"
     max_steps: int = MAX_STEPS
+    calibration: Literal["channel", "layer"] = "channel"
 
     def __post_init__(self) -> None:
         _check_steps(
@@ -257,3 +261,4 @@ class HybridConfig:
         _check_choice("bias", self.bias, ("spread", "first_step", "every_step"))
         _check_choice("readout", self.readout, ("membrane", "first_spike"))
         _check_choice("input_range", self.input_range, ("error", "clip"))
+        _check_choice("calibration", self.calibration, ("channel", "layer"))

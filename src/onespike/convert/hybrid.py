@@ -63,9 +63,10 @@ from torch import Tensor
 
 from onespike.convert.config import HybridConfig
 from onespike.errors import ConfigError
-from onespike.graph import Graph, max_pool
+from onespike.graph import Affine, Graph, max_pool
 from onespike.network import (
     Population,
+    Projection,
     SpikingNetwork,
     build_network,
     forward_populations,
@@ -128,12 +129,12 @@ def one_bit_level(values: Tensor) -> tuple[float, float, float]:
     return tau, float(sums[k] / counts[k]), float(counts[k]) / flat.numel()
 
 
-def _sample(values: Tensor, generator: torch.Generator) -> Tensor:
+def _sample(values: Tensor, generator: torch.Generator, size: int = _SAMPLE) -> Tensor:
     flat = values.flatten()
-    if flat.numel() <= _SAMPLE:
+    if flat.numel() <= size:
         return flat
     # drawn on the CPU from the seeded generator: the same sample on every device
-    index = torch.randint(0, flat.numel(), (_SAMPLE,), generator=generator, device="cpu")
+    index = torch.randint(0, flat.numel(), (size,), generator=generator, device="cpu")
     return flat[index.to(flat.device)]
 
 
@@ -143,6 +144,70 @@ def _kth_largest(values: Tensor, fraction: float) -> float:
     if k <= 0:
         return max(2.0 * float(flat.max()), 1.0)
     return float(torch.topk(flat, min(k, flat.numel())).values[-1])
+
+
+def _channels(values: Tensor) -> Tensor:
+    """``(N, C, ...)`` as ``(C, N * ...)``: every channel's (or flat neuron's) values."""
+    return values.transpose(0, 1).reshape(values.shape[1], -1)
+
+
+def _channel_shape(pop: Population) -> tuple[int, ...]:
+    """The shape of a per-channel tensor that broadcasts over one sample of ``pop``."""
+    return (pop.shape[0],) + (1,) * (len(pop.shape) - 1)
+
+
+def _one_bit_levels(
+    values: Tensor, per_channel: bool, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`one_bit_level` of a layer's activations ``(N, C, ...)``, for the whole layer
+    (0-d tensors) or per channel (``(C,)``): ``(tau, m, fraction)``."""
+    if not per_channel:
+        levels = one_bit_level(_sample(values, generator))
+        return tuple(torch.tensor(level, dtype=torch.float64, device="cpu") for level in levels)  # type: ignore[return-value]
+    rows = _channels(values)
+    share = max(_SAMPLE // rows.shape[0], 1)
+    found = [one_bit_level(_sample(row, generator, share)) for row in rows]
+    return tuple(  # type: ignore[return-value]
+        torch.tensor([f[i] for f in found], dtype=torch.float64, device="cpu") for i in range(3)
+    )
+
+
+def _pooled_value(pooled: Tensor, tau: Tensor) -> Tensor:
+    """The mean pooled activation above the source's ``tau`` (per channel when ``tau`` is);
+    1 where none is above."""
+    if tau.ndim == 0:
+        above = pooled[pooled > float(tau)]
+        value = float(above.mean()) if above.numel() else 1.0
+        return torch.tensor(value, dtype=torch.float64, device="cpu")
+    rows = _channels(pooled).double()
+    mask = rows > tau.to(rows.device).unsqueeze(1)
+    count = mask.sum(dim=1)
+    total = (rows * mask).sum(dim=1)
+    return torch.where(count > 0, total / count.clamp(min=1), 1.0).cpu()
+
+
+def _threshold(
+    v_max: Tensor, fraction: Tensor, pop: Population, dtype: torch.dtype
+) -> float | Tensor:
+    """The membrane value that lets the fraction ``fraction`` of the neurons fire (per channel
+    when ``fraction`` is a vector, as a ``dtype`` tensor: the network's float type)."""
+    if fraction.ndim == 0:
+        return _kth_largest(v_max, float(fraction))
+    rows = _channels(v_max)
+    theta = [_kth_largest(row, float(f)) for row, f in zip(rows, fraction, strict=True)]
+    return torch.tensor(theta, dtype=dtype, device=v_max.device).view(_channel_shape(pop))
+
+
+def _with_value(
+    proj: Projection, value: Tensor, dtype: torch.dtype, device: torch.device
+) -> Projection:
+    """The projection with its source's spike value ``value`` applied to what it reads: a
+    factor for a whole-layer value, a per-channel scale (an :class:`Affine` first) otherwise,
+    in the network's ``dtype`` on its ``device``."""
+    if value.ndim == 0:
+        return replace(proj, factor=proj.factor * float(value))
+    scale = value.to(device=device, dtype=dtype)
+    return replace(proj, ops=(Affine(scale, torch.zeros_like(scale)), *proj.ops))
 
 
 def calibrate(pops: list[Population], config: HybridConfig, images: Tensor) -> SpikingNetwork:
@@ -181,31 +246,31 @@ def calibrate(pops: list[Population], config: HybridConfig, images: Tensor) -> S
     with torch.no_grad():
         like = next((t for t in tensors_of(pops) if t.is_floating_point()), None)
         device = images.device if like is None else like.device  # where the network lives
+        dtype = torch.float32 if like is None else like.dtype
         x, times, _ = encode_input(images.to(device=device, dtype=torch.float32), config)
         ann = forward_populations(pops, x)
         # one-bit stand-ins of the ANN: spike values m and firing fractions
-        value: dict[str, float] = {pops[0].name: 1.0}
-        level: dict[str, float] = {}
-        fraction: dict[str, float] = {}
+        per_channel = config.calibration == "channel"
+        one = torch.tensor(1.0, dtype=torch.float64, device="cpu")
+        value: dict[str, Tensor] = {pops[0].name: one}
+        level: dict[str, Tensor] = {}
+        fraction: dict[str, Tensor] = {}
         for pop in pops[1:]:
             if pop.is_output:
                 continue
             if pop.kind == "maxpool":
                 tau = level[pop.sources[0]]
-                pooled = ann[pop.name]
-                above = pooled[pooled > tau]
-                value[pop.name] = float(above.mean()) if above.numel() else 1.0
+                value[pop.name] = _pooled_value(ann[pop.name], tau)
                 level[pop.name] = tau
                 continue
-            tau, m, share = one_bit_level(_sample(ann[pop.name], generator))
+            tau, m, share = _one_bit_levels(ann[pop.name], per_channel, generator)
             value[pop.name], level[pop.name], fraction[pop.name] = m, tau, share
         del ann
         rescaled = [
             replace(
                 pop,
                 projections=tuple(
-                    replace(proj, factor=proj.factor * value[proj.source])
-                    for proj in pop.projections
+                    _with_value(proj, value[proj.source], dtype, device) for proj in pop.projections
                 ),
             )
             for pop in pops
@@ -225,9 +290,18 @@ def calibrate(pops: list[Population], config: HybridConfig, images: Tensor) -> S
                 trains[pop.name] = first_only(pooled)
             else:
                 z = step_currents(pop, {s: trains[s] for s in pop.sources}, config)
-                share = 1.0 / pop.size if pop.is_output else fraction[pop.name]
+                share = (
+                    torch.tensor(1.0 / pop.size, device="cpu")
+                    if pop.is_output
+                    else fraction[pop.name]
+                )
                 v = fire_train(z, 1.0, config.leak)[1]
-                theta = max(factor * _kth_largest(v.amax(dim=0), share), _MIN_THRESHOLD)
+                found = _threshold(v.amax(dim=0), share, pop, dtype)
+                theta = (
+                    max(factor * found, _MIN_THRESHOLD)
+                    if isinstance(found, float)
+                    else (found * factor).clamp_(min=_MIN_THRESHOLD)
+                )
                 pop = replace(pop, threshold=theta)
                 trains[pop.name] = fire_train(z, theta, config.leak)[0]
             finished.append(pop)
