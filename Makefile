@@ -55,10 +55,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rate.py --label peers --variants plain --peers spikingjelly-rate \
 		--test-limit 10000 --only convnet-bn
 	$(BIN)/python benchmarks/rate.py --label peers --merge
-	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --epochs 6 --samples 10000 \
-		--val-limit 1000 --sweep-limit 2000 --train-leak
-	$(BIN)/python benchmarks/hybrid.py --threads 1 --only mnist --epochs 4 --samples 10000 \
-		--val-limit 1000 --sweep-limit 2000 --train-leak
+	for d in mnist fashion-mnist; do \
+		$(BIN)/python benchmarks/hybrid.py --threads 1 --only $$d --samples 55000 --epochs 15 \
+			--patience 3 --train-leak --per-layer --out runs/bench-hybrid/$$d || exit 1; \
+	done
+	$(BIN)/python benchmarks/hybrid.py --merge runs/bench-hybrid/mnist runs/bench-hybrid/fashion-mnist
 	$(BIN)/python benchmarks/hybrid_speed.py --threads 1
 	$(BIN)/python benchmarks/quartz.py --threads 1
 	$(BIN)/python benchmarks/hardware.py

@@ -21,8 +21,9 @@ them, and every row records their SHA-256 (``weights_sha256``). Parts (``--metho
   four times the simulations, too many for these networks on 2 cores);
 - ``binary``: (Fashion-MNIST) the same architecture trained with binary hidden weights, its
   ANN and its rate conversion in the same variants;
-- ``hybrid``: single-spike hybrid encoding converted at T = 1..8 (initial threshold chosen on
-  held-out images), and fine-tuned with STDB (:func:`onespike.finetune_stdb`) at T = 5.
+- ``hybrid``: single-spike hybrid encoding converted at T = 1..8 (spike values and thresholds
+  calibrated per channel on the first 256 training images, as in ``hybrid.py``), and
+  fine-tuned with STDB (:func:`onespike.finetune_stdb`) at T = 5.
 
 Every part is resumable and re-runnable on its own: it writes
 ``results/deep-parts/<arch>-<dataset>-<part>.json`` (rows and the part's meta: command,
@@ -70,7 +71,7 @@ import torch
 from torch import nn
 
 import onespike
-from hybrid import choose_init, hidden_spikes_per_neuron
+from hybrid import CALIBRATION_IMAGES, hidden_spikes_per_neuron
 from onespike._fs import atomic_write, atomic_write_json, atomic_write_text
 from onespike.data import Dataset, batches, load_dataset, split_validation
 from onespike.evaluate import SNNEvaluation, evaluate_snn, evaluate_snn_steps, summarize
@@ -582,7 +583,7 @@ def part_binary(ctx: Context) -> list[dict[str, Any]]:
 def part_hybrid(ctx: Context) -> list[dict[str, Any]]:
     _model, meta, graph, accuracy, ann_s = prepare(ctx).parts()
     sweep = ctx.limited(None if ctx.quick else ctx.args.sim_limit)
-    held_out = ctx.held_out.head(ctx.args.selection_limit)
+    calibration = ctx.train.images[: CALIBRATION_IMAGES // (4 if ctx.quick else 1)]
     ann_sweep = ann_seconds_per_image(_model, sweep)
     sweep_accuracy = evaluate(_model, sweep)
     steps_grid = QUICK["hybrid"] if ctx.quick else HYBRID_STEPS
@@ -591,12 +592,11 @@ def part_hybrid(ctx: Context) -> list[dict[str, Any]]:
     rows = []
     for steps in steps_grid:
         marked = steps == STDB_STEPS
-        init, tried = choose_init(graph, steps, held_out)
-        net = onespike.convert(graph, onespike.HybridConfig(steps=steps, threshold_scale=init))
+        net = onespike.convert(graph, onespike.HybridConfig(steps=steps), calibration=calibration)
         data = ctx.test if marked else sweep
         stages = (False, True) if marked else (False,)
         for finetuned in stages:
-            extra: dict[str, Any] = {"init_held_out_accuracy": tried}
+            extra: dict[str, Any] = {"calibration_images": len(calibration)}
             if finetuned:
                 started = time.perf_counter()
                 checkpoints = runs_dir(ctx) / "stdb" / f"{ctx.dataset}-{ctx.arch}-T{steps}"
@@ -632,7 +632,6 @@ def part_hybrid(ctx: Context) -> list[dict[str, Any]]:
             row.update(
                 finetuned=finetuned,
                 marked=marked,
-                threshold_init=init,
                 hidden_spikes_per_neuron=hidden_spikes_per_neuron(net, evaluation),
                 accuracy_by_steps=evaluation.accuracy_by_steps(),
                 **extra,
@@ -640,7 +639,7 @@ def part_hybrid(ctx: Context) -> list[dict[str, Any]]:
             rows.append(row)
             print(
                 f"{ctx.arch} {ctx.dataset} hybrid T={steps} "
-                f"{'STDB' if finetuned else 'converted'} (init {init}): "
+                f"{'STDB' if finetuned else 'converted'}: "
                 f"{evaluation.accuracy:.4f} vs ANN {row['ann_accuracy']:.4f}",
                 flush=True,
             )

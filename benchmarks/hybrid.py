@@ -52,7 +52,7 @@ from typing import Any
 import torch
 
 import onespike
-from onespike._fs import atomic_write_json, atomic_write_text
+from onespike._fs import atomic_write, atomic_write_json, atomic_write_text
 from onespike.data import Dataset, batches, load_dataset, split_validation
 from onespike.evaluate import SNNEvaluation, agreement, evaluate_snn, summarize
 from onespike.io import load_model
@@ -206,6 +206,7 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
             r = before[0]
             accs = r["converted_sweep"]["calibrated"]
             drop = 100 * max((max(accs[:i]) - accs[i] for i in range(1, len(accs))), default=0.0)
+            drop = max(drop, 0.0)
             out.append(
                 f"{dataset} converted, T = {r['sweep_steps'][0]}..{r['sweep_steps'][-1]}: the "
                 f"largest fall as T grows is {drop:.2f} points (target <= 1): "
@@ -262,16 +263,24 @@ def converted_sweep(
     steps: list[int],
     validation: Dataset,
     legacy: bool,
+    per_layer: bool = False,
 ) -> dict[str, list[float]]:
-    """Converted (not fine-tuned) accuracy at every T: onespike's conversion and, with
-    ``legacy``, the earlier one (bias at every step, one threshold for all layers, chosen
-    from ``INIT_GRID`` on held-out images)."""
+    """Converted (not fine-tuned) accuracy at every T: onespike's conversion (calibrated per
+    channel); with ``per_layer`` also calibrated per layer; with ``legacy`` the earlier one
+    (bias at every step, one threshold for all layers, chosen from ``INIT_GRID`` on held-out
+    images)."""
     out: dict[str, list[float]] = {"calibrated": []}
+    if per_layer:
+        out["calibrated per layer"] = []
     if legacy:
         out["legacy"] = []
     for t in steps:
         net = onespike.convert(graph, onespike.HybridConfig(steps=t), calibration=calibration)
         out["calibrated"].append(evaluate_snn(net, test, batch_size=500).accuracy)
+        if per_layer:
+            layer = onespike.HybridConfig(steps=t, calibration="layer")
+            net = onespike.convert(graph, layer, calibration=calibration)
+            out["calibrated per layer"].append(evaluate_snn(net, test, batch_size=500).accuracy)
         if legacy:
             init, _ = choose_init(graph, t, validation, legacy=True)
             old = onespike.HybridConfig(steps=t, threshold_scale=init, **LEGACY)
@@ -320,6 +329,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
         list(args.steps),
         validation.head(INIT_VALIDATION),
         args.legacy,
+        args.per_layer,
     )
     rows: list[dict[str, Any]] = []
     for steps in args.stdb_steps:
@@ -411,6 +421,19 @@ def main() -> int:
     parser.add_argument(
         "--legacy", action="store_true", help="also sweep the uncalibrated legacy conversion"
     )
+    parser.add_argument(
+        "--per-layer",
+        action="store_true",
+        help="also sweep the conversion calibrated per layer instead of per channel",
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="only merge the hybrid.json / hybrid.meta.json of runs written with --out DIR",
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="STDB peak learning rate")
     parser.add_argument("--limit", type=int, default=None, help="test images (default: all)")
     parser.add_argument("--progress", action="store_true")
@@ -440,6 +463,8 @@ def main() -> int:
         train_readout_scale=not args.fixed_readout,
     )
     suffix = "-quick" if args.quick else ""
+    if args.merge:
+        return merge(args.merge, args.out, suffix)
     path = args.out / f"hybrid{suffix}.json"
     rows: list[dict[str, Any]] = []
     if path.exists():  # keep the rows this run does not redo
@@ -456,7 +481,6 @@ def main() -> int:
         rows += run_dataset(dataset, args, config)
         rows.sort(key=lambda r: (list(NETWORKS).index(r["dataset"]), r["steps"], r["finetuned"]))
         atomic_write_json(path, rows)
-    notes = verdicts(rows)
     meta: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -480,18 +504,108 @@ def main() -> int:
         "test_images": args.limit or "all",
         "energy_model": "45nm (Horowitz, ISSCC 2014), compute only",
         "seconds": time.perf_counter() - started,
-        "verdicts": notes,
     }
     if args.quick:
         meta["quick"] = True
         meta["models"] = {d: f"{d}-quick6k-convnet-bn-e1" for d in NETWORKS}
-    atomic_write_json(args.out / f"hybrid{suffix}.meta.json", meta)
+    write(rows, meta, args.out, suffix)
+    return 0
+
+
+def write(rows: list[dict[str, Any]], meta: dict[str, Any], out: Path, suffix: str) -> None:
+    """``hybrid{suffix}.json``, ``.meta.json`` (with the verdicts), ``.md`` and ``.png``."""
+    rows = sorted(
+        rows, key=lambda r: (list(NETWORKS).index(r["dataset"]), r["steps"], r["finetuned"])
+    )
+    notes = verdicts(rows)
+    meta = {**meta, "verdicts": notes}
+    atomic_write_json(out / f"hybrid{suffix}.json", rows)
+    atomic_write_json(out / f"hybrid{suffix}.meta.json", meta)
     table = markdown(rows)
     bullets = "\n".join(f"- {v}" for v in notes)
-    atomic_write_text(args.out / f"hybrid{suffix}.md", f"{table}\n{bullets}\n")
+    atomic_write_text(out / f"hybrid{suffix}.md", f"{table}\n{bullets}\n")
+    plot(rows, out / f"hybrid{suffix}.png")
     print(table)
     print("\n".join(notes))
+
+
+def merge(parts: list[Path], out: Path, suffix: str) -> int:
+    """Combine runs written to separate ``--out`` directories (e.g. one dataset each, run side
+    by side) into ``out``; a dataset present in two of them is an error."""
+    rows: list[dict[str, Any]] = []
+    metas: list[dict[str, Any]] = []
+    for part in parts:
+        data = part / f"hybrid{suffix}.json"
+        described = part / f"hybrid{suffix}.meta.json"
+        if not data.is_file() or not described.is_file():
+            raise SystemExit(f"{part} has no hybrid{suffix}.json and .meta.json to merge")
+        found = json.loads(data.read_text())
+        clash = {r["dataset"] for r in found} & {r["dataset"] for r in rows}
+        if clash:
+            raise SystemExit(f"{part} repeats dataset(s) {sorted(clash)} of an earlier part")
+        rows += found
+        metas.append(json.loads(described.read_text()))
+    meta = {
+        **{k: v for k, v in metas[0].items() if k != "verdicts"},
+        "merged_from": [str(p) for p in parts],
+        "parts": [{k: v for k, v in m.items() if k != "verdicts"} for m in metas],
+        "merged": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write(rows, meta, out, suffix)
     return 0
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Converted accuracy against T, and the STDB validation accuracy after every epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for index, dataset in enumerate(NETWORKS):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        if not mine:
+            continue
+        color = f"C{index}"
+        before = next((r for r in mine if not r["finetuned"]), None)
+        if before is not None:
+            for name, accs in before["converted_sweep"].items():
+                style = "-" if name == "calibrated" else ":"
+                left.plot(
+                    before["sweep_steps"],
+                    [100 * a for a in accs],
+                    style,
+                    color=color,
+                    marker="o",
+                    ms=3,
+                    label=f"{dataset}, {name}",
+                )
+            left.axhline(100 * before["ann_accuracy"], color=color, lw=0.8, ls="--")
+        for r in mine:
+            if r["finetuned"]:
+                history = r["stdb"]["history"]
+                right.plot(
+                    [h["epoch"] for h in history],
+                    [100 * h["val_accuracy"] for h in history],
+                    color=color,
+                    marker="o",
+                    ms=3,
+                    label=f"{dataset}, T={r['steps']} (held-out images)",
+                )
+                right.axhline(100 * r["ann_accuracy"], color=color, lw=0.8, ls="--")
+    left.set_title("converted (no fine-tuning); dashed: ANN", fontsize=9)
+    left.set_xlabel("time steps T")
+    right.set_title("STDB: validation accuracy after every epoch; dashed: ANN (test)", fontsize=9)
+    right.set_xlabel("epoch")
+    for ax in (left, right):
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("Single-spike hybrid encoding, BN ConvNets")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
 
 
 if __name__ == "__main__":

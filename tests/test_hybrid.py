@@ -509,6 +509,9 @@ def test_cli_fine_tunes_saves_and_runs_a_hybrid_network(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "model-hybrid" / "model.json").read_text())
     assert saved["extra"]["hybrid"]["steps"] == 3
     assert saved["extra"]["hybrid"]["samples"] == 128
+    (epoch,) = saved["extra"]["hybrid"]["history"]  # one record per STDB epoch
+    assert epoch["epoch"] == 1
+    assert math.isfinite(epoch["loss"])
     assert (tmp_path / "stdb-checkpoints" / "checkpoint.json").exists()
 
     for model_file, finetuned in (("model-hybrid", True), ("ann", False)):

@@ -1122,6 +1122,7 @@ def _train_hybrid(
         "snn_accuracy": tuned,
         "stdb": asdict(config),
         "samples": len(data),
+        "history": result.history.history,  # loss and training accuracy after every epoch
     }
     directory = out / "model-hybrid"
     save_hybrid(directory, result.net, extra=info)  # the network first, model.json last

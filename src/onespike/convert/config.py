@@ -220,7 +220,7 @@ class HybridConfig:
             value (default 0.3), in the normalised units where the calibrated activations of a
             population lie in ``[0, 1]``; converted with calibration data
             (``convert(graph, config, calibration=images)``), it multiplies the calibrated
-            per-layer thresholds (default 1).
+            thresholds (default 1).
         readout: ``"membrane"`` (the class is the largest output membrane after the last
             step) or ``"first_spike"`` (the class of the earliest output spike; ties, and
             samples with no output spike, go to the largest membrane).

@@ -9,11 +9,11 @@ so even ``T = 1`` carries the input through the whole network.
 
 **Input** (the hybrid code). With ``L = T - 1`` levels, pixel ``x`` has the code
 ``k = floor(L x + 1/2)`` and spikes once, at step ``T - k`` (``k = L`` at step 1, ``k = 1`` at
-step ``T - 1``); ``k = 0`` never spikes. With ``input_code="split"`` (default) the image is
-counted once: the spike carries ``k / L`` (each code step's summed current is multiplied by its
+step ``T - 1``); ``k = 0`` never spikes. ``input_code="ttfs"`` (default) feeds ``x`` at step 0
+and a spike worth 1 later (the image counted twice); with ``"split"`` the image is counted
+once: the spike carries ``k / L`` (each code step's summed current is multiplied by its
 level) and the analog step ``t = 0`` carries the rest, ``x - k / L``, as multiply-accumulates;
-``"ttfs"`` feeds ``x`` at step 0 and a spike worth 1 later (the image counted twice);
-``"none"`` the analog step only.
+``"none"`` is the analog step only.
 
 **Neurons.** Every neuron population, the output included, is single-spike integrate-and-fire
 (:func:`onespike.neurons.single_spike_step`)::
@@ -39,19 +39,23 @@ in :attr:`Population.threshold`.
 
 - Without calibration data every threshold is ``threshold_scale`` (default 0.3).
 - With calibration images (:func:`calibrate`), the network is made to compute the ANN's
-  function as far as one bit per neuron allows. A neuron's spike stands for its ANN activation
-  ``a``; the best one-bit stand-in (least squares, levels ``{0, m}``) fires when ``a > tau`` and
-  is worth ``m = mean(a | a > tau)``, ``tau`` the value that maximises
-  ``(sum of a over a > tau)^2 / count(a > tau)`` on the calibration activations of the layer.
-  Every projection out of the population is multiplied by its ``m`` (a max-pooling population
-  takes the ``m`` of its pooled activations), so the next layer's membrane estimates the ANN's
-  pre-activation. Then, layer by layer in the spiking network itself at this ``T``, the
-  threshold is the value of the largest membrane ``max_t v_t`` that lets the fraction
-  ``P(a > tau)`` of the layer's neurons fire on the calibration images: the firing statistics
-  match the ANN's one-bit ones whatever the input's timing and the bias schedule do to the
-  partial sums. The output population's threshold lets one output neuron in ``C`` fire
-  (``C`` classes); its membrane is the readout. ``threshold_scale`` (default 1) multiplies
-  the calibrated thresholds.
+  function as far as one bit per neuron allows, per channel (``HybridConfig.calibration``,
+  default ``"channel"``; one neuron of a flat population is a channel) or per layer
+  (``"layer"``). A neuron's spike stands for its ANN activation ``a``; the best one-bit
+  stand-in (least squares, levels ``{0, m}``) fires when ``a > tau`` and is worth
+  ``m = mean(a | a > tau)``, ``tau`` the value that maximises
+  ``(sum of a over a > tau)^2 / count(a > tau)`` on the calibration activations of the
+  channel (or layer). Every projection out of the population applies its ``m``: a layer's as
+  the projection's factor, per-channel ones as a fixed :class:`~onespike.graph.Affine` scale
+  first in the projection (a max-pooling population takes the ``m`` of its pooled
+  activations), so the next layer's membrane estimates the ANN's pre-activation. Then, layer
+  by layer in the spiking network itself at this ``T``, the threshold of a channel (or
+  layer) is the value of the largest membrane ``max_t v_t`` that lets the fraction
+  ``P(a > tau)`` of its neurons fire on the calibration images: the firing statistics match
+  the ANN's one-bit ones whatever the input's timing and the bias schedule do to the partial
+  sums. The output population's one threshold lets one output neuron in ``C`` fire (``C``
+  classes); its membrane is the readout. ``threshold_scale`` (default 1) multiplies the
+  calibrated thresholds.
 """
 
 from __future__ import annotations
@@ -91,7 +95,7 @@ def convert_hybrid(
     Args:
         graph: extracted graph, normalised so activations fit ``[0, 1]``.
         config: the hybrid-code options.
-        calibration: images in ``[0, 1]`` that set the per-layer thresholds and spike values
+        calibration: images in ``[0, 1]`` that set the thresholds and spike values
             (see :func:`calibrate`); ``None``: every threshold ``threshold_scale`` (0.3).
 
     Returns:
