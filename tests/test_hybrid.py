@@ -687,3 +687,32 @@ def test_the_readout_scale_changes_no_prediction_and_is_trained(
     flat = Dataset("flat", "train", subset.images.flatten(1), subset.labels, 10)
     with pytest.raises(onespike.ConfigError, match="shift=1 needs images larger"):
         finetune_stdb(net, flat, STDBConfig(shift=1), progress=False)
+
+
+def test_per_channel_calibration_survives_save_load_and_nir(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Conv2d(4, 6, 3),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(24, 8),
+        torch.nn.ReLU(),
+        torch.nn.Linear(8, 3),
+    ).eval()
+    x = torch.rand(200, 1, 8, 8)
+    graph = onespike.normalize(onespike.extract(model, x[:2]), [x])
+    net = onespike.convert(graph, HybridConfig(steps=5), calibration=x)
+    hidden = [p for p in net.populations if p.kind == "neuron" and not p.is_output]
+    # one threshold per channel, one per neuron in the flat layer
+    assert [tuple(p.threshold.shape) for p in hidden] == [(4, 1, 1), (6, 1, 1), (8,)]
+    reference = onespike.simulate(net, x[:50])
+    save_hybrid(tmp_path / "h", net)
+    loaded, _ = load_hybrid(tmp_path / "h")
+    back = onespike.from_nir(onespike.to_nir(net))
+    for other in (loaded, back):
+        result = onespike.simulate(other, x[:50])
+        assert torch.equal(result.outputs, reference.outputs)
+        assert torch.equal(result.predictions, reference.predictions)
