@@ -324,6 +324,16 @@ def test_surrogate_gradient_by_hand() -> None:
     assert v.grad.tolist() == pytest.approx(expected)
     # ds/dtheta = -(v / theta) ds/dv, summed.
     assert float(theta.grad) == pytest.approx(-(1.5 * expected[0] + 0.5 * expected[1] + 0.5))
+    # One threshold per channel (dimension 1 of (T, C, 2)): each sums its own channel's terms.
+    v = torch.tensor([[[1.5, 0.5], [2.0, 1.0]], [[1.0, 0.0], [3.0, 2.0]]], requires_grad=True)
+    theta = torch.tensor([[1.0], [2.0]], requires_grad=True)
+    weights = torch.tensor([[[1.0, 2.0], [1.0, 1.0]], [[3.0, 1.0], [0.5, 2.0]]])
+    (surrogate_crossing(v, theta, alpha=0.5, beta=2.0) * weights).sum().backward()
+    assert theta.grad is not None
+    th = theta.detach().expand(2, 2, 2)
+    slope = 0.5 * torch.exp(-2.0 * (v.detach() - th).abs() / th) / th * weights
+    by_hand = (-(v.detach() / th) * slope).sum(dim=(0, 2))
+    assert theta.grad.flatten().tolist() == pytest.approx(by_hand.tolist())
 
 
 def test_stdb_loss_by_hand() -> None:

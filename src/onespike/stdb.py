@@ -234,12 +234,14 @@ def _surrogate(
             dot = torch.dot(slope.reshape(-1), v.reshape(-1))
             grad_threshold = (-dot / threshold).reshape(threshold.shape)
         else:
-            full = -slope * v / threshold
-            # sum over the dimensions the threshold was broadcast along
+            # sum slope * v over the dimensions the threshold was broadcast along, then
+            # divide by the (small) threshold: one full-size product, not three
+            full = slope * v
             extra = full.ndim - threshold.ndim
             full = full.sum(dim=tuple(range(extra))) if extra else full
             keep = tuple(i for i, n in enumerate(threshold.shape) if n == 1 and full.shape[i] != 1)
-            grad_threshold = full.sum(dim=keep, keepdim=True) if keep else full
+            summed = full.sum(dim=keep, keepdim=True) if keep else full
+            grad_threshold = -summed / threshold
     return slope, grad_threshold, None, None
 
 
