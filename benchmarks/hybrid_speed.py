@@ -75,7 +75,7 @@ def main() -> int:
     def stdb_step() -> None:
         membrane = snn(x)
         assert snn.output_spikes is not None
-        stdb_loss(membrane, snn.output_spikes, y, 0.1).backward()
+        stdb_loss(snn.readout(membrane), snn.output_spikes, y, 0.1).backward()
 
     def ann_steps() -> None:
         for _ in range(args.steps):

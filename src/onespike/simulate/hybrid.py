@@ -162,8 +162,11 @@ class _Membrane(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, leak: Tensor, plain: bool) -> Tensor:
-        v = z.clone() if ctx.needs_input_grad[0] is False else z
-        if v is z:
+        # In place only on a tensor that is not a view: marking a view dirty makes autograd
+        # rebuild its base's history (CopySlices), full-size copies in every backward pass.
+        in_place = ctx.needs_input_grad[0] and z._base is None
+        v = z if in_place else z.clone()
+        if in_place:
             ctx.mark_dirty(z)  # the currents are a fresh tensor nothing else reads
         factor = float(leak)
         _recur_(v, factor, plain)
