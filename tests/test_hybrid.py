@@ -726,3 +726,29 @@ def test_per_channel_calibration_survives_save_load_and_nir(tmp_path: Path) -> N
         result = onespike.simulate(other, x[:50])
         assert torch.equal(result.outputs, reference.outputs)
         assert torch.equal(result.predictions, reference.predictions)
+
+
+def test_the_membrane_of_folded_currents_has_the_same_values_and_gradients() -> None:
+    # Training gives membrane() the currents of all steps folded into the batch and viewed as
+    # (T, B, ...): it recurs in place on that fresh tensor, not on a copy of the view.
+    torch.manual_seed(0)
+    source = torch.randn(4 * 3, 5, requires_grad=True)
+    weights = torch.randn(4, 3, 5)
+    results = []
+    for folded in (True, False):
+        leak = torch.tensor(0.75, requires_grad=True)
+        fresh = source * 2.0  # a non-leaf tensor that nothing else reads
+        z = fresh.unflatten(0, (4, 3)) if folded else fresh.view(4, 3, 5).clone()
+        v = membrane(z, leak)
+        assert v.shape == (4, 3, 5)
+        (v * weights).sum().backward()
+        assert source.grad is not None
+        assert leak.grad is not None
+        results.append((v.detach().clone(), source.grad.clone(), leak.grad.clone()))
+        source.grad = None
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+    expected = torch.zeros(3, 5)
+    for t, current in enumerate((source.detach() * 2.0).view(4, 3, 5)):
+        expected = 0.75 * expected + current
+        assert torch.allclose(results[0][0][t], expected)

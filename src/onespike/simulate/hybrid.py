@@ -153,38 +153,41 @@ def _recur_(v: Tensor, factor: float, plain: bool) -> Tensor:
 
 
 class _Membrane(torch.autograd.Function):
-    """``v_t = leak v_(t-1) + z_t`` over dimension 0, in place on one copy of ``z``.
+    """``v_t = leak v_(t-1) + z_t`` over the first dimension of ``z`` seen as ``shape``.
 
     The same float operations as the stepped simulator (not ``cumsum``, whose CPU kernel
     accumulates in double); backward is the reverse recursion ``g_t += leak g_(t+1)``, one
     full-size gradient in all (indexing ``z[t]`` would zero-fill a full-size one per step).
+    In place on ``z`` when it requires grad and is not a view (a layer's fresh currents),
+    else on a copy: marking a view dirty would make autograd rebuild its base's history
+    (CopySlices), full-size copies in every backward pass.
     """
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, leak: Tensor, plain: bool) -> Tensor:
-        # In place only on a tensor that is not a view: marking a view dirty makes autograd
-        # rebuild its base's history (CopySlices), full-size copies in every backward pass.
+    def forward(ctx: Any, z: Tensor, leak: Tensor, plain: bool, shape: tuple[int, ...]) -> Tensor:
         in_place = ctx.needs_input_grad[0] and z._base is None
-        v = z if in_place else z.clone()
+        out = z if in_place else z.clone()
         if in_place:
             ctx.mark_dirty(z)  # the currents are a fresh tensor nothing else reads
         factor = float(leak)
-        _recur_(v, factor, plain)
-        ctx.factor, ctx.plain, ctx.leak_dtype = factor, plain, leak.dtype
-        ctx.save_for_backward(v if ctx.needs_input_grad[1] else None)
-        return v
+        _recur_(out.view(shape), factor, plain)
+        ctx.factor, ctx.plain, ctx.leak_dtype, ctx.shape = factor, plain, leak.dtype, shape
+        ctx.save_for_backward(out if ctx.needs_input_grad[1] else None)
+        return out
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None]:
-        g = grad.clone()
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None]:
+        flat = grad.clone()
+        g = flat.view(ctx.shape)
         for t in range(g.shape[0] - 2, -1, -1):
             g[t].add_(g[t + 1] if ctx.plain else g[t + 1] * ctx.factor)
         grad_leak = None
         if ctx.needs_input_grad[1]:
-            (v,) = ctx.saved_tensors
+            (saved,) = ctx.saved_tensors
+            v = saved.view(ctx.shape)
             dot = torch.dot(g[1:].reshape(-1), v[:-1].reshape(-1))
             grad_leak = dot.reshape(()).to(ctx.leak_dtype)
-        return g, grad_leak, None
+        return flat, grad_leak, None, None
 
 
 def membrane(z: Tensor, leak: float | Tensor) -> Tensor:
@@ -192,7 +195,8 @@ def membrane(z: Tensor, leak: float | Tensor) -> Tensor:
 
     Args:
         z: currents ``(T, B, ...)``; one that requires grad (a layer's fresh currents in
-            training, read by nothing else) is overwritten in place.
+            training, read by nothing else) is overwritten in place, or the fresh tensor it
+            is a reshaped view of (the currents of all steps folded into the batch).
         leak: decay per step; a tensor that requires grad receives one.
     """
     plain = not isinstance(leak, Tensor) and leak == 1.0
@@ -201,7 +205,20 @@ def membrane(z: Tensor, leak: float | Tensor) -> Tensor:
         if isinstance(leak, Tensor)
         else torch.tensor(float(leak), dtype=z.dtype, device=z.device)
     )
-    out: Tensor = _Membrane.apply(z, factor, plain)
+    base = z._base
+    if (
+        z.requires_grad
+        and base is not None
+        and base._base is None
+        and not base.is_leaf
+        and base.numel() == z.numel()
+        and base.is_contiguous()
+        and z.is_contiguous()
+        and base.data_ptr() == z.data_ptr()
+    ):
+        whole: Tensor = _Membrane.apply(base, factor, plain, tuple(z.shape))
+        return whole.view(z.shape)
+    out: Tensor = _Membrane.apply(z, factor, plain, tuple(z.shape))
     return out
 
 
