@@ -24,7 +24,14 @@ For each dataset the BN ConvNet that ``benchmarks/rate.py`` trains on 55,000 tra
 Writes ``benchmarks/results/hybrid.json`` (one row per dataset, T and before/after STDB: the
 :func:`onespike.evaluate.summarize` row plus ``finetuned``, the fields of :func:`row_extras`,
 ``energy_ratio_macs_accumulates``, the converted sweep and the STDB history),
-``hybrid.meta.json`` (machine, threads, load, budget, verdicts) and ``hybrid.md``.
+``hybrid.meta.json`` (machine, threads, load, budget, verdicts), ``hybrid.md`` and
+``hybrid.png`` (converted accuracy against T, STDB validation accuracy after every epoch).
+
+The conversion is calibrated per channel (``HybridConfig``'s default); ``--per-layer`` also
+sweeps the per-layer rule. STDB trains the readout temperature (``--fixed-readout``: not)
+and, with ``--shift N``, on images shifted by up to N pixels. Runs of one dataset each can go
+side by side into separate ``--out`` directories; ``--merge DIR DIR`` then writes the
+combined results (``make bench`` does so).
 
 ``--quick`` (CI-sized) runs on the one-epoch ConvNets of ``rate.py --quick`` (trained here if
 missing), T in 2 and 5, 500 validation and 200 test images, STDB for 1 epoch on 500 images, and
