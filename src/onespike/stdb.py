@@ -38,6 +38,9 @@ differentiable through the surrogate)::
 The second term is the cross-entropy of a softmax over negative spike times (Mostafa,
 "Supervised Learning Based on Temporal Coding in Spiking Neural Networks", arXiv 1606.08165):
 it rewards an early spike of the right class and late or no spikes of the others.
+With ``train_readout_scale`` (default) the membrane term sees ``s * V``, ``s`` a trained
+positive temperature starting at the output population's normalisation scale (the ANN's
+logit units); it changes no prediction and is not part of the saved network.
 
 **Trained parameters.** The weight of every Linear/Conv2d inside a projection (one tensor per
 layer, shared where two projections share a layer), every bias, and one threshold per
