@@ -60,6 +60,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --samples 55000 --epochs 10 \
 		--patience 10 --train-leak --per-layer --out runs/bench-hybrid/fashion-mnist
 	$(BIN)/python benchmarks/hybrid.py --merge runs/bench-hybrid/mnist runs/bench-hybrid/fashion-mnist
+	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --steps 5 --samples 55000 \
+		--epochs 10 --patience 10 --train-leak --shift 1 --out runs/bench-hybrid/fashion-mnist-shift1
+	for e in json md meta.json; do cp runs/bench-hybrid/fashion-mnist-shift1/hybrid.$$e \
+		benchmarks/results/hybrid-fashion-mnist-shift1.$$e || exit 1; done
 	$(BIN)/python benchmarks/hybrid_speed.py --threads 1
 	$(BIN)/python benchmarks/quartz.py --threads 1
 	$(BIN)/python benchmarks/hardware.py

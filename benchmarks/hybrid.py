@@ -339,6 +339,10 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
         args.per_layer,
     )
     rows: list[dict[str, Any]] = []
+    # STDB options that change the training get their own checkpoints and saved networks
+    variant = (f"-shift{config.shift}" if config.shift else "") + (
+        "" if config.train_readout_scale else "-fixed-readout"
+    )
     for steps in args.stdb_steps:
         net = onespike.convert(graph, onespike.HybridConfig(steps=steps), calibration=calibration)
         stdb_validation = validation.head(args.val_limit)
@@ -355,7 +359,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
                     data,
                     config,
                     val_data=stdb_validation,
-                    checkpoint_dir=checkpoints / f"{dataset}-T{steps}",
+                    checkpoint_dir=checkpoints / f"{dataset}-T{steps}{variant}",
                     progress=args.progress,
                 )
                 net = result.net
@@ -369,7 +373,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
                     "leak": net.config.leak,
                 }
                 save_hybrid(
-                    models / f"{dataset}-convnet-bn-hybrid-T{steps}",
+                    models / f"{dataset}-convnet-bn-hybrid-T{steps}{variant}",
                     net,
                     extra={"dataset": dataset, "stdb": extra["stdb"]},
                 )
