@@ -29,6 +29,7 @@ from onespike.simulate.hybrid import encode_input, first_only, input_values, mem
 from onespike.stdb import (
     STDBConfig,
     STDBNet,
+    STDBResult,
     finetune_stdb,
     load_hybrid,
     save_hybrid,
@@ -367,18 +368,15 @@ def _loss(net: onespike.SpikingNetwork, data: Dataset, config: STDBConfig) -> fl
         return float(stdb_loss(membrane, module.output_spikes, data.labels, 0.1))
 
 
-def test_stdb_lowers_the_loss_and_resumes_exactly(
-    digits_net: tuple[onespike.SpikingNetwork, Dataset, Dataset],
-    tmp_path: Path,
+def _interrupted_and_resumed(
+    net: onespike.SpikingNetwork,
+    data: Dataset,
+    config: STDBConfig,
+    directory: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    net, subset, _ = digits_net
-    config = STDBConfig(epochs=2, batch_size=32, lr=2e-3, seed=3)
-    result = finetune_stdb(net, subset, config, progress=False)
-    assert _loss(result.net, subset, config) < 0.8 * _loss(net, subset, config)
-    losses = [h["loss"] for h in result.history.history]
-    assert losses[1] < losses[0]
-    # Interrupted in epoch 2, then resumed: the same weights and thresholds bit for bit.
+) -> STDBResult:
+    """STDB on ``data`` (320 samples, batch 32) stopped by an interrupt in the 4th step of
+    epoch 2, then run again from its checkpoint in ``directory``."""
     calls = 0
 
     def failing(*args: Any, **kwargs: Any) -> torch.Tensor:
@@ -391,17 +389,38 @@ def test_stdb_lowers_the_loss_and_resumes_exactly(
     real = onespike.stdb.stdb_loss
     monkeypatch.setattr(onespike.stdb, "stdb_loss", failing)
     with pytest.raises(KeyboardInterrupt):
-        finetune_stdb(net, subset, config, checkpoint_dir=tmp_path, progress=False)
+        finetune_stdb(net, data, config, checkpoint_dir=directory, progress=False)
     monkeypatch.undo()
-    resumed = finetune_stdb(net, subset, config, checkpoint_dir=tmp_path, progress=False)
+    resumed = finetune_stdb(net, data, config, checkpoint_dir=directory, progress=False)
     assert resumed.history.resumed_from_epoch == 1
-    for a, b in zip(result.net.populations, resumed.net.populations, strict=True):
+    return resumed
+
+
+def _assert_same_network(a_net: onespike.SpikingNetwork, b_net: onespike.SpikingNetwork) -> None:
+    """The same thresholds, biases and Linear weights, bit for bit."""
+    for a, b in zip(a_net.populations, b_net.populations, strict=True):
         assert a.threshold == b.threshold
         assert a.bias is None or torch.equal(a.bias, b.bias)
         for pa, pb in zip(a.projections, b.projections, strict=True):
             for oa, ob in zip(pa.ops, pb.ops, strict=True):
                 if isinstance(oa, Linear):
                     assert torch.equal(oa.weight, ob.weight)
+
+
+def test_stdb_lowers_the_loss_and_resumes_exactly(
+    digits_net: tuple[onespike.SpikingNetwork, Dataset, Dataset],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    net, subset, _ = digits_net
+    config = STDBConfig(epochs=2, batch_size=32, lr=2e-3, seed=3)
+    result = finetune_stdb(net, subset, config, progress=False)
+    assert _loss(result.net, subset, config) < 0.8 * _loss(net, subset, config)
+    losses = [h["loss"] for h in result.history.history]
+    assert losses[1] < losses[0]
+    # Interrupted in epoch 2, then resumed: the same weights and thresholds bit for bit.
+    resumed = _interrupted_and_resumed(net, subset, config, tmp_path, monkeypatch)
+    _assert_same_network(result.net, resumed.net)
     with pytest.raises(onespike.ConfigError, match="other STDB or hybrid options"):
         finetune_stdb(
             net,
@@ -647,29 +666,12 @@ def test_stdb_with_shifts_and_a_readout_scale_resumes_exactly(
     plain = finetune_stdb(net, subset, dataclasses.replace(config, shift=0), progress=False)
     # the shifts change what is trained on
     assert result.history.history[0]["loss"] != plain.history.history[0]["loss"]
-    calls = 0
-
-    def failing(*args: Any, **kwargs: Any) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        if calls == 10 + 4:  # 320 samples / 32 = 10 steps per epoch
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    real = onespike.stdb.stdb_loss
-    monkeypatch.setattr(onespike.stdb, "stdb_loss", failing)
-    with pytest.raises(KeyboardInterrupt):
-        finetune_stdb(net, subset, config, checkpoint_dir=tmp_path, progress=False)
-    monkeypatch.undo()
-    resumed = finetune_stdb(net, subset, config, checkpoint_dir=tmp_path, progress=False)
-    assert resumed.history.resumed_from_epoch == 1
+    resumed = _interrupted_and_resumed(net, subset, config, tmp_path, monkeypatch)
     assert resumed.history.history == [
         {**h, "seconds": r["seconds"]}
         for h, r in zip(result.history.history, resumed.history.history, strict=True)
     ]
-    for a, b in zip(result.net.populations, resumed.net.populations, strict=True):
-        assert a.threshold == b.threshold
-        assert a.bias is None or torch.equal(a.bias, b.bias)
+    _assert_same_network(result.net, resumed.net)
 
 
 def test_the_readout_scale_changes_no_prediction_and_is_trained(
