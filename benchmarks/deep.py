@@ -71,7 +71,7 @@ import torch
 from torch import nn
 
 import onespike
-from hybrid import CALIBRATION_IMAGES, hidden_spikes_per_neuron
+from hybrid import calibration_images, hidden_spikes_per_neuron
 from onespike._fs import atomic_write, atomic_write_json, atomic_write_text
 from onespike.data import Dataset, batches, load_dataset, split_validation
 from onespike.evaluate import SNNEvaluation, evaluate_snn, evaluate_snn_steps, summarize
@@ -583,7 +583,7 @@ def part_binary(ctx: Context) -> list[dict[str, Any]]:
 def part_hybrid(ctx: Context) -> list[dict[str, Any]]:
     _model, meta, graph, accuracy, ann_s = prepare(ctx).parts()
     sweep = ctx.limited(None if ctx.quick else ctx.args.sim_limit)
-    calibration = ctx.train.images[: CALIBRATION_IMAGES // (4 if ctx.quick else 1)]
+    calibration = calibration_images(ctx.train.images, ctx.quick)
     ann_sweep = ann_seconds_per_image(_model, sweep)
     sweep_accuracy = evaluate(_model, sweep)
     steps_grid = QUICK["hybrid"] if ctx.quick else HYBRID_STEPS

@@ -89,6 +89,16 @@ CALIBRATION_IMAGES = 256  # training images that set the calibrated thresholds
 QUICK_TRAIN = 6000  # rate.py --quick: its ConvNets train 1 epoch on the first 6,000 images
 
 
+def calibration_images(images: torch.Tensor, quick: bool) -> torch.Tensor:
+    """The training images that calibrate a hybrid conversion (a quarter for ``--quick``)."""
+    return images[: CALIBRATION_IMAGES // (4 if quick else 1)]
+
+
+def row_order(row: dict[str, Any]) -> tuple[int, int, bool]:
+    """Rows by dataset (as in ``NETWORKS``), T, then before / after STDB."""
+    return list(NETWORKS).index(row["dataset"]), row["steps"], row["finetuned"]
+
+
 def choose_init(
     graph: onespike.Graph, steps: int, validation: Dataset, *, legacy: bool = False
 ) -> tuple[float, dict[float, float]]:
@@ -324,7 +334,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
     ann_accuracy = evaluate(model, test)
     graph = onespike.extract(model, test.images[:2])
     graph = onespike.normalize(graph, batches(train_part.head(1000 if args.quick else 5000), 500))
-    calibration = train_part.images[: CALIBRATION_IMAGES // (4 if args.quick else 1)]
+    calibration = calibration_images(train_part.images, args.quick)
     share = first_layer_mac_share(graph)
     probe = test.images[: 16 if args.quick else 64]
     sweep_test = test.head(args.sweep_limit) if args.sweep_limit else test
@@ -490,7 +500,7 @@ def main() -> int:
         if args.only and dataset not in args.only:
             continue
         rows += run_dataset(dataset, args, config)
-        rows.sort(key=lambda r: (list(NETWORKS).index(r["dataset"]), r["steps"], r["finetuned"]))
+        rows.sort(key=row_order)
         atomic_write_json(path, rows)
     meta: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -525,9 +535,7 @@ def main() -> int:
 
 def write(rows: list[dict[str, Any]], meta: dict[str, Any], out: Path, suffix: str) -> None:
     """``hybrid{suffix}.json``, ``.meta.json`` (with the verdicts), ``.md`` and ``.png``."""
-    rows = sorted(
-        rows, key=lambda r: (list(NETWORKS).index(r["dataset"]), r["steps"], r["finetuned"])
-    )
+    rows = sorted(rows, key=row_order)
     notes = verdicts(rows)
     meta = {**meta, "verdicts": notes}
     atomic_write_json(out / f"hybrid{suffix}.json", rows)

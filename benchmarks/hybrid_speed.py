@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 import onespike
+from hybrid import calibration_images
 from onespike._fs import atomic_write_json
 from onespike.data import load_dataset, split_validation
 from onespike.io import load_model
@@ -68,7 +69,8 @@ def main() -> int:
     images = train_part.images[:1000]
     graph = onespike.normalize(onespike.extract(model, images[:2]), [images])
     config = onespike.HybridConfig(steps=args.steps)
-    net = onespike.convert(graph, config, calibration=train_part.images[:256])
+    # the full benchmark's calibration set: the network the STDB figures were trained on
+    net = onespike.convert(graph, config, calibration=calibration_images(train_part.images, False))
     snn = STDBNet(net, STDBConfig(train_leak=True))
     x, y = train_part.images[: args.batch], train_part.labels[: args.batch]
 

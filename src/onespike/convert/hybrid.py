@@ -165,15 +165,18 @@ def _one_bit_levels(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`one_bit_level` of a layer's activations ``(N, C, ...)``, for the whole layer
     (0-d tensors) or per channel (``(C,)``): ``(tau, m, fraction)``."""
-    if not per_channel:
-        levels = one_bit_level(_sample(values, generator))
-        return tuple(torch.tensor(level, dtype=torch.float64, device="cpu") for level in levels)  # type: ignore[return-value]
-    rows = _channels(values)
-    share = max(_SAMPLE // rows.shape[0], 1)
-    found = [one_bit_level(_sample(row, generator, share)) for row in rows]
-    return tuple(  # type: ignore[return-value]
+    if per_channel:
+        rows = _channels(values)
+        share = max(_SAMPLE // rows.shape[0], 1)
+        found = [one_bit_level(_sample(row, generator, share)) for row in rows]
+    else:
+        found = [one_bit_level(_sample(values, generator))]
+    tau, m, fraction = (
         torch.tensor([f[i] for f in found], dtype=torch.float64, device="cpu") for i in range(3)
     )
+    if not per_channel:
+        return tau[0], m[0], fraction[0]
+    return tau, m, fraction
 
 
 def _pooled_value(pooled: Tensor, tau: Tensor) -> Tensor:

@@ -208,8 +208,7 @@ def membrane(z: Tensor, leak: float | Tensor) -> Tensor:
     base = z._base
     if (
         z.requires_grad
-        and base is not None
-        and base._base is None
+        and base is not None  # (a view's base is never a view itself)
         and not base.is_leaf
         and base.numel() == z.numel()
         and base.is_contiguous()
