@@ -350,11 +350,21 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
     )
     rows: list[dict[str, Any]] = []
     # STDB options that change the training get their own checkpoints and saved networks
-    variant = (f"-shift{config.shift}" if config.shift else "") + (
-        "" if config.train_readout_scale else "-fixed-readout"
+    variant = "".join(
+        (
+            f"-shift{config.shift}" if config.shift else "",
+            "-flip" if config.flip else "",
+            f"-distill{config.distill_weight:g}" if config.distill_weight else "",
+            f"-tau{config.distill_temperature:g}"
+            if config.distill_weight and config.distill_temperature != 2.0
+            else "",
+            "" if config.train_readout_scale else "-fixed-readout",
+            "" if args.bias == "spread" else f"-bias-{args.bias}",
+        )
     )
     for steps in args.stdb_steps:
-        net = onespike.convert(graph, onespike.HybridConfig(steps=steps), calibration=calibration)
+        hybrid = onespike.HybridConfig(steps=steps, bias=args.bias)
+        net = onespike.convert(graph, hybrid, calibration=calibration)
         stdb_validation = validation.head(args.val_limit)
         for finetuned in (False, True):
             extra: dict[str, Any] = {
@@ -371,6 +381,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
                     val_data=stdb_validation,
                     checkpoint_dir=checkpoints / f"{dataset}-T{steps}{variant}",
                     progress=args.progress,
+                    teacher=model if config.distill_weight else None,
                 )
                 net = result.net
                 extra["stdb"] = {
@@ -399,6 +410,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
                 energy_model="45nm",
             )
             row["finetuned"] = finetuned
+            row["bias"] = args.bias
             row.update(row_extras(net, evaluation, probe, share))
             row["energy_ratio_macs_accumulates"] = macs_and_accumulates_ratio(row)
             row.update(extra)
@@ -433,6 +445,25 @@ def main() -> int:
     parser.add_argument("--train-leak", action="store_true", help="STDB also trains the leak")
     parser.add_argument(
         "--shift", type=int, default=0, help="STDB augmentation: random shifts of up to N pixels"
+    )
+    parser.add_argument(
+        "--flip", action="store_true", help="STDB augmentation: random left-right mirroring"
+    )
+    parser.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="STDB: weight of the distillation term from the ANN (0: labels only)",
+    )
+    parser.add_argument(
+        "--distill-temperature", type=float, default=2.0, help="its softening temperature"
+    )
+    parser.add_argument(
+        "--bias",
+        choices=("spread", "first_step"),
+        default="spread",
+        help="how the fine-tuned network's bias enters (HybridConfig.bias)",
     )
     parser.add_argument(
         "--fixed-readout",
@@ -481,6 +512,9 @@ def main() -> int:
         patience=args.patience,
         train_leak=args.train_leak,
         shift=args.shift,
+        flip=args.flip,
+        distill_weight=args.distill,
+        distill_temperature=args.distill_temperature,
         train_readout_scale=not args.fixed_readout,
     )
     suffix = "-quick" if args.quick else ""

@@ -68,6 +68,7 @@ __all__ = [
     "batches",
     "download_dataset",
     "load_dataset",
+    "random_flip",
     "random_shift",
     "search_paths",
     "split_validation",
@@ -979,3 +980,30 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     for i, (dy, dx) in enumerate(offsets.tolist()):
         out[i] = padded[i, ..., s - dy : s - dy + height, s - dx : s - dx + width]
     return out
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror every image left to right with probability one half, each by its own draw.
+
+    The horizontal flip of image classifiers whose classes are symmetric (clothing in
+    Fashion-MNIST, objects in CIFAR); not for digits or text, where a mirrored sample is
+    another class or none.
+
+    Args:
+        images: a batch ``(N, ..., H, W)``.
+        generator: the CPU generator the draws come from (a seeded one makes it reproducible).
+
+    Returns:
+        A new batch of the same shape, dtype and device.
+
+    Raises:
+        ConfigError: the batch has no height and width dimensions.
+    """
+    if images.ndim < 3:
+        raise ConfigError(
+            f"random flips need images (N, ..., H, W), got a batch of shape "
+            f"{tuple(images.shape)}; use a dataset whose samples are images, or no flip"
+        )
+    flip = torch.rand(images.shape[0], generator=generator, device="cpu") < 0.5
+    mask = flip.to(images.device).view(-1, *([1] * (images.ndim - 1)))
+    return torch.where(mask, images.flip(-1), images)

@@ -67,7 +67,7 @@ from torch import Tensor, nn
 
 from onespike._fs import atomic_write_bytes, atomic_write_json, read_json
 from onespike.convert.config import HybridConfig
-from onespike.data import Dataset, random_shift
+from onespike.data import Dataset, random_flip, random_shift
 from onespike.errors import ConfigError, CorruptFileError, MissingFileError, OnespikeError
 from onespike.graph import (
     AdaptiveAvgPool2d,
@@ -99,6 +99,7 @@ __all__ = [
     "STDBConfig",
     "STDBNet",
     "STDBResult",
+    "distillation_loss",
     "finetune_stdb",
     "load_hybrid",
     "save_hybrid",
@@ -148,6 +149,15 @@ class STDBConfig:
         shift: data augmentation: translate every training image by a random offset of up
             to ``shift`` pixels in each direction (:func:`onespike.data.random_shift`);
             0 (default) trains on the images as they are.
+        flip: data augmentation: mirror every training image left to right with probability
+            one half (:func:`onespike.data.random_flip`, after the shift); for classes that
+            are mirror-symmetric (clothing, objects), not for digits.
+        distill_weight: weight of the distillation term, ``>= 0``: the cross-entropy between
+            the softened class probabilities of a teacher (the ANN the network was converted
+            from, passed to :func:`finetune_stdb`) and those of the network's readout, on the
+            same (augmented) images; 0 (default) trains on the labels alone.
+        distill_temperature: the softening temperature ``tau`` of both distributions, ``> 0``;
+            the term is scaled by ``tau ** 2`` so its gradient keeps its size as ``tau`` grows.
     """
 
     epochs: int = 1
@@ -162,6 +172,9 @@ class STDBConfig:
     seed: int = 0
     train_readout_scale: bool = True
     shift: int = 0
+    flip: bool = False
+    distill_weight: float = 0.0
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("shift", 0)):
@@ -175,6 +188,8 @@ class STDBConfig:
             ("alpha", True),
             ("beta", False),
             ("time_loss_weight", False),
+            ("distill_weight", False),
+            ("distill_temperature", True),
         ):
             value = getattr(self, name)
             if (
@@ -187,7 +202,7 @@ class STDBConfig:
                 raise ConfigError(
                     f"STDBConfig.{name} must be a finite number {allowed}, got {value!r}"
                 )
-        for name in ("train_thresholds", "train_leak", "train_readout_scale"):
+        for name in ("train_thresholds", "train_leak", "train_readout_scale", "flip"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"STDBConfig.{name} must be True or False, got {getattr(self, name)!r}"
@@ -291,7 +306,8 @@ class STDBNet(nn.Module):
 
     ``forward(x)`` runs the network's dynamics over its ``T`` steps (with the surrogate
     gradient) and returns the output membrane after the last step, ``(B, classes)``; the
-    output spike trains of that call are kept in :attr:`output_spikes` for the loss.
+    output spike trains of that call are kept in :attr:`output_spikes`, and its input images
+    in :attr:`inputs`, for the loss.
 
     Args:
         net: a network converted with :class:`~onespike.convert.config.HybridConfig`.
@@ -299,6 +315,7 @@ class STDBNet(nn.Module):
     """
 
     output_spikes: Tensor | None
+    inputs: Tensor | None
 
     def __init__(self, net: SpikingNetwork, config: STDBConfig | None = None) -> None:
         super().__init__()
@@ -340,6 +357,7 @@ class STDBNet(nn.Module):
                     self.thresholds.append(nn.Parameter(value))
             self._pops.append((pop, bias_index, threshold_index))
         self.output_spikes = None
+        self.inputs = None
         scale = float(next(p.scale for p in net.populations if p.is_output))
         self.readout_log_scale = (
             nn.Parameter(torch.tensor(math.log(scale), dtype=torch.float32, device=device))
@@ -400,6 +418,7 @@ class STDBNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         device = self.weights[0].device if len(self.weights) else x.device
+        self.inputs = x
         x, times, _ = encode_input(x.to(device=device, dtype=torch.float32), self.hybrid)
         run = run_layers(
             self._populations(trained=True),
@@ -457,10 +476,44 @@ class STDBResult:
     best_epoch: int | None = None
 
 
-def _record(net: SpikingNetwork, config: STDBConfig) -> dict[str, Any]:
+def distillation_loss(logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """``tau**2`` times the cross-entropy of ``softmax(teacher / tau)`` against
+    ``softmax(logits / tau)``, averaged over the batch (knowledge distillation: Hinton, Vinyals,
+    Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531).
+
+    Args:
+        logits: ``(B, classes)`` the network's readout (differentiable).
+        teacher_logits: ``(B, classes)`` the teacher's logits (constants).
+        temperature: ``tau > 0``.
+
+    Returns:
+        The scalar loss; it differs from the KL divergence by the teacher's entropy, a
+        constant, so the gradients are the same.
+    """
+    target = F.softmax(teacher_logits.detach() / temperature, dim=1)
+    log_p = F.log_softmax(logits / temperature, dim=1)
+    return -(target * log_p).sum(dim=1).mean() * temperature**2
+
+
+def _fingerprint(module: nn.Module) -> str:
+    """SHA-256 of a module's state (names, dtypes, shapes and values), to tell teachers apart."""
+    digest = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _record(
+    net: SpikingNetwork, config: STDBConfig, teacher: nn.Module | None = None
+) -> dict[str, Any]:
     assert isinstance(net.config, HybridConfig)
     stdb = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
-    return {"stdb": stdb, "hybrid": dataclasses.asdict(net.config)}
+    record: dict[str, Any] = {"stdb": stdb, "hybrid": dataclasses.asdict(net.config)}
+    if teacher is not None:
+        record["teacher_sha256"] = _fingerprint(teacher)
+    return record
 
 
 def _check_record(directory: Path, record: dict[str, Any], resume: bool) -> None:
@@ -478,16 +531,39 @@ def _check_record(directory: Path, record: dict[str, Any], resume: bool) -> None
 
 
 def _augmentation(config: STDBConfig, data: Dataset) -> Augment | None:
-    """The training batches' augmentation of ``config.shift`` (checked against the images)."""
-    if config.shift == 0:
+    """The training batches' augmentation of ``config.shift`` and ``config.flip`` (checked
+    against the images)."""
+    if config.shift == 0 and not config.flip:
         return None
     shape = tuple(data.images.shape[1:])
     if len(shape) < 2 or config.shift >= min(shape[-2:]):
+        what = f"shift={config.shift}" if config.shift else "flip=True"
         raise ConfigError(
-            f"STDBConfig.shift={config.shift} needs images larger than the shift, the training "
-            f"samples have shape {shape}; use a smaller shift or shift=0"
+            f"STDBConfig.{what} needs images (C, H, W) larger than the shift, the training "
+            f"samples have shape {shape}; use image data, a smaller shift, or no augmentation"
         )
-    return lambda images, generator: random_shift(images, config.shift, generator)
+
+    def augment(images: Tensor, generator: torch.Generator) -> Tensor:
+        images = random_shift(images, config.shift, generator)
+        return random_flip(images, generator) if config.flip else images
+
+    return augment
+
+
+def _teacher_logits(teacher: nn.Module, images: Tensor, readout: Tensor) -> Tensor:
+    """The teacher's logits of ``images`` on the readout's device, checked against its shape."""
+    param = next(teacher.parameters(), None)
+    device = param.device if param is not None else images.device
+    with torch.no_grad():
+        out = teacher(images.to(device))
+    if not isinstance(out, Tensor) or tuple(out.shape) != tuple(readout.shape):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ConfigError(
+            f"the distillation teacher must return one logit per class, shape "
+            f"{tuple(readout.shape)} like the network's readout, got {got}; pass the ANN the "
+            "network was converted from"
+        )
+    return out.to(device=readout.device, dtype=readout.dtype)
 
 
 def finetune_stdb(
@@ -499,6 +575,7 @@ def finetune_stdb(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: bool = True,
     progress: bool = True,
+    teacher: nn.Module | None = None,
 ) -> STDBResult:
     """Fine-tune a hybrid network with STDB: backpropagation through its ``T`` time steps.
 
@@ -515,24 +592,44 @@ def finetune_stdb(
         checkpoint_dir: where to keep resumable per-epoch checkpoints.
         resume: continue from the checkpoint in ``checkpoint_dir`` if there is one.
         progress: show a progress bar.
+        teacher: the ANN whose logits the distillation term follows (needs
+            ``config.distill_weight > 0``); it runs in eval mode without gradients on the same
+            (augmented) batches, and is left as it was given.
 
     Returns:
         The fine-tuned network (new weights in the projections' ops, new biases and
         thresholds) and the per-epoch history.
 
     Raises:
-        ConfigError: ``net`` is not a hybrid network, or the checkpoint in ``checkpoint_dir``
-            was started with other options.
+        ConfigError: ``net`` is not a hybrid network, the checkpoint in ``checkpoint_dir``
+            was started with other options (or another teacher), ``distill_weight`` and
+            ``teacher`` do not go together, or the teacher's output is not one logit per class.
     """
     config = config if config is not None else STDBConfig()
+    if config.distill_weight > 0 and teacher is None:
+        raise ConfigError(
+            f"STDBConfig.distill_weight={config.distill_weight} needs a teacher: pass "
+            "teacher=<the ANN the network was converted from>, or distill_weight=0"
+        )
+    if teacher is not None and config.distill_weight == 0:
+        raise ConfigError(
+            "a teacher was given but STDBConfig.distill_weight is 0, so it would be ignored: "
+            "set distill_weight > 0 (e.g. 1.0) or leave the teacher out"
+        )
     model = STDBNet(net, config)
     if checkpoint_dir is not None:
-        _check_record(Path(checkpoint_dir), _record(net, config), resume)
+        _check_record(Path(checkpoint_dir), _record(net, config, teacher), resume)
 
     def loss_fn(membrane: Tensor, labels: Tensor) -> Tensor:
         assert model.output_spikes is not None
-        return stdb_loss(
-            model.readout(membrane), model.output_spikes, labels, config.time_loss_weight
+        readout = model.readout(membrane)
+        loss = stdb_loss(readout, model.output_spikes, labels, config.time_loss_weight)
+        if teacher is None:
+            return loss
+        assert model.inputs is not None
+        teacher_logits = _teacher_logits(teacher, model.inputs, readout)
+        return loss + config.distill_weight * distillation_loss(
+            readout, teacher_logits, config.distill_temperature
         )
 
     best_file = Path(checkpoint_dir) / BEST_TENSORS if checkpoint_dir is not None else None
@@ -551,18 +648,25 @@ def finetune_stdb(
                 atomic_write_bytes(best_file, safetensors.torch.save(best))
         return len(scores) - 1 - top >= config.patience
 
-    history = train(
-        model,
-        data,
-        config.train_config(),
-        val_ds=val_data,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        progress=progress,
-        loss_fn=loss_fn,
-        on_epoch=on_epoch,
-        augment=_augmentation(config, data),
-    )
+    was_training = teacher.training if teacher is not None else False
+    try:
+        if teacher is not None:
+            teacher.eval()
+        history = train(
+            model,
+            data,
+            config.train_config(),
+            val_ds=val_data,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            progress=progress,
+            loss_fn=loss_fn,
+            on_epoch=on_epoch,
+            augment=_augmentation(config, data),
+        )
+    finally:
+        if teacher is not None:
+            teacher.train(was_training)
     best_epoch: int | None = None
     if config.patience is not None and val_data is not None:
         if not best and best_file is not None and best_file.is_file():
