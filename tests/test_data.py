@@ -30,6 +30,7 @@ from onespike.data import (
     batches,
     download_dataset,
     load_dataset,
+    random_flip,
     random_shift,
     search_paths,
     split_validation,
@@ -853,3 +854,17 @@ def test_random_shift_refuses_what_it_cannot_shift(
 ) -> None:
     with pytest.raises(ConfigError, match=match):
         random_shift(torch.zeros(shape), shift, torch.Generator())
+
+
+def test_random_flip_mirrors_each_image_by_its_own_draw() -> None:
+    images = torch.arange(6 * 2 * 3 * 4, dtype=torch.float32).reshape(6, 2, 3, 4)
+    flipped = random_flip(images, torch.Generator().manual_seed(5))
+    draws = torch.rand(6, generator=torch.Generator().manual_seed(5)) < 0.5
+    assert 0 < int(draws.sum()) < 6  # this seed mirrors some images and keeps others
+    for i, mirrored in enumerate(draws.tolist()):
+        expected = images[i, :, :, torch.arange(3, -1, -1)] if mirrored else images[i]
+        assert torch.equal(flipped[i], expected)
+    assert torch.equal(flipped, random_flip(images, torch.Generator().manual_seed(5)))
+    assert flipped.dtype == images.dtype
+    with pytest.raises(ConfigError, match="random flips need images"):
+        random_flip(torch.zeros(2, 30), torch.Generator())

@@ -30,6 +30,7 @@ from onespike.stdb import (
     STDBConfig,
     STDBNet,
     STDBResult,
+    distillation_loss,
     finetune_stdb,
     load_hybrid,
     save_hybrid,
@@ -374,6 +375,7 @@ def _interrupted_and_resumed(
     config: STDBConfig,
     directory: Path,
     monkeypatch: pytest.MonkeyPatch,
+    teacher: torch.nn.Module | None = None,
 ) -> STDBResult:
     """STDB on ``data`` (320 samples, batch 32) stopped by an interrupt in the 4th step of
     epoch 2, then run again from its checkpoint in ``directory``."""
@@ -389,9 +391,11 @@ def _interrupted_and_resumed(
     real = onespike.stdb.stdb_loss
     monkeypatch.setattr(onespike.stdb, "stdb_loss", failing)
     with pytest.raises(KeyboardInterrupt):
-        finetune_stdb(net, data, config, checkpoint_dir=directory, progress=False)
+        finetune_stdb(net, data, config, checkpoint_dir=directory, progress=False, teacher=teacher)
     monkeypatch.undo()
-    resumed = finetune_stdb(net, data, config, checkpoint_dir=directory, progress=False)
+    resumed = finetune_stdb(
+        net, data, config, checkpoint_dir=directory, progress=False, teacher=teacher
+    )
     assert resumed.history.resumed_from_epoch == 1
     return resumed
 
@@ -754,3 +758,96 @@ def test_the_membrane_of_folded_currents_has_the_same_values_and_gradients() -> 
     for t, current in enumerate((source.detach() * 2.0).view(4, 3, 5)):
         expected = 0.75 * expected + current
         assert torch.allclose(results[0][0][t], expected)
+
+
+def test_distillation_loss_by_hand() -> None:
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    teacher = torch.tensor([[1.0, 1.0], [0.0, 4.0]])
+    tau = 2.0
+    expected = 0.0
+    for row, target in zip(logits.tolist(), teacher.tolist(), strict=True):
+        p = [math.exp(t / tau) / sum(math.exp(u / tau) for u in target) for t in target]
+        log_q = [z / tau - math.log(sum(math.exp(u / tau) for u in row)) for z in row]
+        expected -= sum(a * b for a, b in zip(p, log_q, strict=True))
+    loss = distillation_loss(logits, teacher, tau)
+    assert float(loss.detach()) == pytest.approx(tau**2 * expected / 2)
+    loss.backward()
+    assert logits.grad is not None
+    # tau**2 * d/dz CE = tau * (softmax(z / tau) - softmax(teacher / tau)) / batch
+    q = torch.softmax(logits.detach() / tau, dim=1)
+    p_t = torch.softmax(teacher / tau, dim=1)
+    assert torch.allclose(logits.grad, tau * (q - p_t) / 2)
+
+
+def _teacher(outputs: int = 10) -> torch.nn.Module:
+    torch.manual_seed(4)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, outputs)).train()
+
+
+def test_stdb_distils_from_a_teacher_flips_and_resumes_exactly(
+    digits_net: tuple[onespike.SpikingNetwork, Dataset, Dataset],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    net, subset, _ = digits_net
+    teacher = _teacher()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    config = STDBConfig(epochs=2, batch_size=32, lr=2e-3, seed=3, flip=True, distill_weight=1.0)
+    result = finetune_stdb(net, subset, config, progress=False, teacher=teacher)
+    assert teacher.training  # left in the mode it was given in, with its weights
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+    labels_only = dataclasses.replace(config, distill_weight=0.0)
+    plain = finetune_stdb(net, subset, labels_only, progress=False)
+    unflipped = finetune_stdb(
+        net, subset, dataclasses.replace(config, flip=False), progress=False, teacher=teacher
+    )
+    # the teacher's term and the flips each change what is trained
+    first = [r.history.history[0]["loss"] for r in (result, plain, unflipped)]
+    assert len(set(first)) == 3
+
+    calls: list[torch.Tensor] = []
+    real_loss = onespike.stdb.distillation_loss
+
+    def spy(logits: torch.Tensor, target: torch.Tensor, tau: float) -> torch.Tensor:
+        calls.append(target)
+        return real_loss(logits, target, tau)
+
+    monkeypatch.setattr(onespike.stdb, "distillation_loss", spy)
+    finetune_stdb(
+        net, subset, dataclasses.replace(config, epochs=1), progress=False, teacher=teacher
+    )
+    monkeypatch.undo()
+    assert len(calls) == 10  # one per step, on the teacher's logits of that step's batch
+    assert all(c.shape == (32, 10) and not c.requires_grad for c in calls)
+
+    resumed = _interrupted_and_resumed(net, subset, config, tmp_path, monkeypatch, teacher=teacher)
+    _assert_same_network(result.net, resumed.net)
+    other = _teacher()
+    with torch.no_grad():
+        other[1].bias.add_(1.0)
+    with pytest.raises(onespike.ConfigError, match="other STDB or hybrid options"):
+        finetune_stdb(net, subset, config, checkpoint_dir=tmp_path, progress=False, teacher=other)
+
+
+def test_distillation_refuses_what_it_cannot_use(
+    digits_net: tuple[onespike.SpikingNetwork, Dataset, Dataset],
+) -> None:
+    net, subset, _ = digits_net
+    for kwargs, match in (
+        ({"distill_weight": -1.0}, "distill_weight must be a finite number >= 0"),
+        ({"distill_temperature": 0.0}, "distill_temperature must be a finite number > 0"),
+        ({"flip": 1}, "flip must be True or False"),
+    ):
+        with pytest.raises(onespike.ConfigError, match=match):
+            STDBConfig(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(onespike.ConfigError, match="needs a teacher"):
+        finetune_stdb(net, subset, STDBConfig(distill_weight=1.0), progress=False)
+    with pytest.raises(onespike.ConfigError, match="distill_weight is 0, so it would be ignored"):
+        finetune_stdb(net, subset, STDBConfig(), progress=False, teacher=_teacher())
+    with pytest.raises(onespike.ConfigError, match=r"one logit per class, shape \(64, 10\)"):
+        finetune_stdb(
+            net, subset, STDBConfig(distill_weight=1.0), progress=False, teacher=_teacher(7)
+        )
+    flat = Dataset("flat", "train", subset.images.flatten(1), subset.labels, 10)
+    with pytest.raises(onespike.ConfigError, match="flip=True needs images"):
+        finetune_stdb(net, flat, STDBConfig(flip=True), progress=False)

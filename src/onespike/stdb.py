@@ -539,8 +539,9 @@ def _augmentation(config: STDBConfig, data: Dataset) -> Augment | None:
     if len(shape) < 2 or config.shift >= min(shape[-2:]):
         what = f"shift={config.shift}" if config.shift else "flip=True"
         raise ConfigError(
-            f"STDBConfig.{what} needs images (C, H, W) larger than the shift, the training "
-            f"samples have shape {shape}; use image data, a smaller shift, or no augmentation"
+            f"STDBConfig.{what} needs images larger than the shift, shaped (C, H, W); the "
+            f"training samples have shape {shape}; use image data, a smaller shift, or no "
+            "augmentation"
         )
 
     def augment(images: Tensor, generator: torch.Generator) -> Tensor:
