@@ -768,7 +768,7 @@ def test_distillation_loss_by_hand() -> None:
     for row, target in zip(logits.tolist(), teacher.tolist(), strict=True):
         p = [math.exp(t / tau) / sum(math.exp(u / tau) for u in target) for t in target]
         log_q = [z / tau - math.log(sum(math.exp(u / tau) for u in row)) for z in row]
-        expected -= sum(a * b for a, b in zip(p, log_q, strict=True))
+        expected += sum(a * (math.log(a) - b) for a, b in zip(p, log_q, strict=True))
     loss = distillation_loss(logits, teacher, tau)
     assert float(loss.detach()) == pytest.approx(tau**2 * expected / 2)
     loss.backward()
@@ -777,6 +777,7 @@ def test_distillation_loss_by_hand() -> None:
     q = torch.softmax(logits.detach() / tau, dim=1)
     p_t = torch.softmax(teacher / tau, dim=1)
     assert torch.allclose(logits.grad, tau * (q - p_t) / 2)
+    assert float(distillation_loss(teacher, teacher, tau)) == pytest.approx(0.0, abs=1e-7)
 
 
 def _teacher(outputs: int = 10) -> torch.nn.Module:

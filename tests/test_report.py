@@ -16,6 +16,7 @@ from onespike.cli import main
 from onespike.errors import ConfigError, CorruptFileError, MissingFileError, ShapeError
 from onespike.graph import Conv2d, Flatten, Graph, Input, Linear, MaxPool2d, Output, ReLU
 from onespike.report import load_records, spike_raster, write_report
+from onespike.validate import description_sha256
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("accuracy", "layers", "raster", "cost")
@@ -274,3 +275,163 @@ def test_corrupt_hardware_json_is_named(run_dir: Path, tmp_path: Path) -> None:
     (copy / "hardware.json").write_text('{"architecture": "x"}')
     with pytest.raises(CorruptFileError, match=r"hardware\.json.*onespike hardware --out"):
         write_report(copy)
+
+
+def test_report_draws_the_stdb_curve_of_a_fine_tuned_hybrid_model(tmp_path: Path) -> None:
+    """train --method hybrid records loss and held-out accuracy after every STDB epoch in
+    model.json; run carries them into its record; the report draws and tabulates them."""
+    data = ["--dataset", "digits"]
+    _invoke(["train", *data, "--model", "mlp", "--epochs", "2", "--out", str(tmp_path)])
+    _invoke(
+        [
+            "train",
+            *data,
+            "--model-file",
+            str(tmp_path / "model"),
+            "--method",
+            "hybrid",
+            "--steps",
+            "3",
+            "--finetune-epochs",
+            "3",
+            "--finetune-patience",
+            "1",
+            "--distill",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    saved = json.loads((tmp_path / "model-hybrid" / "model.json").read_text())["extra"]["hybrid"]
+    held_out = json.loads((tmp_path / "model" / "model.json").read_text())["extra"]["validation"]
+    assert saved["validation_images"] == held_out["size"] > 0
+    assert saved["stdb"]["distill_weight"] == 1.0
+    history = saved["history"]
+    assert 2 <= len(history) <= 3  # patience 1 may stop after epoch 2
+    scores = [h["val_accuracy"] for h in history]
+    assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in scores)
+    assert saved["best_epoch"] == 1 + scores.index(max(scores))
+
+    run = tmp_path / "run"
+    common = ["--limit", "60", "--check-samples", "2", "--out", str(run)]
+    model = str(tmp_path / "model-hybrid")
+    _invoke(["run", *data, "--model-file", model, "--method", "hybrid", *common])
+    curve = json.loads((run / "results.json").read_text())["fine_tuning"]
+    assert curve["best_epoch"] == saved["best_epoch"]
+    assert curve["converted_snn_accuracy"] == saved["converted_snn_accuracy"]
+    assert [h["val_accuracy"] for h in curve["history"]] == scores
+    assert [h["loss"] for h in curve["history"]] == [h["loss"] for h in history]
+    page = write_report(run).read_text()
+    assert 'id="fine-tuning"' in page
+    assert (run / "report" / "fine-tuning.png").read_bytes().startswith(PNG_SIGNATURE)
+    table = page.split('id="fine-tuning"')[1].split("<h2")[0]
+    assert table.count("<tr>") == 1 + len(history)  # the header and one row per epoch
+    for h in history:
+        assert f"{100 * h['val_accuracy']:.2f} %" in table
+        assert f"{h['loss']:.4f}" in table
+    assert f"{saved['best_epoch']} (kept)" in table
+
+    # A run of a network without a fine-tuning record has no such section.
+    plain = tmp_path / "plain"
+    _invoke(
+        [
+            "run",
+            *data,
+            "--model-file",
+            str(tmp_path / "model"),
+            "--method",
+            "hybrid",
+            "--limit",
+            "60",
+            "--check-samples",
+            "2",
+            "--out",
+            str(plain),
+        ]
+    )
+    assert 'id="fine-tuning"' not in write_report(plain).read_text()
+
+    # A record whose curve is damaged is named, not drawn half-way.
+    (record,) = (run / "runs").glob("*.json")
+    data_ = json.loads(record.read_text())
+    data_["summary"]["fine_tuning"]["history"][0]["loss"] = "low"
+    record.write_text(json.dumps(data_))
+    with pytest.raises(CorruptFileError, match=r"fine_tuning\.history.*onespike run --out"):
+        write_report(run)
+
+
+def test_a_fine_tuned_model_without_a_readable_curve_runs_with_a_warning(tmp_path: Path) -> None:
+    data = ["--dataset", "digits"]
+    _invoke(["train", *data, "--model", "mlp", "--epochs", "1", "--out", str(tmp_path)])
+    hybrid = [
+        "train",
+        *data,
+        "--model-file",
+        str(tmp_path / "model"),
+        "--method",
+        "hybrid",
+        "--steps",
+        "2",
+        "--finetune-epochs",
+        "1",
+        "--finetune-samples",
+        "64",
+        "--out",
+        str(tmp_path),
+    ]
+    _invoke(hybrid)
+    meta_path = tmp_path / "model-hybrid" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["extra"]["hybrid"]["history"] = "lost"  # as a file written elsewhere might hold
+    meta["description_sha256"] = description_sha256(meta)
+    meta_path.write_text(json.dumps(meta))
+    run = tmp_path / "run"
+    output = _invoke(
+        [
+            "run",
+            *data,
+            "--model-file",
+            str(tmp_path / "model-hybrid"),
+            "--method",
+            "hybrid",
+            "--limit",
+            "30",
+            "--check-samples",
+            "1",
+            "--out",
+            str(run),
+        ]
+    )
+    assert "records no readable STDB history" in output
+    assert "fine_tuning" not in json.loads((run / "results.json").read_text())
+
+
+def test_stdb_options_of_train_are_refused_where_they_cannot_apply(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for extra in (["--distill", "1"], ["--finetune-flip"], ["--finetune-shift", "1"]):
+        result = runner.invoke(
+            main, ["train", "--dataset", "digits", "--out", str(tmp_path / "a"), *extra]
+        )
+        assert result.exit_code == 2
+        assert "applies to --method hybrid only" in result.output
+    torch.manual_seed(0)
+    model, spec = onespike.models.build_model("mlp", (1, 8, 8), 10, hidden=(16,))
+    onespike.io.save_model(tmp_path / "ann", model, spec, dataset="digits")
+    result = runner.invoke(
+        main,
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--model-file",
+            str(tmp_path / "ann"),
+            "--method",
+            "hybrid",
+            "--finetune-patience",
+            "2",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--finetune-patience stops on the model's held-out images" in result.output

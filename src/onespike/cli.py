@@ -963,6 +963,33 @@ def main() -> None:
     default=None,
     help="Hybrid: fine-tune on the first N training images only (default: all).",
 )
+@click.option(
+    "--finetune-patience",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Hybrid: stop N epochs after the last better accuracy on the model's held-out "
+    "images and keep that epoch's network (default: run every epoch, keep the last).",
+)
+@click.option(
+    "--finetune-shift",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Hybrid: augment with random shifts of up to N pixels.",
+)
+@click.option(
+    "--finetune-flip",
+    is_flag=True,
+    help="Hybrid: augment with random left-right mirroring (clothing, objects; not digits).",
+)
+@click.option(
+    "--distill",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Hybrid: weight of a distillation term that follows the ANN's softened outputs "
+    "(0: the labels alone).",
+)
 @_runtime_options
 @_friendly_errors
 def train_command(
@@ -983,8 +1010,15 @@ def train_command(
     finetune_epochs: int,
     finetune_lr: float,
     finetune_samples: int | None,
+    finetune_patience: int | None,
+    finetune_shift: int,
+    finetune_flip: bool,
+    distill: float,
 ) -> None:
-    """Train a model and save it as model.safetensors + model.json (resumes if interrupted)."""
+    """Train a model and save it as model.safetensors + model.json (resumes if interrupted).
+
+    With --method hybrid the STDB fine-tuning scores every epoch on the images the model was
+    trained without (model.json's held-out split), and model.json records that curve."""
     _refuse_for_dataset(dataset)
     _refuse_inapplicable(
         "hybrid" if method == "hybrid" else "ttfs-aware" if ttfs_aware else "ann",
@@ -993,6 +1027,10 @@ def train_command(
             "finetune_epochs": ("hybrid", "ttfs-aware"),
             "finetune_lr": ("hybrid", "ttfs-aware"),
             "finetune_samples": ("hybrid",),
+            "finetune_patience": ("hybrid",),
+            "finetune_shift": ("hybrid",),
+            "finetune_flip": ("hybrid",),
+            "distill": ("hybrid",),
         },
         {"ann": "plain training (--method ann)", "ttfs-aware": "--ttfs-aware"},
     )
@@ -1012,7 +1050,16 @@ def train_command(
         if ttfs_aware:
             raise click.UsageError("--ttfs-aware and --method hybrid fine-tune different networks")
         HybridConfig(max_steps=_RUNTIME.max_steps, steps=5 if steps is None else steps)
-        STDBConfig(epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed)
+        stdb_config = STDBConfig(
+            epochs=finetune_epochs,
+            batch_size=batch_size,
+            lr=finetune_lr,
+            seed=seed,
+            patience=finetune_patience,
+            shift=finetune_shift,
+            flip=finetune_flip,
+            distill_weight=distill,
+        )
     if ttfs_aware:
         if steps is None:
             raise click.UsageError("--ttfs-aware needs --steps T")
@@ -1045,8 +1092,14 @@ def train_command(
     )
     # Calibrate (and fine-tune) on the images the model trained on, never on those it
     # held out (model.json records them).
-    train_ds, _ = _held_out(meta, train_ds)
+    train_ds, held_out = _held_out(meta, train_ds)
     if method == "hybrid":
+        if finetune_patience is not None and held_out is None:
+            raise click.UsageError(
+                "--finetune-patience stops on the model's held-out images, and this model's "
+                "model.json records none (a model trained by onespike train has them): drop "
+                "--finetune-patience, or train the model with onespike train"
+            )
         _train_hybrid(
             model,
             spec,
@@ -1054,12 +1107,11 @@ def train_command(
             train_ds,
             test_ds,
             steps=5 if steps is None else steps,
-            config=STDBConfig(
-                epochs=finetune_epochs, batch_size=batch_size, lr=finetune_lr, seed=seed
-            ),
+            config=stdb_config,
             samples=finetune_samples,
             out=out,
             split=_recorded_split(meta),
+            validation=held_out,
         )
         return
     if not ttfs_aware:
@@ -1096,9 +1148,11 @@ def _train_hybrid(
     samples: int | None,
     out: Path,
     split: dict[str, Any] | None,
+    validation: Dataset | None,
 ) -> None:
-    """Convert to a hybrid network, fine-tune it with STDB, save it in ``out/model-hybrid``
-    (recording the held-out ``split`` the model was trained without)."""
+    """Convert to a hybrid network, fine-tune it with STDB (scored every epoch on
+    ``validation``, the images the model was trained without, when it has them), save it in
+    ``out/model-hybrid`` (recording the held-out ``split``)."""
     model.eval()
     graph = _calibrated_graph(model, train_ds)
     net = convert(
@@ -1110,11 +1164,24 @@ def _train_hybrid(
     data = train_ds
     if samples is not None:
         data = train_ds.head(samples)
+    scored = (
+        f"; scored every epoch on the model's {len(validation)} held-out images"
+        if validation is not None
+        else "; the model records no held-out images, so the curve is the training accuracy"
+    )
     _note(
         f"STDB fine-tuning of the T={steps} hybrid network on {len(data)} images, "
-        f"{config.epochs} epochs"
+        f"{config.epochs} epochs{scored}"
     )
-    result = finetune_stdb(net, data, config, checkpoint_dir=out / "stdb-checkpoints")
+    result = finetune_stdb(
+        net,
+        data,
+        config,
+        val_data=validation,
+        checkpoint_dir=out / "stdb-checkpoints",
+        teacher=model if config.distill_weight > 0 else None,
+        progress=not _RUNTIME.quiet,
+    )
     tuned = evaluate_snn(result.net, test_ds).accuracy
     info = {
         "steps": steps,
@@ -1122,7 +1189,10 @@ def _train_hybrid(
         "snn_accuracy": tuned,
         "stdb": asdict(config),
         "samples": len(data),
-        "history": result.history.history,  # loss and training accuracy after every epoch
+        "validation_images": 0 if validation is None else len(validation),
+        # loss, training and held-out accuracy after every epoch
+        "history": result.history.history,
+        "best_epoch": result.best_epoch,
     }
     directory = out / "model-hybrid"
     save_hybrid(directory, result.net, extra=info)  # the network first, model.json last
@@ -1893,7 +1963,56 @@ def _evaluation_network(
         _note(f"warning: network fine-tuned for T={tuned.config.steps}, run at T={run_steps}")
     hybrid = replace(tuned.config, steps=run_steps, readout=readout)  # type: ignore[arg-type]
     extras["finetuned"] = True
+    curve = _fine_tuning_record(meta)
+    if curve is not None:
+        extras["fine_tuning"] = curve
     return replace(tuned, config=hybrid), graph, run_steps, extras
+
+
+def _fine_tuning_record(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The STDB run that made a fine-tuned hybrid model (``model.json``'s ``extra.hybrid``),
+    with its per-epoch history, for the run's record and the report's curve; ``None`` (with
+    a warning) where model.json holds no readable history."""
+    extra = meta.get("extra") or {}
+    info = extra.get("hybrid") if isinstance(extra, dict) else None
+    history = info.get("history") if isinstance(info, dict) else None
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    if (
+        not isinstance(info, dict)
+        or not isinstance(history, list)
+        or not history
+        or not all(
+            isinstance(h, dict)
+            and number(h.get("epoch"))
+            and number(h.get("loss"))
+            and number(h.get("train_accuracy"))
+            and (h.get("val_accuracy") is None or number(h.get("val_accuracy")))
+            for h in history
+        )
+    ):
+        _note(
+            "warning: model.json records no readable STDB history (per-epoch loss and "
+            "accuracy), so the report draws no fine-tuning curve; fine-tune again with "
+            "onespike train --method hybrid to record one"
+        )
+        return None
+    keep = ("epoch", "loss", "train_accuracy", "val_accuracy", "seconds")
+    found = info.get("stdb")
+    stdb: dict[str, Any] = found if isinstance(found, dict) else {}
+    return {
+        "method": "STDB",
+        "steps": info.get("steps"),
+        "samples": info.get("samples"),
+        "validation_images": info.get("validation_images", 0),
+        "converted_snn_accuracy": info.get("converted_snn_accuracy"),
+        "best_epoch": info.get("best_epoch"),
+        "options": {k: stdb[k] for k in ("epochs", "lr", "patience", "shift", "flip") if k in stdb}
+        | ({"distill_weight": stdb["distill_weight"]} if stdb.get("distill_weight") else {}),
+        "history": [{k: h.get(k) for k in keep} for h in history],
+    }
 
 
 @_options_of(run_command, _RUN_METHOD_OPTIONS)

@@ -368,6 +368,8 @@ def _check_record(data: Any, path: Path, run_dir: Path) -> dict[str, Any]:
         *(() if isinstance(data.get("raster"), dict) else ("'raster' is not an object",)),
         *(() if isinstance(data.get("energy"), dict) else ("'energy' is not an object",)),
     ]
+    if isinstance(summary, dict) and "fine_tuning" in summary:
+        problems += _fine_tuning_problems(summary["fine_tuning"])
     acc = data.get("accuracy_by_steps")
     if acc is not None and not (
         isinstance(acc, list) and all(isinstance(a, int | float) for a in acc)
@@ -376,6 +378,30 @@ def _check_record(data: Any, path: Path, run_dir: Path) -> dict[str, Any]:
     if problems:
         raise CorruptFileError(f"{path}: {'; '.join(problems)}; {fix}")
     return data
+
+
+def _fine_tuning_problems(curve: Any) -> list[str]:
+    """What is wrong with a record's ``summary.fine_tuning`` (the STDB run of a fine-tuned
+    hybrid model: ``history``, a list of per-epoch ``epoch``, ``loss``, ``train_accuracy`` and
+    ``val_accuracy`` or null)."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    history = curve.get("history") if isinstance(curve, dict) else None
+    if not isinstance(history, list) or not history:
+        return ["'summary.fine_tuning.history' is not a non-empty list"]
+    for h in history:
+        if not (
+            isinstance(h, dict)
+            and all(number(h.get(k)) for k in ("epoch", "loss", "train_accuracy"))
+            and (h.get("val_accuracy") is None or number(h["val_accuracy"]))
+        ):
+            return [
+                "'summary.fine_tuning.history' holds an epoch without numeric 'epoch', 'loss' "
+                "and 'train_accuracy'"
+            ]
+    return []
 
 
 def load_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -752,6 +778,99 @@ def _figure_cost(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
+def _fine_tuned(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of fine-tuned networks whose record carries the training curve."""
+    return [r for r in records if isinstance(r["summary"].get("fine_tuning"), dict)]
+
+
+@_literal_text
+def _figure_fine_tuning(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
+    from matplotlib.ticker import MaxNLocator
+
+    tuned = _fine_tuned(records)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.4))
+    for record in tuned:
+        curve = record["summary"]["fine_tuning"]
+        history = curve["history"]
+        epochs = [int(h["epoch"]) for h in history]
+        color = _color(record, records)
+        name = _label(record) if len(tuned) > 1 else "STDB"
+        left.plot(
+            epochs,
+            [100 * float(h["train_accuracy"]) for h in history],
+            color=color,
+            linestyle=":",
+            marker=".",
+            label=f"{name}: training images",
+        )
+        held = [(e, h["val_accuracy"]) for e, h in zip(epochs, history, strict=True)]
+        held = [(e, 100 * float(v)) for e, v in held if v is not None]
+        if held:
+            left.plot(
+                [e for e, _ in held],
+                [v for _, v in held],
+                color=color,
+                marker="o",
+                label=f"{name}: held-out images ({curve.get('validation_images')})",
+            )
+        best = curve.get("best_epoch")
+        if isinstance(best, int) and held and best in dict(held):
+            left.plot(
+                [best], [dict(held)[best]], marker="*", markersize=14, color=color, linestyle=""
+            )
+        converted = curve.get("converted_snn_accuracy")
+        if isinstance(converted, int | float):
+            left.plot(
+                [0],
+                [100 * float(converted)],
+                marker="s",
+                color=color,
+                linestyle="",
+                label=f"{name}: converted, before STDB (test)",
+            )
+        right.plot(epochs, [float(h["loss"]) for h in history], color=color, marker=".", label=name)
+    left.set_xlabel("epoch (0: the converted network)")
+    left.set_ylabel("accuracy (%)")
+    left.set_title("Accuracy after every STDB epoch (star: the epoch kept)", fontsize=10)
+    left.legend(fontsize=8, loc="best")
+    right.set_xlabel("epoch")
+    right.set_ylabel("mean training loss")
+    right.set_title("STDB loss per epoch")
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(tuned) == 1:
+        fig.suptitle(_label(tuned[0]), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _fine_tuning_table(records: Sequence[dict[str, Any]]) -> str:
+    def pct(value: Any) -> str:
+        return "-" if value is None else f"{100 * float(value):.2f} %"
+
+    rows = []
+    for record in _fine_tuned(records):
+        curve = record["summary"]["fine_tuning"]
+        for h in curve["history"]:
+            kept = " (kept)" if curve.get("best_epoch") == h["epoch"] else ""
+            seconds = h.get("seconds")
+            rows.append(
+                [
+                    _label(record),
+                    f"{h['epoch']}{kept}",
+                    f"{float(h['loss']):.4f}",
+                    pct(h["train_accuracy"]),
+                    pct(h.get("val_accuracy")),
+                    "-" if not isinstance(seconds, int | float) else f"{float(seconds):.1f}",
+                ]
+            )
+    return _table(
+        ["run", "epoch", "loss", "training accuracy", "held-out accuracy", "seconds"], rows
+    )
+
+
 def _hardware_parts(hardware: dict[str, Any]) -> list[tuple[str, float]]:
     """``(component, joules per inference)``: the dynamic components, then static energy."""
     parts = [(c, float(hardware["energy_by_component_j"].get(c, 0.0))) for c in COMPONENTS]
@@ -1078,6 +1197,23 @@ def write_report(
             _png(plt, _figure_cost(plt, records)),
         ),
     ]
+    if _fine_tuned(records):
+        sections.append(
+            _Section(
+                "fine-tuning",
+                "STDB fine-tuning, epoch by epoch",
+                "The training that made each fine-tuned hybrid network (<code>onespike train "
+                "--method hybrid</code>, read from its model.json): after every epoch, the "
+                "accuracy on the training images as they were fed (with any augmentation; "
+                "dotted) and on the images the model was trained without (its held-out split; "
+                "solid), and the mean loss. The square at epoch 0 is the converted network on "
+                "the test set, before fine-tuning; with early stopping the star marks the "
+                "epoch whose network was kept (otherwise the last one is). The summary's test "
+                "accuracy is that network's.",
+                _png(plt, _figure_fine_tuning(plt, records)),
+                _fine_tuning_table(records),
+            )
+        )
     if hardware is not None:
         sections.append(
             _Section(

@@ -477,9 +477,9 @@ class STDBResult:
 
 
 def distillation_loss(logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
-    """``tau**2`` times the cross-entropy of ``softmax(teacher / tau)`` against
-    ``softmax(logits / tau)``, averaged over the batch (knowledge distillation: Hinton, Vinyals,
-    Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531).
+    """``tau**2`` times the KL divergence of ``softmax(logits / tau)`` from
+    ``softmax(teacher / tau)``, averaged over the batch (knowledge distillation: Hinton,
+    Vinyals, Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531).
 
     Args:
         logits: ``(B, classes)`` the network's readout (differentiable).
@@ -487,12 +487,13 @@ def distillation_loss(logits: Tensor, teacher_logits: Tensor, temperature: float
         temperature: ``tau > 0``.
 
     Returns:
-        The scalar loss; it differs from the KL divergence by the teacher's entropy, a
-        constant, so the gradients are the same.
+        The scalar loss, 0 where the two distributions agree. (The cross-entropy of the two
+        has the same gradients; it adds the teacher's entropy, a constant.)
     """
-    target = F.softmax(teacher_logits.detach() / temperature, dim=1)
+    log_target = F.log_softmax(teacher_logits.detach() / temperature, dim=1)
     log_p = F.log_softmax(logits / temperature, dim=1)
-    return -(target * log_p).sum(dim=1).mean() * temperature**2
+    kl = (log_target.exp() * (log_target - log_p)).sum(dim=1).mean()
+    return kl * temperature**2
 
 
 def _fingerprint(module: nn.Module) -> str:
