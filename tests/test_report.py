@@ -277,32 +277,32 @@ def test_corrupt_hardware_json_is_named(run_dir: Path, tmp_path: Path) -> None:
         write_report(copy)
 
 
+def _fine_tuned_hybrid(directory: Path, epochs: int, *stdb: str) -> Path:
+    """An MLP trained on digits by ``onespike train`` (it holds out a validation split), then
+    fine-tuned with ``train --method hybrid`` and the ``stdb`` options; its model-hybrid/."""
+    data = ["--dataset", "digits", "--out", str(directory)]
+    _invoke(["train", *data, "--model", "mlp", "--epochs", str(epochs)])
+    model = str(directory / "model")
+    _invoke(["train", *data, "--model-file", model, "--method", "hybrid", *stdb])
+    return directory / "model-hybrid"
+
+
+def _run_hybrid(model: Path, out: Path) -> str:
+    """``onespike run --method hybrid`` of ``model`` on 60 test images into ``out``."""
+    return _invoke(
+        [
+            *("run", "--dataset", "digits", "--model-file", str(model), "--method", "hybrid"),
+            *("--limit", "60", "--check-samples", "2", "--out", str(out)),
+        ]
+    )
+
+
 def test_report_draws_the_stdb_curve_of_a_fine_tuned_hybrid_model(tmp_path: Path) -> None:
     """train --method hybrid records loss and held-out accuracy after every STDB epoch in
     model.json; run carries them into its record; the report draws and tabulates them."""
-    data = ["--dataset", "digits"]
-    _invoke(["train", *data, "--model", "mlp", "--epochs", "2", "--out", str(tmp_path)])
-    _invoke(
-        [
-            "train",
-            *data,
-            "--model-file",
-            str(tmp_path / "model"),
-            "--method",
-            "hybrid",
-            "--steps",
-            "3",
-            "--finetune-epochs",
-            "3",
-            "--finetune-patience",
-            "1",
-            "--distill",
-            "1",
-            "--out",
-            str(tmp_path),
-        ]
-    )
-    saved = json.loads((tmp_path / "model-hybrid" / "model.json").read_text())["extra"]["hybrid"]
+    options = ("--steps", "3", "--finetune-epochs", "3", "--finetune-patience", "1")
+    model = _fine_tuned_hybrid(tmp_path, 2, *options, "--distill", "1")
+    saved = json.loads((model / "model.json").read_text())["extra"]["hybrid"]
     held_out = json.loads((tmp_path / "model" / "model.json").read_text())["extra"]["validation"]
     assert saved["validation_images"] == held_out["size"] > 0
     assert saved["stdb"]["distill_weight"] == 1.0
@@ -313,9 +313,7 @@ def test_report_draws_the_stdb_curve_of_a_fine_tuned_hybrid_model(tmp_path: Path
     assert saved["best_epoch"] == 1 + scores.index(max(scores))
 
     run = tmp_path / "run"
-    common = ["--limit", "60", "--check-samples", "2", "--out", str(run)]
-    model = str(tmp_path / "model-hybrid")
-    _invoke(["run", *data, "--model-file", model, "--method", "hybrid", *common])
+    _run_hybrid(model, run)
     curve = json.loads((run / "results.json").read_text())["fine_tuning"]
     assert curve["best_epoch"] == saved["best_epoch"]
     assert curve["converted_snn_accuracy"] == saved["converted_snn_accuracy"]
@@ -333,77 +331,28 @@ def test_report_draws_the_stdb_curve_of_a_fine_tuned_hybrid_model(tmp_path: Path
 
     # A run of a network without a fine-tuning record has no such section.
     plain = tmp_path / "plain"
-    _invoke(
-        [
-            "run",
-            *data,
-            "--model-file",
-            str(tmp_path / "model"),
-            "--method",
-            "hybrid",
-            "--limit",
-            "60",
-            "--check-samples",
-            "2",
-            "--out",
-            str(plain),
-        ]
-    )
+    _run_hybrid(tmp_path / "model", plain)
     assert 'id="fine-tuning"' not in write_report(plain).read_text()
 
     # A record whose curve is damaged is named, not drawn half-way.
-    (record,) = (run / "runs").glob("*.json")
-    data_ = json.loads(record.read_text())
-    data_["summary"]["fine_tuning"]["history"][0]["loss"] = "low"
-    record.write_text(json.dumps(data_))
+    (path,) = (run / "runs").glob("*.json")
+    record = json.loads(path.read_text())
+    record["summary"]["fine_tuning"]["history"][0]["loss"] = "low"
+    path.write_text(json.dumps(record))
     with pytest.raises(CorruptFileError, match=r"fine_tuning\.history.*onespike run --out"):
         write_report(run)
 
 
 def test_a_fine_tuned_model_without_a_readable_curve_runs_with_a_warning(tmp_path: Path) -> None:
-    data = ["--dataset", "digits"]
-    _invoke(["train", *data, "--model", "mlp", "--epochs", "1", "--out", str(tmp_path)])
-    hybrid = [
-        "train",
-        *data,
-        "--model-file",
-        str(tmp_path / "model"),
-        "--method",
-        "hybrid",
-        "--steps",
-        "2",
-        "--finetune-epochs",
-        "1",
-        "--finetune-samples",
-        "64",
-        "--out",
-        str(tmp_path),
-    ]
-    _invoke(hybrid)
-    meta_path = tmp_path / "model-hybrid" / "model.json"
-    meta = json.loads(meta_path.read_text())
+    options = ("--steps", "2", "--finetune-epochs", "1", "--finetune-samples", "64")
+    model = _fine_tuned_hybrid(tmp_path, 1, *options)
+    meta = json.loads((model / "model.json").read_text())
     meta["extra"]["hybrid"]["history"] = "lost"  # as a file written elsewhere might hold
     meta["description_sha256"] = description_sha256(meta)
-    meta_path.write_text(json.dumps(meta))
-    run = tmp_path / "run"
-    output = _invoke(
-        [
-            "run",
-            *data,
-            "--model-file",
-            str(tmp_path / "model-hybrid"),
-            "--method",
-            "hybrid",
-            "--limit",
-            "30",
-            "--check-samples",
-            "1",
-            "--out",
-            str(run),
-        ]
-    )
+    (model / "model.json").write_text(json.dumps(meta))
+    output = _run_hybrid(model, tmp_path / "run")
     assert "records no readable STDB history" in output
-    assert "fine_tuning" not in json.loads((run / "results.json").read_text())
+    assert "fine_tuning" not in json.loads((tmp_path / "run" / "results.json").read_text())
 
 
 def test_stdb_options_of_train_are_refused_where_they_cannot_apply(tmp_path: Path) -> None:
