@@ -359,6 +359,10 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
             if config.distill_weight and config.distill_temperature != 2.0
             else "",
             "" if config.train_readout_scale else "-fixed-readout",
+            f"-time{config.time_loss_weight:g}"
+            if config.time_loss_weight != STDBConfig.time_loss_weight
+            else "",
+            f"-lr{config.lr:g}" if config.lr != 1e-3 else "",
             "" if args.bias == "spread" else f"-bias-{args.bias}",
         )
     )
@@ -487,6 +491,12 @@ def main() -> int:
         help="only merge the hybrid.json / hybrid.meta.json of runs written with --out DIR",
     )
     parser.add_argument("--lr", type=float, default=1e-3, help="STDB peak learning rate")
+    parser.add_argument(
+        "--time-loss-weight",
+        type=float,
+        default=STDBConfig.time_loss_weight,
+        help="STDB: weight of the output spike-time term of the loss",
+    )
     parser.add_argument("--limit", type=int, default=None, help="test images (default: all)")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument(
@@ -509,6 +519,7 @@ def main() -> int:
     config = STDBConfig(
         epochs=args.epochs,
         lr=args.lr,
+        time_loss_weight=args.time_loss_weight,
         patience=args.patience,
         train_leak=args.train_leak,
         shift=args.shift,
