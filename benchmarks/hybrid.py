@@ -363,6 +363,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
             if config.time_loss_weight != STDBConfig.time_loss_weight
             else "",
             f"-lr{config.lr:g}" if config.lr != 1e-3 else "",
+            f"-seed{config.seed}" if config.seed else "",
             "" if args.bias == "spread" else f"-bias-{args.bias}",
         )
     )
@@ -491,6 +492,7 @@ def main() -> int:
         help="only merge the hybrid.json / hybrid.meta.json of runs written with --out DIR",
     )
     parser.add_argument("--lr", type=float, default=1e-3, help="STDB peak learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="STDB seed (batch order, shifts)")
     parser.add_argument(
         "--time-loss-weight",
         type=float,
@@ -521,6 +523,7 @@ def main() -> int:
         lr=args.lr,
         time_loss_weight=args.time_loss_weight,
         patience=args.patience,
+        seed=args.seed,
         train_leak=args.train_leak,
         shift=args.shift,
         flip=args.flip,
@@ -561,6 +564,7 @@ def main() -> int:
         "legacy_threshold_grid": list(INIT_GRID),
         "legacy_threshold_chosen_on": f"{INIT_VALIDATION} of {HELD_OUT} held-out training images",
         "load_average": os.getloadavg(),
+        "bias": args.bias,
         "stdb_budget": {
             "samples": args.samples,
             "epochs": args.epochs,
