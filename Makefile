@@ -55,15 +55,27 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rate.py --label peers --variants plain --peers spikingjelly-rate \
 		--test-limit 10000 --only convnet-bn
 	$(BIN)/python benchmarks/rate.py --label peers --merge
-	$(BIN)/python benchmarks/hybrid.py --threads 1 --only mnist --samples 55000 --epochs 15 \
-		--patience 3 --train-leak --per-layer --out runs/bench-hybrid/mnist
-	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --samples 55000 --epochs 10 \
-		--patience 10 --train-leak --per-layer --out runs/bench-hybrid/fashion-mnist
+	for d in mnist fashion-mnist; do $(BIN)/python benchmarks/hybrid.py --threads 1 --only $$d \
+		--samples 55000 --epochs 12 --patience 12 --train-leak --shift 1 --distill 1 \
+		--bias first_step --per-layer --out runs/bench-hybrid/$$d || exit 1; done
 	$(BIN)/python benchmarks/hybrid.py --merge runs/bench-hybrid/mnist runs/bench-hybrid/fashion-mnist
 	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --steps 5 --samples 55000 \
+		--epochs 12 --patience 12 --train-leak --shift 1 --flip --distill 1 --bias first_step \
+		--out runs/bench-hybrid/fashion-mnist-flip
+	for e in json md meta.json png; do cp runs/bench-hybrid/fashion-mnist-flip/hybrid.$$e \
+		benchmarks/results/hybrid-fashion-mnist-flip.$$e || exit 1; done
+	$(BIN)/python benchmarks/hybrid.py --threads 1 --only mnist --samples 55000 --epochs 15 \
+		--patience 3 --train-leak --per-layer --out runs/bench-hybrid/mnist-labels
+	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --samples 55000 --epochs 10 \
+		--patience 10 --train-leak --per-layer --out runs/bench-hybrid/fashion-mnist-labels
+	$(BIN)/python benchmarks/hybrid.py --merge runs/bench-hybrid/mnist-labels \
+		runs/bench-hybrid/fashion-mnist-labels --out runs/bench-hybrid/labels
+	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --steps 5 --samples 55000 \
 		--epochs 10 --patience 10 --train-leak --shift 1 --out runs/bench-hybrid/fashion-mnist-shift1
-	for e in json md meta.json; do cp runs/bench-hybrid/fashion-mnist-shift1/hybrid.$$e \
-		benchmarks/results/hybrid-fashion-mnist-shift1.$$e || exit 1; done
+	for e in json md meta.json png; do \
+		cp runs/bench-hybrid/labels/hybrid.$$e benchmarks/results/hybrid-labels.$$e || exit 1; \
+		cp runs/bench-hybrid/fashion-mnist-shift1/hybrid.$$e \
+			benchmarks/results/hybrid-fashion-mnist-shift1.$$e || exit 1; done
 	$(BIN)/python benchmarks/hybrid_speed.py --threads 1
 	$(BIN)/python benchmarks/quartz.py --threads 1
 	$(BIN)/python benchmarks/hardware.py

@@ -17,7 +17,7 @@ For each dataset the BN ConvNet that ``benchmarks/rate.py`` trains on 55,000 tra
   epoch on ``--val-limit`` held-out training images, early stopping with ``--patience``
   (the best epoch's parameters are kept), ``--train-leak`` training the leak too, and scored
   on the full test set again. Checkpoints go to ``runs/bench-hybrid/`` (an interrupted run
-  resumes), the fine-tuned networks to ``benchmarks/models/<dataset>-convnet-bn-hybrid-T<T>/``.
+  resumes), the fine-tuned networks to ``benchmarks/models/<dataset>-convnet-bn-hybrid-T<T>*/``.
 - Energy (45 nm, compute only) two ways: every operation onespike counts (MACs, accumulates,
   bias adds, neuron updates) and MACs plus accumulates only.
 
@@ -28,10 +28,16 @@ Writes ``benchmarks/results/hybrid.json`` (one row per dataset, T and before/aft
 ``hybrid.png`` (converted accuracy against T, STDB validation accuracy after every epoch).
 
 The conversion is calibrated per channel (``HybridConfig``'s default); ``--per-layer`` also
-sweeps the per-layer rule. STDB trains the readout temperature (``--fixed-readout``: not)
-and, with ``--shift N``, on images shifted by up to N pixels. Runs of one dataset each can go
-side by side into separate ``--out`` directories; ``--merge DIR DIR`` then writes the
-combined results (``make bench`` does so).
+sweeps the per-layer rule; ``--bias first_step`` converts the fine-tuned network with the
+bias at step 0 only (the sweep keeps the default). STDB trains the readout temperature
+(``--fixed-readout``: not); ``--shift N`` trains on images shifted by up to N pixels,
+``--flip`` on images mirrored at random, ``--distill W`` adds the distillation term from the
+ANN with weight W (``--distill-temperature``); ``--lr``, ``--time-loss-weight`` and
+``--seed`` set the rest. A run with other STDB options keeps its own checkpoints and saved
+networks. Runs of one dataset each can go side by side into separate ``--out`` directories;
+``--merge DIR DIR`` then writes the combined results (``make bench`` does so: the main
+results with shifts, distillation and the bias at step 0; ``hybrid-labels.*`` with labels
+alone and the bias spread; ``hybrid-fashion-mnist-*.*`` variants).
 
 ``--quick`` (CI-sized) runs on the one-epoch ConvNets of ``rate.py --quick`` (trained here if
 missing), T in 2 and 5, 500 validation and 200 test images, STDB for 1 epoch on 500 images, and
