@@ -40,7 +40,10 @@ The second term is the cross-entropy of a softmax over negative spike times (Mos
 it rewards an early spike of the right class and late or no spikes of the others.
 With ``train_readout_scale`` (default) the membrane term sees ``s * V``, ``s`` a trained
 positive temperature starting at the output population's normalisation scale (the ANN's
-logit units); it changes no prediction and is not part of the saved network.
+logit units); it changes no prediction and is not part of the saved network. With
+``distill_weight = W > 0`` and a teacher (onespike's addition) the loss gains
+``W * tau**2 * KL(softmax(z / tau) || softmax(s V / tau))``, ``z`` the teacher's logits of
+the same batch (:func:`distillation_loss`).
 
 **Trained parameters.** The weight of every Linear/Conv2d inside a projection (one tensor per
 layer, shared where two projections share a layer), every bias, and one threshold per
@@ -152,10 +155,11 @@ class STDBConfig:
         flip: data augmentation: mirror every training image left to right with probability
             one half (:func:`onespike.data.random_flip`, after the shift); for classes that
             are mirror-symmetric (clothing, objects), not for digits.
-        distill_weight: weight of the distillation term, ``>= 0``: the cross-entropy between
-            the softened class probabilities of a teacher (the ANN the network was converted
-            from, passed to :func:`finetune_stdb`) and those of the network's readout, on the
-            same (augmented) images; 0 (default) trains on the labels alone.
+        distill_weight: weight of the distillation term, ``>= 0``: the KL divergence of the
+            network readout's softened class probabilities from a teacher's (the ANN the
+            network was converted from, passed to :func:`finetune_stdb`), on the same
+            (augmented) images (:func:`distillation_loss`); 0 (default) trains on the labels
+            alone.
         distill_temperature: the softening temperature ``tau`` of both distributions, ``> 0``;
             the term is scaled by ``tau ** 2`` so its gradient keeps its size as ``tau`` grows.
     """
@@ -538,11 +542,14 @@ def _augmentation(config: STDBConfig, data: Dataset) -> Augment | None:
         return None
     shape = tuple(data.images.shape[1:])
     if len(shape) < 2 or config.shift >= min(shape[-2:]):
-        what = f"shift={config.shift}" if config.shift else "flip=True"
+        what = (
+            f"shift={config.shift} needs images larger than the shift"
+            if config.shift
+            else "flip=True needs images"
+        )
         raise ConfigError(
-            f"STDBConfig.{what} needs images larger than the shift, shaped (C, H, W); the "
-            f"training samples have shape {shape}; use image data, a smaller shift, or no "
-            "augmentation"
+            f"STDBConfig.{what}, shaped (C, H, W); the training samples have shape {shape}; "
+            "use image data, a smaller shift, or no augmentation"
         )
 
     def augment(images: Tensor, generator: torch.Generator) -> Tensor:
