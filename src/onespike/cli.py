@@ -63,6 +63,7 @@ from onespike.network import SpikingNetwork
 from onespike.normalize import normalize
 from onespike.optimize import optimize_for_ttfs, restore_ttfs_aware, save_ttfs_aware
 from onespike.report import (
+    fine_tuning_problems,
     record_path,
     run_name,
     save_run_record,
@@ -1975,24 +1976,7 @@ def _fine_tuning_record(meta: dict[str, Any]) -> dict[str, Any] | None:
     a warning) where model.json holds no readable history."""
     extra = meta.get("extra") or {}
     info = extra.get("hybrid") if isinstance(extra, dict) else None
-    history = info.get("history") if isinstance(info, dict) else None
-
-    def number(value: Any) -> bool:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-
-    if (
-        not isinstance(info, dict)
-        or not isinstance(history, list)
-        or not history
-        or not all(
-            isinstance(h, dict)
-            and number(h.get("epoch"))
-            and number(h.get("loss"))
-            and number(h.get("train_accuracy"))
-            and (h.get("val_accuracy") is None or number(h.get("val_accuracy")))
-            for h in history
-        )
-    ):
+    if not isinstance(info, dict) or fine_tuning_problems(info):
         _note(
             "warning: model.json records no readable STDB history (per-epoch loss and "
             "accuracy), so the report draws no fine-tuning curve; fine-tune again with "
@@ -2011,7 +1995,7 @@ def _fine_tuning_record(meta: dict[str, Any]) -> dict[str, Any] | None:
         "best_epoch": info.get("best_epoch"),
         "options": {k: stdb[k] for k in ("epochs", "lr", "patience", "shift", "flip") if k in stdb}
         | ({"distill_weight": stdb["distill_weight"]} if stdb.get("distill_weight") else {}),
-        "history": [{k: h.get(k) for k in keep} for h in history],
+        "history": [{k: h.get(k) for k in keep} for h in info["history"]],
     }
 
 

@@ -74,6 +74,7 @@ __all__ = [
     "RASTER_STEPS",
     "RECORD_FORMAT",
     "RECORD_VERSION",
+    "fine_tuning_problems",
     "load_records",
     "record_path",
     "run_name",
@@ -369,7 +370,7 @@ def _check_record(data: Any, path: Path, run_dir: Path) -> dict[str, Any]:
         *(() if isinstance(data.get("energy"), dict) else ("'energy' is not an object",)),
     ]
     if isinstance(summary, dict) and "fine_tuning" in summary:
-        problems += _fine_tuning_problems(summary["fine_tuning"])
+        problems += fine_tuning_problems(summary["fine_tuning"])
     acc = data.get("accuracy_by_steps")
     if acc is not None and not (
         isinstance(acc, list) and all(isinstance(a, int | float) for a in acc)
@@ -380,10 +381,11 @@ def _check_record(data: Any, path: Path, run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def _fine_tuning_problems(curve: Any) -> list[str]:
-    """What is wrong with a record's ``summary.fine_tuning`` (the STDB run of a fine-tuned
-    hybrid model: ``history``, a list of per-epoch ``epoch``, ``loss``, ``train_accuracy`` and
-    ``val_accuracy`` or null)."""
+def fine_tuning_problems(curve: Any) -> list[str]:
+    """What is wrong with the record of a fine-tuning run (a run record's
+    ``summary.fine_tuning``, or ``model.json``'s ``extra.hybrid``): its ``history`` must be a
+    non-empty list of per-epoch ``epoch``, ``loss``, ``train_accuracy`` (numbers) and
+    ``val_accuracy`` (a number or null); ``[]`` when nothing is."""
 
     def number(value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
