@@ -62,8 +62,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --steps 5 --samples 55000 \
 		--epochs 12 --patience 12 --train-leak --shift 1 --flip --distill 1 --bias first_step \
 		--out runs/bench-hybrid/fashion-mnist-flip
-	for e in json md meta.json png; do cp runs/bench-hybrid/fashion-mnist-flip/hybrid.$$e \
-		benchmarks/results/hybrid-fashion-mnist-flip.$$e || exit 1; done
+	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --steps 5 --samples 55000 \
+		--epochs 12 --patience 12 --train-leak --shift 1 --distill 1 --bias first_step --seed 1 \
+		--out runs/bench-hybrid/fashion-mnist-seed1
+	for v in flip seed1; do for e in json md meta.json png; do \
+		cp runs/bench-hybrid/fashion-mnist-$$v/hybrid.$$e \
+			benchmarks/results/hybrid-fashion-mnist-$$v.$$e || exit 1; done; done
 	$(BIN)/python benchmarks/hybrid.py --threads 1 --only mnist --samples 55000 --epochs 15 \
 		--patience 3 --train-leak --per-layer --out runs/bench-hybrid/mnist-labels
 	$(BIN)/python benchmarks/hybrid.py --threads 1 --only fashion-mnist --samples 55000 --epochs 10 \

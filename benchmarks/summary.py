@@ -49,6 +49,11 @@ BENCHMARKS = (
         "Single-spike hybrid, Fashion-MNIST, the main recipe with mirroring",
         "hybrid.py",
     ),
+    (
+        "hybrid-fashion-mnist-seed1",
+        "Single-spike hybrid, Fashion-MNIST, the main recipe with another seed",
+        "hybrid.py",
+    ),
     ("quartz", "Quartz's MNIST table reproduced (t_max = 16)", "quartz.py"),
     ("hardware", "Hardware models", "hardware.py"),
     (
@@ -62,7 +67,12 @@ BENCHMARKS = (
     ("speed", "Simulator speed against the ANN, a plain-torch floor and the peers", "speed.py"),
 )
 # Variants of a benchmark that only ``make bench`` runs: a quick page leaves them out.
-FULL_ONLY = ("hybrid-labels", "hybrid-fashion-mnist-shift1", "hybrid-fashion-mnist-flip")
+FULL_ONLY = (
+    "hybrid-labels",
+    "hybrid-fashion-mnist-shift1",
+    "hybrid-fashion-mnist-flip",
+    "hybrid-fashion-mnist-seed1",
+)
 # Accuracy within this many points of the ANN selects a row for the comparison.
 WITHIN_POINTS = 1.0
 
