@@ -351,7 +351,7 @@ def test_a_fine_tuned_model_without_a_readable_curve_runs_with_a_warning(tmp_pat
     meta["description_sha256"] = description_sha256(meta)
     (model / "model.json").write_text(json.dumps(meta))
     output = _run_hybrid(model, tmp_path / "run")
-    assert "records no readable STDB history" in output
+    assert "STDB history (per-epoch loss and accuracy) is unreadable" in output
     assert "fine_tuning" not in json.loads((tmp_path / "run" / "results.json").read_text())
 
 
@@ -384,3 +384,37 @@ def test_stdb_options_of_train_are_refused_where_they_cannot_apply(tmp_path: Pat
     )
     assert result.exit_code == 2
     assert "--finetune-patience stops on the model's held-out images" in result.output
+
+
+def test_report_draws_the_curve_of_a_ttfs_aware_model(tmp_path: Path) -> None:
+    data = ["--dataset", "digits", "--out", str(tmp_path)]
+    _invoke(["train", *data, "--model", "mlp", "--epochs", "1"])
+    model = str(tmp_path / "model")
+    _invoke(["train", *data, "--model-file", model, "--ttfs-aware", "--steps", "4"])
+    saved = json.loads((tmp_path / "model-ttfs" / "model.json").read_text())["extra"]
+    info = saved["ttfs_aware"]
+    assert info["validation_images"] == _held_out_size(tmp_path) > 0
+    history = info["history"]
+    assert len(history) == 3  # --finetune-epochs' default
+    assert all(0.0 <= h["val_accuracy"] <= 1.0 for h in history)
+    run = tmp_path / "run"
+    _invoke(
+        [
+            *("run", "--dataset", "digits", "--model-file", str(tmp_path / "model-ttfs")),
+            *("--method", "ttfs", "--limit", "40", "--check-samples", "2", "--out", str(run)),
+        ]
+    )
+    curve = json.loads((run / "results.json").read_text())["fine_tuning"]
+    assert curve["method"] == "TTFS-aware"
+    assert [h["val_accuracy"] for h in curve["history"]] == [h["val_accuracy"] for h in history]
+    page = write_report(run).read_text()
+    table = page.split('id="fine-tuning"')[1].split("<h2")[0]
+    assert table.count("<tr>") == 1 + len(history)
+    for h in history:
+        assert f"{100 * h['val_accuracy']:.2f} %" in table
+
+
+def _held_out_size(directory: Path) -> int:
+    """How many training images ``onespike train --out directory`` held out."""
+    meta = json.loads((directory / "model" / "model.json").read_text())
+    return int(meta["extra"]["validation"]["size"])

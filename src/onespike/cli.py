@@ -1118,7 +1118,14 @@ def train_command(
     if not ttfs_aware:
         return
     assert steps is not None
-    _note(f"TTFS-aware fine-tuning for T={steps}, {finetune_epochs} epochs")
+    _note(
+        f"TTFS-aware fine-tuning for T={steps}, {finetune_epochs} epochs"
+        + (
+            f"; scored every epoch on the model's {len(held_out)} held-out images"
+            if held_out is not None
+            else ""
+        )
+    )
     result = optimize_for_ttfs(
         model,
         train_ds,
@@ -1128,9 +1135,24 @@ def train_command(
         batch_size=batch_size,
         seed=seed,
         checkpoint_dir=out / "ttfs-checkpoints",
+        val_data=held_out,
+        progress=not _RUNTIME.quiet,
     )
     tuned_accuracy = evaluate(result.net, test_ds)
-    save_ttfs_aware(out / "model-ttfs", result.net, spec, dataset=dataset, accuracy=tuned_accuracy)
+    training = {
+        "history": result.history.history,  # loss, training and held-out accuracy per epoch
+        "validation_images": 0 if held_out is None else len(held_out),
+        "epochs": finetune_epochs,
+        "lr": finetune_lr,
+    }
+    save_ttfs_aware(
+        out / "model-ttfs",
+        result.net,
+        spec,
+        dataset=dataset,
+        accuracy=tuned_accuracy,
+        training=training,
+    )
     _note(
         f"saved {out / 'model-ttfs'}: test accuracy {accuracy:.4f} (float ANN) -> "
         f"{tuned_accuracy:.4f} (exact T={steps} function, which its TTFS network computes)"
@@ -1943,6 +1965,9 @@ def _evaluation_network(
         graph = aware.to_graph(train_ds.images[:2])
         if measure_finetuned:
             extras["finetuned_ann_accuracy"] = evaluate(aware, test_ds)
+        curve = _fine_tuning_record(meta, "ttfs_aware")
+        if curve is not None:
+            extras["fine_tuning"] = curve
     else:
         graph = _calibrated_graph(model, train_ds, percentile=percentile)
         if choose_steps is not None:
@@ -1964,30 +1989,35 @@ def _evaluation_network(
         _note(f"warning: network fine-tuned for T={tuned.config.steps}, run at T={run_steps}")
     hybrid = replace(tuned.config, steps=run_steps, readout=readout)  # type: ignore[arg-type]
     extras["finetuned"] = True
-    curve = _fine_tuning_record(meta)
+    curve = _fine_tuning_record(meta, "hybrid")
     if curve is not None:
         extras["fine_tuning"] = curve
     return replace(tuned, config=hybrid), graph, run_steps, extras
 
 
-def _fine_tuning_record(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The STDB run that made a fine-tuned hybrid model (``model.json``'s ``extra.hybrid``),
-    with its per-epoch history, for the run's record and the report's curve; ``None`` (with
-    a warning) where model.json holds no readable history."""
+def _fine_tuning_record(meta: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The fine-tuning run that made a model (``model.json``'s ``extra.hybrid``: STDB, or
+    ``extra.ttfs_aware``: TTFS-aware), with its per-epoch history, for the run's record and
+    the report's curve; ``None`` where model.json records no history (a model saved before
+    onespike recorded it), with a warning where the one it records is unreadable."""
     extra = meta.get("extra") or {}
-    info = extra.get("hybrid") if isinstance(extra, dict) else None
-    if not isinstance(info, dict) or fine_tuning_problems(info):
+    info = extra.get(kind) if isinstance(extra, dict) else None
+    if not isinstance(info, dict) or "history" not in info:
+        return None
+    how = "STDB" if kind == "hybrid" else "TTFS-aware"
+    if fine_tuning_problems(info):
+        command = "--method hybrid" if kind == "hybrid" else "--ttfs-aware --steps T"
         _note(
-            "warning: model.json records no readable STDB history (per-epoch loss and "
-            "accuracy), so the report draws no fine-tuning curve; fine-tune again with "
-            "onespike train --method hybrid to record one"
+            f"warning: model.json's {how} history (per-epoch loss and accuracy) is unreadable, "
+            f"so the report draws no fine-tuning curve; fine-tune again with onespike train "
+            f"{command} to record one"
         )
         return None
     keep = ("epoch", "loss", "train_accuracy", "val_accuracy", "seconds")
-    found = info.get("stdb")
+    found = info.get("stdb", info)  # STDB keeps its options apart, TTFS-aware beside them
     stdb: dict[str, Any] = found if isinstance(found, dict) else {}
     return {
-        "method": "STDB",
+        "method": how,
         "steps": info.get("steps"),
         "samples": info.get("samples"),
         "validation_images": info.get("validation_images", 0),

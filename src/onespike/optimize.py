@@ -334,6 +334,7 @@ def optimize_for_ttfs(
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
+    val_data: Dataset | None = None,
 ) -> TTFSAwareResult:
     """Fine-tune ``model`` through the exact function of its T-step TTFS conversion.
 
@@ -349,6 +350,8 @@ def optimize_for_ttfs(
         seed: shuffling and dropout seed.
         checkpoint_dir: where to keep resumable per-epoch checkpoints.
         progress: show progress bars.
+        val_data: if given, the exact T-step function's accuracy on it is recorded after
+            every epoch (``history``'s ``val_accuracy``).
 
     Returns:
         The fine-tuned network (convert it with ``result.net.to_graph(x)``) and its history.
@@ -356,7 +359,9 @@ def optimize_for_ttfs(
     calibration = data.images[:calibration_samples].split(500)
     net = prepare_ttfs_aware(model, calibration, steps=steps, percentile=percentile)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    history = train(net, data, config, checkpoint_dir=checkpoint_dir, progress=progress)
+    history = train(
+        net, data, config, val_ds=val_data, checkpoint_dir=checkpoint_dir, progress=progress
+    )
     net.eval()
     return TTFSAwareResult(net, history)
 
@@ -368,12 +373,15 @@ def save_ttfs_aware(
     *,
     dataset: str,
     accuracy: float | None = None,
+    training: dict[str, Any] | None = None,
 ) -> Path:
     """Save a fine-tuned network as its plain architecture plus the learned scales.
 
     The weights go to ``model.safetensors`` in the layout of ``spec``'s architecture (so any
     onespike tool loads them); ``model.json`` keeps ``extra.ttfs_aware`` = ``steps``,
-    per-activation ``scales`` and ``output_scale``, which :func:`restore_ttfs_aware` reads.
+    per-activation ``scales`` and ``output_scale``, which :func:`restore_ttfs_aware` reads,
+    and the entries of ``training`` (e.g. the per-epoch ``history``, which ``onespike
+    report`` draws).
 
     Returns:
         The model directory.
@@ -386,7 +394,12 @@ def save_ttfs_aware(
         if key.rpartition(".")[0] not in quantised
     }
     plain.load_state_dict(state)
-    info = {"steps": net.steps, "scales": net.scales(), "output_scale": float(net.output_scale)}
+    info = {
+        **(training or {}),
+        "steps": net.steps,
+        "scales": net.scales(),
+        "output_scale": float(net.output_scale),
+    }
     return save_model(
         directory, plain, spec, dataset=dataset, accuracy=accuracy, extra={"ttfs_aware": info}
     )

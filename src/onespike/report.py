@@ -383,7 +383,8 @@ def _check_record(data: Any, path: Path, run_dir: Path) -> dict[str, Any]:
 
 def fine_tuning_problems(curve: Any) -> list[str]:
     """What is wrong with the record of a fine-tuning run (a run record's
-    ``summary.fine_tuning``, or ``model.json``'s ``extra.hybrid``): its ``history`` must be a
+    ``summary.fine_tuning``, or ``model.json``'s ``extra.hybrid`` / ``extra.ttfs_aware``):
+    its ``history`` must be a
     non-empty list of per-epoch ``epoch``, ``loss``, ``train_accuracy`` (numbers) and
     ``val_accuracy`` (a number or null); ``[]`` when nothing is."""
 
@@ -781,7 +782,7 @@ def _figure_cost(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
 
 
 def _fine_tuned(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of fine-tuned networks whose record carries the training curve."""
+    """The records of fine-tuned networks (STDB or TTFS-aware) that carry the training curve."""
     return [r for r in records if isinstance(r["summary"].get("fine_tuning"), dict)]
 
 
@@ -796,7 +797,7 @@ def _figure_fine_tuning(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
         history = curve["history"]
         epochs = [int(h["epoch"]) for h in history]
         color = _color(record, records)
-        name = _label(record) if len(tuned) > 1 else "STDB"
+        name = _label(record) if len(tuned) > 1 else str(curve.get("method", "fine-tuning"))
         left.plot(
             epochs,
             [100 * float(h["train_accuracy"]) for h in history],
@@ -828,16 +829,16 @@ def _figure_fine_tuning(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
                 marker="s",
                 color=color,
                 linestyle="",
-                label=f"{name}: converted, before STDB (test)",
+                label=f"{name}: converted, before fine-tuning (test)",
             )
         right.plot(epochs, [float(h["loss"]) for h in history], color=color, marker=".", label=name)
     left.set_xlabel("epoch (0: the converted network)")
     left.set_ylabel("accuracy (%)")
-    left.set_title("Accuracy after every STDB epoch (star: the epoch kept)", fontsize=10)
+    left.set_title("Accuracy after every fine-tuning epoch (star: the epoch kept)", fontsize=10)
     left.legend(fontsize=8, loc="best")
     right.set_xlabel("epoch")
     right.set_ylabel("mean training loss")
-    right.set_title("STDB loss per epoch")
+    right.set_title("Fine-tuning loss per epoch")
     right.legend(fontsize=8)
     for ax in (left, right):
         ax.grid(True, alpha=0.3)
@@ -1203,15 +1204,17 @@ def write_report(
         sections.append(
             _Section(
                 "fine-tuning",
-                "STDB fine-tuning, epoch by epoch",
-                "The training that made each fine-tuned hybrid network (<code>onespike train "
-                "--method hybrid</code>, read from its model.json): after every epoch, the "
-                "accuracy on the training images as they were fed (with any augmentation; "
-                "dotted) and on the images the model was trained without (its held-out split; "
-                "solid), and the mean loss. The square at epoch 0 is the converted network on "
-                "the test set, before fine-tuning; with early stopping the star marks the "
-                "epoch whose network was kept (otherwise the last one is). The summary's test "
-                "accuracy is that network's.",
+                "Fine-tuning, epoch by epoch",
+                "The training that made each fine-tuned model, read from its model.json: STDB "
+                "of a hybrid network (<code>onespike train --method hybrid</code>) or "
+                "TTFS-aware fine-tuning through the exact T-step function (<code>onespike "
+                "train --ttfs-aware</code>). After every epoch, the accuracy on the training "
+                "images as they were fed (with any augmentation; dotted) and on the images the "
+                "model was trained without (its held-out split; solid), and the mean loss. "
+                "For STDB the square at epoch 0 is the converted network on the test set, "
+                "before fine-tuning, and with early stopping the star marks the epoch whose "
+                "network was kept (otherwise the last one is). The summary's test accuracy is "
+                "that network's.",
                 _png(plt, _figure_fine_tuning(plt, records)),
                 _fine_tuning_table(records),
             )
