@@ -384,9 +384,9 @@ def _check_record(data: Any, path: Path, run_dir: Path) -> dict[str, Any]:
 def fine_tuning_problems(curve: Any) -> list[str]:
     """What is wrong with the record of a fine-tuning run (a run record's
     ``summary.fine_tuning``, or ``model.json``'s ``extra.hybrid`` / ``extra.ttfs_aware``):
-    its ``history`` must be a
-    non-empty list of per-epoch ``epoch``, ``loss``, ``train_accuracy`` (numbers) and
-    ``val_accuracy`` (a number or null); ``[]`` when nothing is."""
+    its ``history`` must be a non-empty list of per-epoch ``epoch``, ``loss``,
+    ``train_accuracy`` (numbers) and ``val_accuracy`` (a number or null); ``[]`` when
+    nothing is."""
 
     def number(value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
@@ -792,6 +792,7 @@ def _figure_fine_tuning(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
 
     tuned = _fine_tuned(records)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.4))
+    converted_drawn = False
     for record in tuned:
         curve = record["summary"]["fine_tuning"]
         history = curve["history"]
@@ -806,23 +807,25 @@ def _figure_fine_tuning(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
             marker=".",
             label=f"{name}: training images",
         )
-        held = [(e, h["val_accuracy"]) for e, h in zip(epochs, history, strict=True)]
-        held = [(e, 100 * float(v)) for e, v in held if v is not None]
+        held = {
+            e: 100 * float(h["val_accuracy"])
+            for e, h in zip(epochs, history, strict=True)
+            if h["val_accuracy"] is not None
+        }
         if held:
             left.plot(
-                [e for e, _ in held],
-                [v for _, v in held],
+                list(held),
+                list(held.values()),
                 color=color,
                 marker="o",
                 label=f"{name}: held-out images ({curve.get('validation_images')})",
             )
         best = curve.get("best_epoch")
-        if isinstance(best, int) and held and best in dict(held):
-            left.plot(
-                [best], [dict(held)[best]], marker="*", markersize=14, color=color, linestyle=""
-            )
+        if isinstance(best, int) and best in held:
+            left.plot([best], [held[best]], marker="*", markersize=14, color=color, linestyle="")
         converted = curve.get("converted_snn_accuracy")
         if isinstance(converted, int | float):
+            converted_drawn = True
             left.plot(
                 [0],
                 [100 * float(converted)],
@@ -832,7 +835,7 @@ def _figure_fine_tuning(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
                 label=f"{name}: converted, before fine-tuning (test)",
             )
         right.plot(epochs, [float(h["loss"]) for h in history], color=color, marker=".", label=name)
-    left.set_xlabel("epoch (0: the converted network)")
+    left.set_xlabel("epoch (0: the converted network)" if converted_drawn else "epoch")
     left.set_ylabel("accuracy (%)")
     left.set_title("Accuracy after every fine-tuning epoch (star: the epoch kept)", fontsize=10)
     left.legend(fontsize=8, loc="best")
