@@ -93,6 +93,7 @@ LEGACY: dict[str, Any] = {"input_code": "ttfs", "bias": "every_step"}
 """The conversion before calibration: the image twice, the bias at every step."""
 CALIBRATION_IMAGES = 256  # training images that set the calibrated thresholds
 QUICK_TRAIN = 6000  # rate.py --quick: its ConvNets train 1 epoch on the first 6,000 images
+STDB_LR = 1e-3  # --lr's default, the peak learning rate of every STDB run here
 
 
 def calibration_images(images: torch.Tensor, quick: bool) -> torch.Tensor:
@@ -369,13 +370,14 @@ def run_dataset(dataset: str, args: argparse.Namespace, config: STDBConfig) -> l
             "-flip" if config.flip else "",
             f"-distill{config.distill_weight:g}" if config.distill_weight else "",
             f"-tau{config.distill_temperature:g}"
-            if config.distill_weight and config.distill_temperature != 2.0
+            if config.distill_weight
+            and config.distill_temperature != STDBConfig.distill_temperature
             else "",
             "" if config.train_readout_scale else "-fixed-readout",
             f"-time{config.time_loss_weight:g}"
             if config.time_loss_weight != STDBConfig.time_loss_weight
             else "",
-            f"-lr{config.lr:g}" if config.lr != 1e-3 else "",
+            f"-lr{config.lr:g}" if config.lr != STDB_LR else "",
             f"-seed{config.seed}" if config.seed else "",
             "" if args.bias == "spread" else f"-bias-{args.bias}",
         )
@@ -475,7 +477,10 @@ def main() -> int:
         help="STDB: weight of the distillation term from the ANN (0: labels only)",
     )
     parser.add_argument(
-        "--distill-temperature", type=float, default=2.0, help="its softening temperature"
+        "--distill-temperature",
+        type=float,
+        default=STDBConfig.distill_temperature,
+        help="its softening temperature",
     )
     parser.add_argument(
         "--bias",
@@ -504,7 +509,7 @@ def main() -> int:
         metavar="DIR",
         help="only merge the hybrid.json / hybrid.meta.json of runs written with --out DIR",
     )
-    parser.add_argument("--lr", type=float, default=1e-3, help="STDB peak learning rate")
+    parser.add_argument("--lr", type=float, default=STDB_LR, help="STDB peak learning rate")
     parser.add_argument("--seed", type=int, default=0, help="STDB seed (batch order, shifts)")
     parser.add_argument(
         "--time-loss-weight",
