@@ -838,17 +838,22 @@ def _figure_fine_tuning(plt: Any, records: Sequence[dict[str, Any]]) -> Figure:
     left.set_xlabel("epoch (0: the converted network)" if converted_drawn else "epoch")
     left.set_ylabel("accuracy (%)")
     left.set_title("Accuracy after every fine-tuning epoch (star: the epoch kept)", fontsize=10)
-    left.legend(fontsize=8, loc="best")
     right.set_xlabel("epoch")
     right.set_ylabel("mean training loss")
-    right.set_title("Fine-tuning loss per epoch")
-    right.legend(fontsize=8)
+    right.set_title("Fine-tuning loss per epoch (colours as on the left)")
     for ax in (left, right):
         ax.grid(True, alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(tuned) == 1:
         fig.suptitle(_label(tuned[0]), fontsize=9)
-    fig.tight_layout()
+    # one legend under both panels: run labels are long, and inside an axis they cover it
+    handles, labels = left.get_legend_handles_labels()
+    columns = 1 if len(tuned) > 1 else len(labels)
+    rows = -(-len(labels) // columns)
+    legend_inches = 0.25 * rows + 0.15
+    fig.set_size_inches(10.5, 4.4 + legend_inches)
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0.0, legend_inches / (4.4 + legend_inches), 1.0, 1.0))
     return fig
 
 
